@@ -1,0 +1,35 @@
+# The two commands a newcomer runs (see README.md):
+#   make demo   the whole pipeline on the bundled sample study -> out/demo/
+#   make test   lint + the test suite
+# Both create .venv/ on first use with the pinned, known-good stack (requirements/).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+OUT    ?= out/demo
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements/constraints.txt requirements/venv.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -c requirements/constraints.txt -r requirements/venv.txt
+	@# pyradiomics 3.0.1 builds only against the numpy/versioneer already installed (its 3.1.0 sdist is broken)
+	$(PIP) install --no-build-isolation -c requirements/constraints.txt pyradiomics==3.0.1
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/virtualbiopsy demo --out $(OUT)
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) out build

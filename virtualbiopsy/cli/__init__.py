@@ -1,0 +1,1 @@
+"""The ``virtualbiopsy`` command line: one sub-command per pipeline step, plus ``demo``."""

@@ -1,0 +1,157 @@
+"""The whole pipeline on the bundled sample study: what ``virtualbiopsy demo`` runs.
+
+Steps (each existing module's logic on real MRML nodes): generate and write the sample study,
+load it into a fresh scene through storage nodes, tabulate segment volumes (NeuroblastomaSeg),
+T2w statistics per tissue (RadiomicsBiomarkers), fit the ADC map (FitClusterFit), join the
+per-tissue tables (OutcomePredictor), then write figures, CSV tables, an HTML report and the
+scene bundle ``scene.mrb``. Later issues add their steps here.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from virtualbiopsy import __version__
+from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
+from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
+from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
+from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
+from virtualbiopsy.mrml import MRMLContext, arrays, io
+from virtualbiopsy.phantom import generate_study
+from virtualbiopsy.phantom.tissues import TISSUES
+from virtualbiopsy.report import figures
+from virtualbiopsy.report.html import Report
+from virtualbiopsy.sample_study import load_study, write_study
+from virtualbiopsy.progress import as_task
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    scene: Path
+    report: Path
+    tables: dict[str, Path] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    context: MRMLContext | None = None
+
+
+def adc_by_tissue(adc: np.ndarray, labels: np.ndarray) -> dict[str, list]:
+    """Fitted ADC per tissue over its interior (one-voxel erosion keeps partial volume out)."""
+    table: dict[str, list] = {k: [] for k in ("segment", "voxels", "adc_mean", "adc_sd", "adc_true", "bias_percent")}
+    for t in TISSUES[1:]:
+        interior = ndimage.binary_erosion(labels == t.label)
+        if not interior.any():
+            continue
+        values = adc[interior]
+        table["segment"].append(t.name)
+        table["voxels"].append(int(values.size))
+        table["adc_mean"].append(float(values.mean()))
+        table["adc_sd"].append(float(values.std(ddof=1)))
+        table["adc_true"].append(t.adc)
+        table["bias_percent"].append(100.0 * (values.mean() - t.adc) / t.adc)
+    return table
+
+
+def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
+    """Run every existing pipeline step on the sample study of ``seed``; outputs go to ``out``."""
+    task = as_task(progress)
+    out = Path(out)
+    tables_dir, figures_dir = out / "tables", out / "figures"
+    study = generate_study(seed, progress=task.sub(0.0, 0.2))
+    write_study(study, out / "study", progress=task.sub(0.2, 0.35))
+
+    context = MRMLContext.create()
+    loaded = load_study(context, out / "study", progress=task.sub(0.35, 0.5))
+    nodes = loaded.nodes
+    result = DemoResult(out, out / "scene.mrb", out / "report.html", context=context)
+
+    task.update(0.5, "Segment volumes")
+    volumes = NeuroblastomaSegLogic(context).segment_volumes_table(nodes["segmentation"])
+    result.tables["segment_volumes"] = io.write_csv(volumes, tables_dir / "segment_volumes.csv")
+
+    task.update(0.55, "T2w statistics per tissue")
+    stats = RadiomicsBiomarkersLogic(context).intensity_statistics_table(nodes["t2w"], nodes["segmentation"])
+    result.tables["t2w_statistics"] = io.write_csv(stats, tables_dir / "t2w_statistics.csv")
+
+    adc_node = FitClusterFitLogic(context).fit_adc_map(nodes["dwi"], progress=task.sub(0.6, 0.75))
+    io.save_node(adc_node, out / "adc.nrrd")
+    adc = arrays.array_from_volume(adc_node)
+    dwi_labels = arrays.array_from_volume(nodes["dwi_labels"])
+    adc_columns = adc_by_tissue(adc, dwi_labels)
+    adc_table = arrays.add_table(context, adc_columns, "ADC by tissue")
+    result.tables["adc_by_tissue"] = io.write_csv(adc_table, tables_dir / "adc_by_tissue.csv")
+
+    task.update(0.78, "Joining tables")
+    joined = OutcomePredictorLogic(context).join_tables([stats, adc_table], key="segment", name="Tissue summary")
+    result.tables["tissue_summary"] = io.write_csv(joined, tables_dir / "tissue_summary.csv")
+
+    task.update(0.8, "Figures")
+    result.figures.update(_figures(study, adc, figures_dir))
+    task.update(0.9, "Report and scene bundle")
+    _report(result, study, adc_columns, arrays.table_columns(volumes))
+    io.save_scene_bundle(context, result.scene)
+    task.update(1.0, "Done")
+    return result
+
+
+def _figures(study, adc, folder: Path) -> dict[str, Path]:
+    t2_rows = np.argwhere(np.isin(study.t2_labels, (6, 7)))
+    dwi_rows = np.argwhere(np.isin(study.dwi_labels, (6, 7)))
+    k_t2, k_dwi = int(np.median(t2_rows[:, 0])), int(np.median(dwi_rows[:, 0]))
+    t2s, dws = study.t2_grid.spacing, study.dwi_grid.spacing
+    out = {
+        "overview": figures.study_overview(
+            folder / "overview.png", study.t2w, study.t2_labels, study.dwi, study.b_values, adc,
+            study.adc_true, study.dwi_labels, k_t2, k_dwi, t2s[1] / t2s[0], dws[1] / dws[0]),
+    }
+    table = adc_by_tissue(adc, study.dwi_labels)
+    out["adc_by_tissue"] = figures.adc_by_tissue(
+        folder / "adc_by_tissue.png", table["segment"], table["adc_mean"], table["adc_sd"], table["adc_true"])
+    times = np.asarray(study.dce_times)
+    measured, truth = {}, {}
+    for t in TISSUES[1:]:
+        interior = ndimage.binary_erosion(study.dwi_labels == t.label)
+        if interior.any():
+            measured[t.name] = study.dce[:, interior].mean(axis=1)
+            s = np.clip(times - study.t0, 0, None)
+            enhancement = t.amplitude * (1 - np.exp(-s / t.tau_in)) * np.exp(-s / t.tau_out)
+            truth[t.name] = t.s_pre * (1 + enhancement)
+    out["dce_curves"] = figures.dce_curves(folder / "dce_curves.png", times, measured, truth, study.t0)
+    return out
+
+
+def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None:
+    report = Report("Virtual Biopsy — demo on the synthetic sample study")
+    report.paragraph(
+        "Synthetic data and a research tool: nothing here is for clinical decisions. The study is the seeded "
+        "phantom described in virtualbiopsy/phantom/README.md, so every value below can be checked against truth.",
+        "warning",
+    )
+    report.heading("Study")
+    volumes_ml = study.volumes_ml()
+    report.paragraph(
+        f"Seed {study.seed}. T2w {study.t2w.shape[::-1]} voxels of {tuple(study.t2_grid.spacing)} mm; DWI/DCE "
+        f"{study.dwi.shape[1:][::-1]} voxels of {tuple(study.dwi_grid.spacing)} mm; b-values "
+        f"{', '.join(f'{b:g}' for b in study.b_values)} s/mm²; {len(study.dce_times)} DCE frames, bolus arrival "
+        f"{study.t0:.1f} s. True tumour volume {volumes_ml['tumour']:.1f} mL "
+        f"(rim {volumes_ml['rim']:.1f} mL, necrotic core {volumes_ml['core']:.1f} mL)."
+    )
+    report.figure(result.figures["overview"], "T2w with true outlines, DWI, fitted and true ADC (axial, "
+                  "radiological view)", result.folder)
+    report.heading("Segment volumes (NeuroblastomaSeg)")
+    report.table(volumes, "Ground-truth segments; the nnU-Net model comes with issue #3.")
+    report.heading("ADC per tissue (FitClusterFit)")
+    report.table(adc_columns, "Voxel-wise log-linear fit, mean over each tissue's interior, against truth.")
+    report.figure(result.figures["adc_by_tissue"], "ADC per tissue", result.folder)
+    report.heading("DCE")
+    report.figure(result.figures["dce_curves"], "DCE signal per tissue", result.folder)
+    report.heading("Outputs")
+    report.table({"file": [p.relative_to(result.folder).as_posix() for p in
+                           [*result.tables.values(), result.folder / "adc.nrrd", result.scene]]})
+    report.paragraph(f"virtualbiopsy {__version__}, Python {platform.python_version()}.")
+    report.write(result.report)

@@ -1,0 +1,193 @@
+"""Reading and writing nodes through MRML storage nodes (NRRD, NIfTI, .seg.nrrd, .mrb, CSV).
+
+These replace ``slicer.util.loadVolume`` / ``saveNode``, which need the Slicer application.
+Every loader validates what it read and, if anything is wrong, removes what it added, so a bad
+file leaves the scene exactly as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+
+import slicer
+
+from virtualbiopsy.archives import safe_extract
+from virtualbiopsy.errors import FileFormatError, InputError
+from virtualbiopsy.mrml.arrays import table_columns
+from virtualbiopsy.mrml.geometry import require_finite, require_scalar_3d
+
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def node_name_from_path(path: str | Path) -> str:
+    """'case01_T2w.nii.gz' -> 'case01_T2w'; 'tumour.seg.nrrd' -> 'tumour'."""
+    name = Path(path).name
+    for suffix in (".seg.nrrd", ".seg.nhdr", ".nii.gz", *VOLUME_SUFFIXES, ".csv", ".tsv"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"No file at '{path}'.")
+    return path
+
+
+def _storage_messages(storage_node) -> str:
+    messages = storage_node.GetUserMessages() if hasattr(storage_node, "GetUserMessages") else None
+    text = messages.GetAllMessagesAsString() if messages is not None else ""
+    return f" Reader said: {text.strip()}" if text.strip() else ""
+
+
+def _read(context, path: Path, node_class: str, storage_class: str, name: str | None):
+    node = context.add_node(node_class, name or node_name_from_path(path))
+    storage = context.scene.AddNewNodeByClass(storage_class)
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node):
+        raise FileFormatError(
+            f"Could not read '{path.name}': the file is corrupt, truncated or not a supported format."
+            + _storage_messages(storage)
+        )
+    return node
+
+
+def load_volume(context, path: str | Path, name: str | None = None, labelmap: bool = False,
+                require_3d: bool = True, require_finite_values: bool = True):
+    """Load a NRRD / NIfTI / MetaImage volume as a new scalar (or label map) volume node.
+
+    Refuses (and leaves the scene unchanged on) missing or corrupt files, 2D or multi-component
+    images when ``require_3d``, and NaN / infinite voxels when ``require_finite_values``.
+    """
+    path = _existing_file(path)
+    node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    with context.transaction():
+        node = _read(context, path, node_class, "vtkMRMLVolumeArchetypeStorageNode", name)
+        if node.GetImageData() is None:
+            raise FileFormatError(f"'{path.name}' holds no image data.")
+        if require_3d:
+            require_scalar_3d(node, f"image '{path.name}'")
+        if require_finite_values:
+            from virtualbiopsy.mrml.arrays import array_from_volume
+
+            require_finite(array_from_volume(node), path.name)
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def load_segmentation(context, path: str | Path, name: str | None = None):
+    """Load a segmentation: a ``.seg.nrrd`` file, or a label-map image (one segment per label)."""
+    path = _existing_file(path)
+    if path.name.lower().endswith((".seg.nrrd", ".seg.nhdr")):
+        with context.transaction():
+            node = _read(context, path, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", name)
+            node.CreateDefaultDisplayNodes()
+        return node
+    with context.transaction():
+        labelmap = load_volume(context, path, labelmap=True, require_finite_values=False)
+        node = context.add_node("vtkMRMLSegmentationNode", name or node_name_from_path(path))
+        node.CreateDefaultDisplayNodes()
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node):
+            raise FileFormatError(f"'{path.name}' could not be converted to segments.")
+        context.scene.RemoveNode(labelmap)
+    return node
+
+
+def save_node(node, path: str | Path, compress: bool = True) -> Path:
+    """Write a volume, label map, segmentation or table through a new default storage node."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = node.GetStorageNode()
+    if storage is None:
+        storage = node.CreateDefaultStorageNode()
+        node.GetScene().AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(int(compress))
+    if not storage.WriteData(node):
+        raise FileFormatError(f"Could not write '{node.GetName()}' to '{path}'." + _storage_messages(storage))
+    return path
+
+
+def write_csv(table_node_or_columns, path: str | Path) -> Path:
+    """Write a table node (or a {column: values} dict) as a plain CSV with a header row."""
+    columns = table_node_or_columns if isinstance(table_node_or_columns, dict) else table_columns(
+        table_node_or_columns)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(columns)
+    rows = zip(*(columns[n] for n in names))
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow([_format_cell(v) for v in row])
+    return path
+
+
+def _format_cell(value) -> str:
+    """Floats with 10 significant digits (beyond any measurement's precision), integers plainly."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.10g}"
+    return str(value)
+
+
+def save_scene_bundle(context, path: str | Path) -> Path:
+    """Save the whole scene as a Slicer scene bundle (``.mrb``: the .mrml scene plus its data)."""
+    path = Path(path).resolve()
+    if path.suffix.lower() != ".mrb":
+        raise InputError(f"A scene bundle file name must end with .mrb, not '{path.name}'.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scene = context.scene
+    scene.SetURL(str(path.with_suffix(".mrml")))
+    scene.SetRootDirectory(str(path.parent))
+    if not scene.WriteToMRB(str(path)):
+        raise FileFormatError(f"Could not write the scene bundle '{path}'.")
+    return path
+
+
+def load_scene_bundle(context, path: str | Path) -> list[str]:
+    """Add the nodes of a ``.mrb`` bundle to the scene; returns the new node IDs.
+
+    The bundle is unpacked with :func:`~virtualbiopsy.archives.safe_extract` (bundles are
+    untrusted zips) into a folder kept for the life of the process.
+    """
+    path = _existing_file(path)
+    folder = Path(tempfile.mkdtemp(prefix="virtualbiopsy_mrb_"))
+    safe_extract(path, folder)
+    scenes = sorted(folder.rglob("*.mrml"))
+    if not scenes:
+        raise FileFormatError(f"'{path.name}' holds no .mrml scene; it is not a Slicer scene bundle.")
+    with context.transaction():
+        before = context.node_ids()
+        scene = context.scene
+        scene.SetURL(str(scenes[0]))
+        if not scene.Import():
+            raise FileFormatError(f"The scene in '{path.name}' could not be read.")
+        return sorted(context.node_ids() - before)
+
+
+def load_sequence(context, path: str | Path, name: str | None = None):
+    """Load a 4D volume sequence (``.seq.nrrd``: DWI b-values, DCE frames) as a sequence node.
+
+    The index values (b-values in s/mm², times in s) come back from the file's axis labels.
+    """
+    path = _existing_file(path)
+    with context.transaction():
+        node = _read(context, path, "vtkMRMLSequenceNode", "vtkMRMLVolumeSequenceStorageNode", name)
+        if node.GetNumberOfDataNodes() == 0:
+            raise FileFormatError(f"'{path.name}' holds no volumes.")
+        for index in range(node.GetNumberOfDataNodes()):
+            require_scalar_3d(node.GetNthDataNode(index), f"volume {index + 1} of '{path.name}'")
+    return node
+
+
+def sequence_volumes(sequence_node) -> tuple[list, list[str]]:
+    """(data volume nodes, index values as strings) of a volume sequence, in index order."""
+    count = sequence_node.GetNumberOfDataNodes()
+    return ([sequence_node.GetNthDataNode(i) for i in range(count)],
+            [sequence_node.GetNthIndexValue(i) for i in range(count)])

@@ -1,0 +1,87 @@
+"""PNG figures of a study and its results (matplotlib, Agg backend: no display needed).
+
+Each function takes arrays indexed [k, j, i] and writes one PNG; slices are shown in radiological
+convention (patient's right on the image's left, anterior at the top).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _axial(volume: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice k in radiological display, for volumes with RAS-aligned axes.
+
+    Rows are j (posterior -> anterior): flipped so anterior is at the top. Columns are i (+x points
+    to the patient's right in RAS): flipped so the patient's right is on the image's left.
+    """
+    return volume[k][::-1, ::-1]
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def study_overview(path, t2w, t2_labels, dwi, b_values, adc_fit, adc_true, dwi_labels, slice_t2: int,
+                   slice_dwi: int, aspect_t2: float = 1.0, aspect_dwi: float = 1.0) -> Path:
+    """T2w with the true tissue outlines, DWI at the lowest and highest b, fitted and true ADC."""
+    fig, axes = plt.subplots(1, 5, figsize=(19, 4.2))
+    t2_slice = _axial(t2w, slice_t2)
+    axes[0].imshow(t2_slice, cmap="gray", aspect=aspect_t2)
+    axes[0].contour(_axial(t2_labels, slice_t2), levels=np.arange(0.5, t2_labels.max() + 0.5), colors="yellow",
+                    linewidths=0.5)
+    axes[0].set_title("T2w + true tissue outlines")
+    order = np.argsort(b_values)
+    for ax, index in zip(axes[1:3], (order[0], order[-1])):
+        ax.imshow(_axial(dwi[index], slice_dwi), cmap="gray", aspect=aspect_dwi)
+        ax.set_title(f"DWI b = {b_values[index]:g} s/mm²")
+    scale = 1e3
+    for ax, image, title in ((axes[3], adc_fit, "ADC fitted"), (axes[4], adc_true, "ADC truth")):
+        shown = ax.imshow(_axial(image, slice_dwi) * scale, cmap="viridis", vmin=0, vmax=3.0, aspect=aspect_dwi)
+        ax.set_title(f"{title} (×10⁻³ mm²/s)")
+    fig.colorbar(shown, ax=axes[3:], fraction=0.03)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_xlabel("patient right ←  → patient left")
+    return _save(fig, path)
+
+
+def adc_by_tissue(path, names, fitted_mean, fitted_sd, truth) -> Path:
+    """Fitted ADC (mean ± SD over each tissue's interior) against the true ADC."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, np.asarray(truth) * 1e3, width=0.4, label="truth", color="#999")
+    ax.bar(x + 0.2, np.asarray(fitted_mean) * 1e3, width=0.4, yerr=np.asarray(fitted_sd) * 1e3, capsize=3,
+           label="voxel fit, mean ± SD", color="#3b7dd8")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("ADC (×10⁻³ mm²/s)")
+    ax.legend()
+    ax.set_title("ADC per tissue: voxel-wise fit vs truth")
+    return _save(fig, path)
+
+
+def dce_curves(path, times, measured: dict[str, np.ndarray], truth: dict[str, np.ndarray], t0: float) -> Path:
+    """Mean DCE signal per tissue (points) against the true enhancement curve (lines)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for index, (name, curve) in enumerate(measured.items()):
+        colour = f"C{index}"
+        ax.plot(times, curve, "o", ms=3, color=colour, label=f"{name} (measured mean)")
+        ax.plot(times, truth[name], "-", lw=1, color=colour)
+    ax.axvline(t0, color="k", ls=":", lw=1)
+    ax.axvspan(t0, t0 + 60, color="k", alpha=0.05, label="iAUC60 window")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("signal (scanner units)")
+    ax.set_title("DCE: tissue means (points) and true curves (lines)")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
