@@ -101,6 +101,8 @@ def save_node(node, path: str | Path, compress: bool = True) -> Path:
     """Write a volume, label map, segmentation or table through a new default storage node."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if node.GetScene() is None:
+        raise InputError(f"'{node.GetName()}' is not in a scene; add it to the scene before saving it.")
     storage = node.GetStorageNode()
     if storage is None:
         storage = node.CreateDefaultStorageNode()

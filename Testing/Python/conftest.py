@@ -1,0 +1,32 @@
+"""Shared fixtures: a real headless MRML scene (slicer-core) per test, and a small study."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from virtualbiopsy.mrml import MRMLContext, arrays
+from virtualbiopsy.mrml.geometry import Geometry
+
+
+@pytest.fixture
+def context() -> MRMLContext:
+    return MRMLContext.create()
+
+
+@pytest.fixture
+def grid() -> Geometry:
+    """A small oblique-free grid: 12 x 10 x 8 voxels of 1.5 x 1.5 x 4 mm."""
+    return Geometry.from_spacing((8, 10, 12), (1.5, 1.5, 4.0), (-9.0, -7.5, -16.0))
+
+
+@pytest.fixture
+def image_and_mask(context, grid):
+    """A random int16 image and a segmentation with one 'tumour' box on the same grid."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(100, 1000, size=grid.shape).astype(np.int16)
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[2:6, 3:7, 4:9] = 1
+    volume = arrays.add_volume_from_array(context, image, grid, "image")
+    segmentation = arrays.add_segmentation_from_labels(context, labels, grid, {1: ("tumour", (1, 0, 0))}, "mask", volume)
+    return volume, segmentation, image, labels

@@ -1,0 +1,26 @@
+"""Checks that each module's self-test runs, inside 3D Slicer and headless alike.
+
+``<Module>Test.runTest`` in Slicer and the pytest suite both call :func:`run_module_checks`
+with a scene context, so the in-app self-test exercises exactly what CI tests on slicer-core.
+Each check builds a small synthetic study (seeded), runs the module's logic on real nodes,
+compares against the phantom's truth, and feeds one bad input to confirm the error and that
+the scene is left unchanged.
+"""
+
+from __future__ import annotations
+
+from virtualbiopsy.selftests import checks
+
+MODULE_CHECKS = {
+    "NeuroblastomaSeg": checks.check_neuroblastoma_seg,
+    "RadiomicsBiomarkers": checks.check_radiomics_biomarkers,
+    "FitClusterFit": checks.check_fit_cluster_fit,
+    "OutcomePredictor": checks.check_outcome_predictor,
+}
+
+
+def run_module_checks(module_name: str, context, workdir: str) -> None:
+    """Run the checks of ``module_name``; raises AssertionError or a library error on failure."""
+    if module_name not in MODULE_CHECKS:
+        raise KeyError(f"No checks for module '{module_name}'; known: {', '.join(MODULE_CHECKS)}.")
+    MODULE_CHECKS[module_name](context, workdir)

@@ -1,0 +1,103 @@
+"""The per-module checks behind :func:`virtualbiopsy.selftests.run_module_checks`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from virtualbiopsy.errors import GeometryMismatchError, InputError
+from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
+from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
+from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
+from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
+from virtualbiopsy.mrml import arrays, io
+from virtualbiopsy.mrml.geometry import Geometry
+from virtualbiopsy.phantom import generate_study
+from virtualbiopsy.phantom.tissues import TISSUES, TUMOUR_CORE, TUMOUR_RIM
+from virtualbiopsy.sample_study import study_to_scene
+
+
+@lru_cache(maxsize=2)
+def small_study(seed: int = 7):
+    """A coarse, quick study (about a second) for self-tests."""
+    return generate_study(seed, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0))
+
+
+def _expect_error(context, error_type, action, *words: str) -> str:
+    """Run ``action``; it must raise ``error_type`` mentioning ``words`` and add no node."""
+    before = context.node_ids()
+    try:
+        action()
+    except error_type as error:
+        message = str(error)
+        missing = [w for w in words if w.lower() not in message.lower()]
+        assert not missing, f"error message {message!r} does not mention {missing}"
+        assert context.node_ids() == before, "a failed step left new nodes in the scene"
+        return message
+    raise AssertionError(f"{error_type.__name__} was not raised")
+
+
+def check_neuroblastoma_seg(context, workdir: str) -> None:
+    study = small_study()
+    nodes = study_to_scene(context, study)
+    segmentation = nodes["segmentation"]
+    segments_before = arrays.segment_ids(segmentation)
+    table = NeuroblastomaSegLogic(context).segment_volumes_table(segmentation)
+    columns = arrays.table_columns(table)
+    volume_of = dict(zip(columns["segment"], columns["volume_ml"]))
+    truth = study.volumes_ml()
+    assert abs(volume_of["tumour rim"] + volume_of["tumour core"] - truth["tumour"]) < 1e-6 * truth["tumour"] + 1e-9
+    assert arrays.segment_ids(segmentation) == segments_before, "the user's segmentation was changed"
+    # The segmentation survives a save / load round trip through its storage node.
+    path = io.save_node(segmentation, Path(workdir) / "ground_truth.seg.nrrd")
+    reloaded = io.load_segmentation(context, path, "reloaded")
+    assert len(arrays.segment_ids(reloaded)) == len(segments_before)
+
+
+def check_radiomics_biomarkers(context, workdir: str) -> None:
+    study = small_study()
+    nodes = study_to_scene(context, study)
+    logic = RadiomicsBiomarkersLogic(context)
+    table = arrays.table_columns(logic.intensity_statistics_table(nodes["t2w"], nodes["segmentation"]))
+    row = {name: i for i, name in enumerate(table["segment"])}
+    for label in (TUMOUR_RIM, TUMOUR_CORE):
+        name = TISSUES[label].name
+        assert table["voxels"][row[name]] == np.count_nonzero(study.t2_labels == label)
+    assert table["median"][row["tumour core"]] > table["median"][row["tumour rim"]], "necrotic core should be T2-bright"
+    # A mask on the DWI grid is not on the T2w grid: refused, scene unchanged.
+    dwi_segmentation = arrays.add_segmentation_from_labels(
+        context, study.dwi_labels, Geometry.from_node(nodes["dwi_labels"]), {TUMOUR_RIM: ("tumour rim", (1, 0, 0))},
+        "DWI-grid mask")
+    _expect_error(context, GeometryMismatchError,
+                  lambda: logic.intensity_statistics_table(nodes["t2w"], dwi_segmentation), "voxel grid")
+
+
+def check_fit_cluster_fit(context, workdir: str) -> None:
+    study = small_study()
+    nodes = study_to_scene(context, study)
+    logic = FitClusterFitLogic(context)
+    adc_node = logic.fit_adc_map(nodes["dwi"])
+    adc = arrays.array_from_volume(adc_node)
+    from scipy import ndimage
+
+    rim = ndimage.binary_erosion(study.dwi_labels == TUMOUR_RIM)
+    assert rim.sum() >= 10, "the self-test study has too few tumour-rim voxels"
+    error = abs(float(adc[rim].mean()) - TISSUES[TUMOUR_RIM].adc) / TISSUES[TUMOUR_RIM].adc
+    assert error < 0.05, f"tumour-rim ADC off by {100 * error:.1f} %"
+    volumes, _ = io.sequence_volumes(nodes["dwi"])
+    _expect_error(context, InputError, lambda: logic.fit_adc_map(volumes, [0, 800]), "b-values", "4 DWI volumes")
+
+
+def check_outcome_predictor(context, workdir: str) -> None:
+    logic = OutcomePredictorLogic(context)
+    radiomics = arrays.add_table(context, {"case_id": ["a", "b", "c"], "glcm_contrast": [1.0, 2.0, 3.0]}, "radiomics")
+    clinical = arrays.add_table(context, {"case_id": ["b", "c", "d"], "age_months": [14.0, 30.0, 60.0]}, "clinical")
+    joined_node = logic.join_tables([radiomics, clinical])
+    joined = arrays.table_columns(joined_node)
+    assert joined["case_id"] == ["a", "b", "c", "d"]
+    assert joined["age_months"][1:] == [14.0, 30.0, 60.0] and np.isnan(joined["age_months"][0])
+    assert np.isnan(joined["glcm_contrast"][3]) and joined_node.GetAttribute("VirtualBiopsy.MissingCells") == "2"
+    no_key = arrays.add_table(context, {"patient": ["a"]}, "no key")
+    _expect_error(context, InputError, lambda: logic.join_tables([radiomics, no_key]), "case_id", "no key")
