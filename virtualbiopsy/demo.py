@@ -24,10 +24,10 @@ from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
 from virtualbiopsy.mrml import MRMLContext, arrays, io
 from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.phantom.tissues import TISSUES
+from virtualbiopsy.progress import as_task
 from virtualbiopsy.report import figures
 from virtualbiopsy.report.html import Report
 from virtualbiopsy.sample_study import load_study, write_study
-from virtualbiopsy.progress import as_task
 
 
 @dataclass

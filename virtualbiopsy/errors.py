@@ -44,5 +44,5 @@ class UnsafeArchiveError(InputError):
     """An archive holds entries that would be written outside the target folder."""
 
 
-class Cancelled(VirtualBiopsyError):
+class Cancelled(VirtualBiopsyError):  # noqa: N818 - a cancel is not an error to the user
     """The user cancelled a long-running step; nothing was added to the scene."""

@@ -44,6 +44,13 @@ FILES = {
     "truth": "truth.json",
 }
 
+# Node names in the scene, by role.
+NODE_NAMES = {
+    "t2w": "T2w", "segmentation": "Ground truth", "t2w_labels": "T2w labels", "bias_field": "Bias field",
+    "dwi": "DWI", "dce": "DCE", "dwi_labels": "DWI labels", "adc_true": "ADC truth", "s0_true": "S0 truth",
+    "iauc60_true": "iAUC60 truth",
+}
+
 # Segment name and colour (0..1) of each tissue label, background excluded.
 TISSUE_SEGMENTS = {t.label: (t.name, tuple(c / 255.0 for c in t.colour)) for t in TISSUES if t.label > 0}
 
@@ -72,18 +79,19 @@ def study_to_scene(context, study) -> dict:
     t2, dwi = geometry_of(study.t2_grid), geometry_of(study.dwi_grid)
     nodes = {}
     with context.transaction():
-        nodes["t2w"] = arrays.add_volume_from_array(context, study.t2w, t2, "T2w")
+        names = NODE_NAMES
+        nodes["t2w"] = arrays.add_volume_from_array(context, study.t2w, t2, names["t2w"])
         nodes["segmentation"] = arrays.add_segmentation_from_labels(
-            context, study.t2_labels, t2, TISSUE_SEGMENTS, "Ground truth", reference_volume=nodes["t2w"])
+            context, study.t2_labels, t2, TISSUE_SEGMENTS, names["segmentation"], reference_volume=nodes["t2w"])
         nodes["t2w_labels"] = arrays.add_volume_from_array(
-            context, study.t2_labels, t2, "T2w labels", "vtkMRMLLabelMapVolumeNode")
-        nodes["bias_field"] = arrays.add_volume_from_array(context, study.bias_field, t2, "Bias field")
-        nodes["dwi"] = _add_sequence(context, study.dwi, dwi, study.b_values, "DWI", "b-value", "s/mm2")
-        nodes["dce"] = _add_sequence(context, study.dce, dwi, study.dce_times, "DCE", "time", "s")
+            context, study.t2_labels, t2, names["t2w_labels"], "vtkMRMLLabelMapVolumeNode")
+        nodes["bias_field"] = arrays.add_volume_from_array(context, study.bias_field, t2, names["bias_field"])
+        nodes["dwi"] = _add_sequence(context, study.dwi, dwi, study.b_values, names["dwi"], "b-value", "s/mm2")
+        nodes["dce"] = _add_sequence(context, study.dce, dwi, study.dce_times, names["dce"], "time", "s")
         nodes["dwi_labels"] = arrays.add_volume_from_array(
-            context, study.dwi_labels, dwi, "DWI labels", "vtkMRMLLabelMapVolumeNode")
-        for role, name in (("adc_true", "ADC truth"), ("s0_true", "S0 truth"), ("iauc60_true", "iAUC60 truth")):
-            nodes[role] = arrays.add_volume_from_array(context, getattr(study, role), dwi, name)
+            context, study.dwi_labels, dwi, names["dwi_labels"], "vtkMRMLLabelMapVolumeNode")
+        for role in ("adc_true", "s0_true", "iauc60_true"):
+            nodes[role] = arrays.add_volume_from_array(context, getattr(study, role), dwi, names[role])
     return nodes
 
 
@@ -135,11 +143,11 @@ def load_study(context, folder: str | Path, progress=None) -> LoadedStudy:
     nodes = {}
     with context.transaction():
         for role, file_name in task.steps([(r, f) for r, f in FILES.items() if r != "truth"], "Loading study"):
-            path = folder / file_name
+            path, name = folder / file_name, NODE_NAMES[role]
             if role == "segmentation":
-                nodes[role] = io.load_segmentation(context, path, "Ground truth")
+                nodes[role] = io.load_segmentation(context, path, name)
             elif role in ("dwi", "dce"):
-                nodes[role] = io.load_sequence(context, path, role.upper())
+                nodes[role] = io.load_sequence(context, path, name)
             else:
-                nodes[role] = io.load_volume(context, path, labelmap=role.endswith("labels"))
+                nodes[role] = io.load_volume(context, path, name, labelmap=role.endswith("labels"))
     return LoadedStudy(nodes, truth)

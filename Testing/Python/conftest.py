@@ -28,5 +28,6 @@ def image_and_mask(context, grid):
     labels = np.zeros(grid.shape, np.uint8)
     labels[2:6, 3:7, 4:9] = 1
     volume = arrays.add_volume_from_array(context, image, grid, "image")
-    segmentation = arrays.add_segmentation_from_labels(context, labels, grid, {1: ("tumour", (1, 0, 0))}, "mask", volume)
+    segments = {1: ("tumour", (1, 0, 0))}
+    segmentation = arrays.add_segmentation_from_labels(context, labels, grid, segments, "mask", volume)
     return volume, segmentation, image, labels

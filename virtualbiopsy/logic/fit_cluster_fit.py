@@ -11,8 +11,8 @@ import numpy as np
 from virtualbiopsy.diffusion import check_b_values, fit_adc
 from virtualbiopsy.errors import InputError, InvalidValuesError
 from virtualbiopsy.mrml import arrays
-from virtualbiopsy.mrml.io import sequence_volumes
 from virtualbiopsy.mrml.geometry import Geometry, require_finite, require_same_geometry, require_scalar_3d
+from virtualbiopsy.mrml.io import sequence_volumes
 from virtualbiopsy.progress import as_task
 
 

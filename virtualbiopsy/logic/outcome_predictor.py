@@ -12,7 +12,9 @@ from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
 
 
-def join_columns(tables: list[dict[str, list]], key: str = "case_id", names: list[str] | None = None) -> dict[str, list]:
+def join_columns(
+    tables: list[dict[str, list]], key: str = "case_id", names: list[str] | None = None
+) -> dict[str, list]:
     """Outer-join ``{column: values}`` tables on ``key``.
 
     Missing cells become NaN in numeric columns and empty strings in text columns: they are
@@ -27,7 +29,9 @@ def join_columns(tables: list[dict[str, list]], key: str = "case_id", names: lis
         ids = [str(v) for v in table[key]]
         duplicates = sorted({v for v in ids if ids.count(v) > 1})
         if duplicates:
-            raise InputError(f"Table '{table_name}' lists these {key} values more than once: {', '.join(duplicates[:10])}.")
+            raise InputError(
+                f"Table '{table_name}' lists these {key} values more than once: {', '.join(duplicates[:10])}."
+            )
     order: list[str] = []
     for table in tables:
         order += [str(v) for v in table[key] if str(v) not in order]

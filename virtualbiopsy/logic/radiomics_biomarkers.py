@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from virtualbiopsy.mrml import arrays
 from virtualbiopsy.errors import EmptyMaskError
+from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import require_finite, require_scalar_3d
 
 STATISTICS = ("voxels", "volume_ml", "mean", "sd", "min", "p10", "median", "p90", "max")

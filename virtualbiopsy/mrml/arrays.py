@@ -7,6 +7,7 @@ add new ones and never change existing nodes unless their name says ``update``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import slicer
@@ -80,6 +81,22 @@ def segment_id_by_name(segmentation_node, name: str) -> str:
     )
 
 
+@contextmanager
+def scratch_nodes(scene, keep: list | None = None):
+    """Remove every node added to ``scene`` inside the block (helper label maps and the display
+    and colour nodes they bring), except the nodes appended to ``keep`` before it ends."""
+    keep = [] if keep is None else keep
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    try:
+        yield keep
+    finally:
+        kept = {node.GetID() for node in keep}
+        added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        for node in added:
+            if node.GetID() not in before and node.GetID() not in kept:
+                scene.RemoveNode(node)
+
+
 def mask_from_segment(segmentation_node, segment_id: str, reference_volume, allow_empty: bool = False) -> np.ndarray:
     """A boolean mask ``[k, j, i]`` of one segment on the grid of ``reference_volume``.
 
@@ -88,10 +105,10 @@ def mask_from_segment(segmentation_node, segment_id: str, reference_volume, allo
     segment has no voxel on that grid, unless ``allow_empty``.
     """
     reference_geometry = require_scalar_3d(reference_volume, "reference image")
-    labelmap = slicer.vtkMRMLLabelMapVolumeNode()
     scene = segmentation_node.GetScene()
-    scene.AddNode(labelmap)  # export needs the node in a scene; it is removed below
-    try:
+    with scratch_nodes(scene):
+        labelmap = slicer.vtkMRMLLabelMapVolumeNode()
+        scene.AddNode(labelmap)  # export needs the node in a scene; it is removed with its display nodes
         ids = vtk.vtkStringArray()
         ids.InsertNextValue(segment_id)
         ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -104,8 +121,6 @@ def mask_from_segment(segmentation_node, segment_id: str, reference_volume, allo
         require_same_geometry(reference_geometry, Geometry.from_node(labelmap), reference_volume.GetName(),
                               "exported segment")
         mask = array_from_volume(labelmap) > 0
-    finally:
-        scene.RemoveNode(labelmap)
     if not allow_empty and not mask.any():
         name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
         raise EmptyMaskError(
@@ -130,8 +145,8 @@ def add_segmentation_from_labels(
     segmentation_node.CreateDefaultDisplayNodes()
     if reference_volume is not None:
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
-    labelmap = context.add_node("vtkMRMLLabelMapVolumeNode", f"{name}_import")
-    try:
+    with scratch_nodes(context.scene):
+        labelmap = context.add_node("vtkMRMLLabelMapVolumeNode", f"{name}_import")
         geometry.apply_to(labelmap)
         for value in present:
             update_volume_from_array(labelmap, (labels == value).astype(np.uint8))
@@ -142,8 +157,6 @@ def add_segmentation_from_labels(
             segment = segmentation_node.GetSegmentation().GetSegment(new_id)
             segment.SetName(segment_name)
             segment.SetColor(*colour)
-    finally:
-        context.scene.RemoveNode(labelmap)
     return segmentation_node
 
 

@@ -15,7 +15,7 @@ import slicer
 
 from virtualbiopsy.archives import safe_extract
 from virtualbiopsy.errors import FileFormatError, InputError
-from virtualbiopsy.mrml.arrays import table_columns
+from virtualbiopsy.mrml.arrays import scratch_nodes, table_columns
 from virtualbiopsy.mrml.geometry import require_finite, require_scalar_3d
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
@@ -87,13 +87,13 @@ def load_segmentation(context, path: str | Path, name: str | None = None):
             node = _read(context, path, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", name)
             node.CreateDefaultDisplayNodes()
         return node
-    with context.transaction():
+    with context.transaction(), scratch_nodes(context.scene) as keep:
         labelmap = load_volume(context, path, labelmap=True, require_finite_values=False)
         node = context.add_node("vtkMRMLSegmentationNode", name or node_name_from_path(path))
         node.CreateDefaultDisplayNodes()
+        keep += [node, node.GetDisplayNode()]
         if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node):
             raise FileFormatError(f"'{path.name}' could not be converted to segments.")
-        context.scene.RemoveNode(labelmap)
     return node
 
 

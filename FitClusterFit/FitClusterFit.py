@@ -1,0 +1,129 @@
+"""Fit-Cluster-Fit module: a thin Slicer front end to ``virtualbiopsy.logic.fit_cluster_fit``.
+
+The logic lives in the Qt-free library (so the command line and the headless tests run the same
+code); this file only wires the widget, and Slicer finds the module, widget and test by name.
+"""
+
+import tempfile
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from virtualbiopsy.errors import InputError
+from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
+from virtualbiopsy.mrml.context import MRMLContext
+from virtualbiopsy_slicer import dependencies
+from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.progress import progress_dialog
+
+__all__ = ["FitClusterFit", "FitClusterFitLogic", "FitClusterFitTest", "FitClusterFitWidget"]
+
+TITLE = "Fit-Cluster-Fit"
+
+
+class FitClusterFit(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = TITLE
+        self.parent.categories = ["Virtual Biopsy"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["Virtual Biopsy team"]
+        self.parent.helpText = """
+Tumour habitats from diffusion (and later perfusion) MRI.
+<b>Research use only; not for clinical decisions.</b>
+<p>Now: fits a mono-exponential apparent diffusion coefficient (ADC) map, in mm&sup2;/s, from DWI volumes
+acquired at the b-values given (s/mm&sup2;, in the same order as the checked volumes). The map is
+added as a new volume named "ADC".</p>
+<p>Coming: Fit-Cluster-Fit: voxel-wise fits, clustering into habitats, then a refit per habitat, for
+multi-b-value DWI (ADC, IVIM) and DCE MRI.</p>
+"""
+        self.parent.acknowledgementText = """
+Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
+"""
+
+
+class FitClusterFitWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/FitClusterFit.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = FitClusterFitLogic(MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic()))
+
+        self.ui.dwiVolumesSelector.connect("checkedNodesChanged()", self.updateApplyButton)
+        self.ui.bValuesLineEdit.connect("textChanged(QString)", self.updateApplyButton)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.updateApplyButton()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def onSceneEndClose(self, caller, event):
+        self.ui.statusLabel.text = ""
+
+    def updateApplyButton(self, *_):
+        self.ui.applyButton.enabled = len(self.ui.dwiVolumesSelector.checkedNodes()) >= 2 and bool(
+            self.ui.bValuesLineEdit.text.strip()
+        )
+
+    def onApplyButton(self):
+        self.ui.statusLabel.text = ""
+        dwiNodes = list(self.ui.dwiVolumesSelector.checkedNodes())
+        try:
+            dependencies.ensure("Core")  # this step needs only the core packages
+            bValues = parseBValues(self.ui.bValuesLineEdit.text)
+            with progress_dialog("Fitting the ADC map") as task:
+                adcNode = self.logic.fit_adc_map(dwiNodes, bValues, progress=task)
+        except Exception as error:  # library errors: their message; anything else: with traceback
+            show_error(error, TITLE)
+            return
+        slicer.util.setSliceViewerLayers(background=adcNode, fit=slicer.app.layoutManager() is not None)
+        self.ui.statusLabel.text = (
+            f"Added '{adcNode.GetName()}' (mm\u00b2/s) from {len(dwiNodes)} DWI volumes."
+        )
+
+
+def parseBValues(text):
+    """``"0, 50, 400, 800"`` -> ``[0.0, 50.0, 400.0, 800.0]`` (commas or semicolons between values)."""
+    try:
+        values = [float(item) for item in text.replace(";", ",").split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise InputError(
+            f"The b-values '{text}' are not numbers separated by commas, e.g. 0,50,400,800 (s/mm\u00b2)."
+        )
+    return values
+
+
+class FitClusterFitTest(ScriptedLoadableModuleTest):
+    """Runs the library's checks for this module on Slicer's own scene (pytest runs them headless)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_FitClusterFit_logic()
+
+    def test_FitClusterFit_logic(self):
+        from virtualbiopsy.selftests import run_module_checks
+
+        self.delayDisplay("Running the FitClusterFit checks")
+        context = MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
+        with tempfile.TemporaryDirectory(prefix="VirtualBiopsy-FitClusterFit-") as workdir:
+            run_module_checks("FitClusterFit", context, workdir)
+        self.delayDisplay("Test passed")

@@ -1,0 +1,120 @@
+"""Neuroblastoma Segmentation module: a thin Slicer front end to ``virtualbiopsy.logic.neuroblastoma_seg``.
+
+The logic lives in the Qt-free library (so the command line and the headless tests run the same
+code); this file only wires the widget, and Slicer finds the module, widget and test by name.
+"""
+
+import tempfile
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
+from virtualbiopsy.mrml.context import MRMLContext
+from virtualbiopsy_slicer import dependencies
+from virtualbiopsy_slicer.errors import show_error
+
+__all__ = ["NeuroblastomaSeg", "NeuroblastomaSegLogic", "NeuroblastomaSegTest", "NeuroblastomaSegWidget"]
+
+TITLE = "Neuroblastoma Segmentation"
+
+
+class NeuroblastomaSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = TITLE
+        self.parent.categories = ["Virtual Biopsy"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["Virtual Biopsy team"]
+        self.parent.helpText = """
+Segmentation of paediatric neuroblastoma on MRI. <b>Research use only; not for clinical decisions.</b>
+<p>Now: measures each segment of a segmentation (voxel count and volume in mL) into a table.</p>
+<p>Coming: automatic segmentation of the primary tumour with nnU-Net from T2-weighted and diffusion
+MRI, with a per-voxel uncertainty map to show where the contour should be checked.</p>
+"""
+        self.parent.acknowledgementText = """
+Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
+"""
+
+
+class NeuroblastomaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/NeuroblastomaSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = NeuroblastomaSegLogic(
+            MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
+        )
+
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.updateApplyButton()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def onSceneEndClose(self, caller, event):
+        self.ui.statusLabel.text = ""
+
+    def updateApplyButton(self, *_):
+        self.ui.applyButton.enabled = self.ui.segmentationSelector.currentNode() is not None
+
+    def onApplyButton(self):
+        self.ui.statusLabel.text = ""
+        try:
+            dependencies.ensure("Core")  # this step needs only the core packages
+            tableNode = self.logic.segment_volumes_table(
+                self.ui.segmentationSelector.currentNode(), self.ui.outputTableSelector.currentNode()
+            )
+        except Exception as error:  # library errors: their message; anything else: with traceback
+            show_error(error, TITLE)
+            return
+        self.ui.outputTableSelector.setCurrentNode(tableNode)
+        showTable(tableNode)
+        self.ui.statusLabel.text = (
+            f"Measured {tableNode.GetNumberOfRows()} segment(s) into '{tableNode.GetName()}'."
+        )
+
+
+def showTable(tableNode):
+    """Switch to a layout with a table view and show ``tableNode`` in it (no-op without a main window)."""
+    layoutManager = slicer.app.layoutManager()
+    if layoutManager is None:
+        return
+    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+    slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
+    slicer.app.applicationLogic().PropagateTableSelection()
+
+
+class NeuroblastomaSegTest(ScriptedLoadableModuleTest):
+    """Runs the library's checks for this module on Slicer's own scene (pytest runs them headless)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_NeuroblastomaSeg_logic()
+
+    def test_NeuroblastomaSeg_logic(self):
+        from virtualbiopsy.selftests import run_module_checks
+
+        self.delayDisplay("Running the NeuroblastomaSeg checks")
+        context = MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
+        with tempfile.TemporaryDirectory(prefix="VirtualBiopsy-NeuroblastomaSeg-") as workdir:
+            run_module_checks("NeuroblastomaSeg", context, workdir)
+        self.delayDisplay("Test passed")

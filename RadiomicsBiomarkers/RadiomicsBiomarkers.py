@@ -1,0 +1,132 @@
+"""Radiomics Biomarkers module: a thin Slicer front end to ``virtualbiopsy.logic.radiomics_biomarkers``.
+
+The logic lives in the Qt-free library (so the command line and the headless tests run the same
+code); this file only wires the widget, and Slicer finds the module, widget and test by name.
+"""
+
+import tempfile
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
+from virtualbiopsy.mrml.context import MRMLContext
+from virtualbiopsy_slicer import dependencies
+from virtualbiopsy_slicer.errors import show_error
+
+__all__ = [
+    "RadiomicsBiomarkers",
+    "RadiomicsBiomarkersLogic",
+    "RadiomicsBiomarkersTest",
+    "RadiomicsBiomarkersWidget",
+]
+
+TITLE = "Radiomics Biomarkers"
+
+
+class RadiomicsBiomarkers(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = TITLE
+        self.parent.categories = ["Virtual Biopsy"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["Virtual Biopsy team"]
+        self.parent.helpText = """
+Imaging biomarkers of neuroblastoma from MRI. <b>Research use only; not for clinical decisions.</b>
+<p>Now: intensity statistics of a volume inside each segment (voxels, volume in mL, mean, SD, minimum,
+10th percentile, median, 90th percentile, maximum) into a table.</p>
+<p>Coming: IBSI-style radiomic features (pyradiomics), feature reduction (stability and redundancy
+filtering) and ComBat harmonisation across scanners and sites.</p>
+"""
+        self.parent.acknowledgementText = """
+Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
+"""
+
+
+class RadiomicsBiomarkersWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/RadiomicsBiomarkers.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = RadiomicsBiomarkersLogic(
+            MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
+        )
+
+        self.ui.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.updateApplyButton()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def onSceneEndClose(self, caller, event):
+        self.ui.statusLabel.text = ""
+
+    def updateApplyButton(self, *_):
+        self.ui.applyButton.enabled = (
+            self.ui.volumeSelector.currentNode() is not None
+            and self.ui.segmentationSelector.currentNode() is not None
+        )
+
+    def onApplyButton(self):
+        self.ui.statusLabel.text = ""
+        try:
+            dependencies.ensure("Core")  # this step needs only the core packages
+            tableNode = self.logic.intensity_statistics_table(
+                self.ui.volumeSelector.currentNode(),
+                self.ui.segmentationSelector.currentNode(),
+                self.ui.outputTableSelector.currentNode(),
+            )
+        except Exception as error:  # library errors: their message; anything else: with traceback
+            show_error(error, TITLE)
+            return
+        self.ui.outputTableSelector.setCurrentNode(tableNode)
+        showTable(tableNode)
+        self.ui.statusLabel.text = (
+            f"Statistics of {tableNode.GetNumberOfRows()} segment(s) written to '{tableNode.GetName()}'."
+        )
+
+
+def showTable(tableNode):
+    """Switch to a layout with a table view and show ``tableNode`` in it (no-op without a main window)."""
+    layoutManager = slicer.app.layoutManager()
+    if layoutManager is None:
+        return
+    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+    slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
+    slicer.app.applicationLogic().PropagateTableSelection()
+
+
+class RadiomicsBiomarkersTest(ScriptedLoadableModuleTest):
+    """Runs the library's checks for this module on Slicer's own scene (pytest runs them headless)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_RadiomicsBiomarkers_logic()
+
+    def test_RadiomicsBiomarkers_logic(self):
+        from virtualbiopsy.selftests import run_module_checks
+
+        self.delayDisplay("Running the RadiomicsBiomarkers checks")
+        context = MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
+        with tempfile.TemporaryDirectory(prefix="VirtualBiopsy-RadiomicsBiomarkers-") as workdir:
+            run_module_checks("RadiomicsBiomarkers", context, workdir)
+        self.delayDisplay("Test passed")
