@@ -4,8 +4,6 @@ The logic lives in the Qt-free library (so the command line and the headless tes
 code); this file only wires the widget, and Slicer finds the module, widget and test by name.
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -14,11 +12,11 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from virtualbiopsy.errors import InputError
+from virtualbiopsy.diffusion import parse_b_values
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
-from virtualbiopsy.mrml.context import MRMLContext
 from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext
 from virtualbiopsy_slicer.progress import progress_dialog
 
 __all__ = ["FitClusterFit", "FitClusterFitLogic", "FitClusterFitTest", "FitClusterFitWidget"]
@@ -55,12 +53,9 @@ class FitClusterFitWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/FitClusterFit.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui = loadModuleUI(self, "FitClusterFit")
 
-        self.logic = FitClusterFitLogic(MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic()))
+        self.logic = FitClusterFitLogic(sceneContext())
 
         self.ui.dwiVolumesSelector.connect("checkedNodesChanged()", self.updateApplyButton)
         self.ui.bValuesLineEdit.connect("textChanged(QString)", self.updateApplyButton)
@@ -84,7 +79,7 @@ class FitClusterFitWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         dwiNodes = list(self.ui.dwiVolumesSelector.checkedNodes())
         try:
             dependencies.ensure("Core")  # this step needs only the core packages
-            bValues = parseBValues(self.ui.bValuesLineEdit.text)
+            bValues = parse_b_values(self.ui.bValuesLineEdit.text)
             with progress_dialog("Fitting the ADC map") as task:
                 adcNode = self.logic.fit_adc_map(dwiNodes, bValues, progress=task)
         except Exception as error:  # library errors: their message; anything else: with traceback
@@ -94,19 +89,6 @@ class FitClusterFitWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = (
             f"Added '{adcNode.GetName()}' (mm\u00b2/s) from {len(dwiNodes)} DWI volumes."
         )
-
-
-def parseBValues(text):
-    """``"0, 50, 400, 800"`` -> ``[0.0, 50.0, 400.0, 800.0]`` (commas or semicolons between values)."""
-    try:
-        values = [float(item) for item in text.replace(";", ",").split(",") if item.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise InputError(
-            f"The b-values '{text}' are not numbers separated by commas, e.g. 0,50,400,800 (s/mm\u00b2)."
-        )
-    return values
 
 
 class FitClusterFitTest(ScriptedLoadableModuleTest):
@@ -120,10 +102,4 @@ class FitClusterFitTest(ScriptedLoadableModuleTest):
         self.test_FitClusterFit_logic()
 
     def test_FitClusterFit_logic(self):
-        from virtualbiopsy.selftests import run_module_checks
-
-        self.delayDisplay("Running the FitClusterFit checks")
-        context = MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
-        with tempfile.TemporaryDirectory(prefix="VirtualBiopsy-FitClusterFit-") as workdir:
-            run_module_checks("FitClusterFit", context, workdir)
-        self.delayDisplay("Test passed")
+        runLibraryChecks(self, "FitClusterFit")

@@ -4,8 +4,6 @@ The logic lives in the Qt-free library (so the command line and the headless tes
 code); this file only wires the widget, and Slicer finds the module, widget and test by name.
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -15,9 +13,9 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
-from virtualbiopsy.mrml.context import MRMLContext
 from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext, showTable
 
 __all__ = ["NeuroblastomaSeg", "NeuroblastomaSegLogic", "NeuroblastomaSegTest", "NeuroblastomaSegWidget"]
 
@@ -50,14 +48,9 @@ class NeuroblastomaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/NeuroblastomaSeg.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui = loadModuleUI(self, "NeuroblastomaSeg")
 
-        self.logic = NeuroblastomaSegLogic(
-            MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
-        )
+        self.logic = NeuroblastomaSegLogic(sceneContext())
 
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
@@ -90,16 +83,6 @@ class NeuroblastomaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
 
-def showTable(tableNode):
-    """Switch to a layout with a table view and show ``tableNode`` in it (no-op without a main window)."""
-    layoutManager = slicer.app.layoutManager()
-    if layoutManager is None:
-        return
-    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-    slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
-    slicer.app.applicationLogic().PropagateTableSelection()
-
-
 class NeuroblastomaSegTest(ScriptedLoadableModuleTest):
     """Runs the library's checks for this module on Slicer's own scene (pytest runs them headless)."""
 
@@ -111,10 +94,4 @@ class NeuroblastomaSegTest(ScriptedLoadableModuleTest):
         self.test_NeuroblastomaSeg_logic()
 
     def test_NeuroblastomaSeg_logic(self):
-        from virtualbiopsy.selftests import run_module_checks
-
-        self.delayDisplay("Running the NeuroblastomaSeg checks")
-        context = MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
-        with tempfile.TemporaryDirectory(prefix="VirtualBiopsy-NeuroblastomaSeg-") as workdir:
-            run_module_checks("NeuroblastomaSeg", context, workdir)
-        self.delayDisplay("Test passed")
+        runLibraryChecks(self, "NeuroblastomaSeg")

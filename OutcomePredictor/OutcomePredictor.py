@@ -4,8 +4,6 @@ The logic lives in the Qt-free library (so the command line and the headless tes
 code); this file only wires the widget, and Slicer finds the module, widget and test by name.
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -15,9 +13,9 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
-from virtualbiopsy.mrml.context import MRMLContext
 from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext, showTable
 
 __all__ = ["OutcomePredictor", "OutcomePredictorLogic", "OutcomePredictorTest", "OutcomePredictorWidget"]
 
@@ -52,14 +50,9 @@ class OutcomePredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/OutcomePredictor.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui = loadModuleUI(self, "OutcomePredictor")
 
-        self.logic = OutcomePredictorLogic(
-            MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
-        )
+        self.logic = OutcomePredictorLogic(sceneContext())
 
         self.ui.tablesSelector.connect("checkedNodesChanged()", self.updateApplyButton)
         self.ui.keyLineEdit.connect("textChanged(QString)", self.updateApplyButton)
@@ -94,16 +87,6 @@ class OutcomePredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
 
-def showTable(tableNode):
-    """Switch to a layout with a table view and show ``tableNode`` in it (no-op without a main window)."""
-    layoutManager = slicer.app.layoutManager()
-    if layoutManager is None:
-        return
-    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-    slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
-    slicer.app.applicationLogic().PropagateTableSelection()
-
-
 class OutcomePredictorTest(ScriptedLoadableModuleTest):
     """Runs the library's checks for this module on Slicer's own scene (pytest runs them headless)."""
 
@@ -115,10 +98,4 @@ class OutcomePredictorTest(ScriptedLoadableModuleTest):
         self.test_OutcomePredictor_logic()
 
     def test_OutcomePredictor_logic(self):
-        from virtualbiopsy.selftests import run_module_checks
-
-        self.delayDisplay("Running the OutcomePredictor checks")
-        context = MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
-        with tempfile.TemporaryDirectory(prefix="VirtualBiopsy-OutcomePredictor-") as workdir:
-            run_module_checks("OutcomePredictor", context, workdir)
-        self.delayDisplay("Test passed")
+        runLibraryChecks(self, "OutcomePredictor")

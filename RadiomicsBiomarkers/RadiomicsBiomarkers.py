@@ -4,8 +4,6 @@ The logic lives in the Qt-free library (so the command line and the headless tes
 code); this file only wires the widget, and Slicer finds the module, widget and test by name.
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -15,9 +13,9 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
-from virtualbiopsy.mrml.context import MRMLContext
 from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext, showTable
 
 __all__ = [
     "RadiomicsBiomarkers",
@@ -56,14 +54,9 @@ class RadiomicsBiomarkersWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/RadiomicsBiomarkers.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui = loadModuleUI(self, "RadiomicsBiomarkers")
 
-        self.logic = RadiomicsBiomarkersLogic(
-            MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
-        )
+        self.logic = RadiomicsBiomarkersLogic(sceneContext())
 
         self.ui.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
@@ -102,16 +95,6 @@ class RadiomicsBiomarkersWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         )
 
 
-def showTable(tableNode):
-    """Switch to a layout with a table view and show ``tableNode`` in it (no-op without a main window)."""
-    layoutManager = slicer.app.layoutManager()
-    if layoutManager is None:
-        return
-    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-    slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
-    slicer.app.applicationLogic().PropagateTableSelection()
-
-
 class RadiomicsBiomarkersTest(ScriptedLoadableModuleTest):
     """Runs the library's checks for this module on Slicer's own scene (pytest runs them headless)."""
 
@@ -123,10 +106,4 @@ class RadiomicsBiomarkersTest(ScriptedLoadableModuleTest):
         self.test_RadiomicsBiomarkers_logic()
 
     def test_RadiomicsBiomarkers_logic(self):
-        from virtualbiopsy.selftests import run_module_checks
-
-        self.delayDisplay("Running the RadiomicsBiomarkers checks")
-        context = MRMLContext.attach(slicer.mrmlScene, slicer.app.applicationLogic())
-        with tempfile.TemporaryDirectory(prefix="VirtualBiopsy-RadiomicsBiomarkers-") as workdir:
-            run_module_checks("RadiomicsBiomarkers", context, workdir)
-        self.delayDisplay("Test passed")
+        runLibraryChecks(self, "RadiomicsBiomarkers")

@@ -14,6 +14,21 @@ from virtualbiopsy.errors import InputError
 from virtualbiopsy.progress import as_task
 
 
+def parse_b_values(text: str) -> list[float]:
+    """``"0, 50, 400, 800"`` -> ``[0.0, 50.0, 400.0, 800.0]`` (s/mm²; commas or semicolons).
+
+    >>> parse_b_values("0; 50,800")
+    [0.0, 50.0, 800.0]
+    """
+    try:
+        values = [float(item) for item in text.replace(";", ",").split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise InputError(f"The b-values '{text}' are not numbers separated by commas, e.g. 0,50,400,800 (s/mm²).")
+    return values
+
+
 def check_b_values(b_values, n_volumes: int) -> np.ndarray:
     """Validate b-values (s/mm²) against the number of DWI volumes; returns them as floats."""
     try:

@@ -10,10 +10,10 @@ the Slicer modules show a progress dialog with a Cancel button, tests record the
 
 >>> seen = []
 >>> task = Task(lambda f, m: seen.append(round(f, 2)))
->>> with task.range(0.0, 0.5) as first:
-...     first.update(1.0, "half way")
->>> seen
-[0.5]
+>>> with task.range(0.5, 1.0) as second_half:
+...     second_half.update(0.5, "three quarters")
+>>> seen  # the block's own report, then its end when the block finishes
+[0.75, 1.0]
 """
 
 from __future__ import annotations

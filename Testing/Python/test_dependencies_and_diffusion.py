@@ -97,3 +97,11 @@ def test_weighted_fit_recovers_adc_and_ignores_masked_and_non_positive():
     assert fitted[3] == 0.0 and s0[3] == 0.0  # one positive signal: no fit, not a made-up number
     masked, _ = fit_adc(signals, b, mask=np.array([True, False, True, False]))
     assert masked[1] == 0.0 and masked[0] == pytest.approx(0.5e-3)
+
+
+def test_b_value_text_parsing():
+    from virtualbiopsy.diffusion import parse_b_values
+
+    assert parse_b_values(" 0, 50;400 ,800 ") == [0.0, 50.0, 400.0, 800.0]
+    with pytest.raises(InputError, match="not numbers"):
+        parse_b_values("0, fifty")

@@ -28,11 +28,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from virtualbiopsy.diffusion import check_b_values
+    from virtualbiopsy.diffusion import check_b_values, parse_b_values
     from virtualbiopsy.phantom import generate_study
     from virtualbiopsy.sample_study import write_study
 
-    values = [v for v in args.b_values.split(",") if v.strip()]
+    values = parse_b_values(args.b_values)
     b_values = tuple(check_b_values(values, len(values)))
     args.out.mkdir(parents=True, exist_ok=True)
     quiet_vtk(args.out / "vtk.log")
