@@ -94,7 +94,7 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     result.figures.update(_figures(study, adc, figures_dir))
     task.update(0.9, "Report and scene bundle")
     _report(result, study, adc_columns, arrays.table_columns(volumes))
-    io.save_scene_bundle(context, result.scene)
+    io.save_scene(context, result.scene)
     task.update(1.0, "Done")
     return result
 

@@ -8,7 +8,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from virtualbiopsy.errors import FileFormatError, ImageDimensionError, InvalidValuesError, UnsafeArchiveError
+from virtualbiopsy.errors import (
+    FileFormatError,
+    ImageDimensionError,
+    InputError,
+    InvalidValuesError,
+    UnsafeArchiveError,
+)
 from virtualbiopsy.mrml import MRMLContext, arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 
@@ -102,9 +108,9 @@ def test_nan_image_is_refused_and_scene_unchanged(context, grid, tmp_path):
 def test_scene_bundle_round_trip(image_and_mask, context, tmp_path):
     volume, segmentation, image, _ = image_and_mask
     arrays.add_table(context, {"case_id": ["a"], "value": [1.5]}, "table")
-    bundle = io.save_scene_bundle(context, tmp_path / "scene.mrb")
+    bundle = io.save_scene(context, tmp_path / "scene.mrb")
     other = MRMLContext.create()
-    io.load_scene_bundle(other, bundle)
+    io.load_scene(other, bundle)
     loaded = other.scene.GetFirstNodeByName("image")
     np.testing.assert_array_equal(arrays.array_from_volume(loaded), image)
     mask = other.scene.GetFirstNodeByName("mask")
@@ -119,7 +125,7 @@ def test_scene_bundle_with_escaping_entry_is_refused(context, tmp_path):
         archive.writestr("../../outside.txt", "x")
     before = context.node_ids()
     with pytest.raises(UnsafeArchiveError, match="outside"):
-        io.load_scene_bundle(context, bundle)
+        io.load_scene(context, bundle)
     assert context.node_ids() == before
     assert not (tmp_path.parent / "outside.txt").exists()
 
@@ -131,3 +137,18 @@ def test_gzip_garbage_as_nifti_is_refused(context, tmp_path):
     with pytest.raises(FileFormatError):
         io.load_volume(context, path)
     assert context.node_ids() == before
+
+
+def test_mrml_scene_with_data_beside_it_round_trip(image_and_mask, context, tmp_path):
+    volume, segmentation, image, _ = image_and_mask
+    scene_file = io.save_scene(context, tmp_path / "scene" / "study.mrml")
+    assert (tmp_path / "scene" / "Data" / "image.nrrd").is_file()
+    other = MRMLContext.create()
+    io.load_scene(other, scene_file)
+    np.testing.assert_array_equal(arrays.array_from_volume(other.scene.GetFirstNodeByName("image")), image)
+    assert [r["segment"] for r in arrays.segment_volumes(other.scene.GetFirstNodeByName("mask"))] == ["tumour"]
+
+
+def test_scene_file_with_other_suffix_is_refused(context, tmp_path):
+    with pytest.raises(InputError, match=".mrb or .mrml"):
+        io.save_scene(context, tmp_path / "scene.zip")

@@ -73,7 +73,7 @@ def test_demo_writes_a_scene_that_reloads_with_the_same_volumes_and_segments(tmp
         assert (out / name).is_file(), name
     study = generate_study(0)
     context = MRMLContext.create()
-    io.load_scene_bundle(context, out / "scene.mrb")
+    io.load_scene(context, out / "scene.mrb")
     t2w = context.scene.GetFirstNodeByName("T2w")
     np.testing.assert_array_equal(arrays.array_from_volume(t2w), study.t2w)
     segmentation = context.scene.GetFirstNodeByName("Ground truth")

@@ -1,6 +1,6 @@
 """Reading and writing nodes through MRML storage nodes (NRRD, NIfTI, .seg.nrrd, .mrb, CSV).
 
-These replace ``slicer.util.loadVolume`` / ``saveNode``, which need the Slicer application.
+These replace ``slicer.util.loadVolume`` / ``saveNode`` / ``loadScene``, which need the Slicer application.
 Every loader validates what it read and, if anything is wrong, removes what it added, so a bad
 file leaves the scene exactly as it was.
 """
@@ -138,36 +138,68 @@ def _format_cell(value) -> str:
     return str(value)
 
 
-def save_scene_bundle(context, path: str | Path) -> Path:
-    """Save the whole scene as a Slicer scene bundle (``.mrb``: the .mrml scene plus its data)."""
+def save_scene(context, path: str | Path) -> Path:
+    """Save the whole scene as a bundle (``.mrb``) or as a ``.mrml`` file with its data beside it.
+
+    For ``.mrml``, every node's data is written next to it (in the scene file's folder) through
+    its storage node, as Slicer's *Save* dialog does.
+    """
     path = Path(path).resolve()
-    if path.suffix.lower() != ".mrb":
-        raise InputError(f"A scene bundle file name must end with .mrb, not '{path.name}'.")
+    suffix = path.suffix.lower()
+    if suffix not in (".mrb", ".mrml"):
+        raise InputError(f"A scene file name must end with .mrb or .mrml, not '{path.name}'.")
     path.parent.mkdir(parents=True, exist_ok=True)
     scene = context.scene
     scene.SetURL(str(path.with_suffix(".mrml")))
     scene.SetRootDirectory(str(path.parent))
-    if not scene.WriteToMRB(str(path)):
-        raise FileFormatError(f"Could not write the scene bundle '{path}'.")
+    if suffix == ".mrb":
+        if not scene.WriteToMRB(str(path)):
+            raise FileFormatError(f"Could not write the scene bundle '{path}'.")
+        return path
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLStorableNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLStorableNode")
+        if not node.GetSaveWithScene() or (node.GetHideFromEditors() and node.GetStorageNode() is None):
+            continue  # built-in colour tables and other nodes Slicer does not save either
+        storage = node.GetStorageNode()
+        if storage is None:
+            storage = node.CreateDefaultStorageNode()
+            if storage is None:
+                continue
+            scene.AddNode(storage)
+            node.SetAndObserveStorageNodeID(storage.GetID())
+        extension = storage.GetDefaultWriteFileExtension()
+        save_node(node, path.parent / "Data" / f"{_safe_file_name(node.GetName())}.{extension}")
+    if not scene.Commit(str(path)):
+        raise FileFormatError(f"Could not write the scene file '{path}'.")
     return path
 
 
-def load_scene_bundle(context, path: str | Path) -> list[str]:
-    """Add the nodes of a ``.mrb`` bundle to the scene; returns the new node IDs.
+def _safe_file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "node"
 
-    The bundle is unpacked with :func:`~virtualbiopsy.archives.safe_extract` (bundles are
-    untrusted zips) into a folder kept for the life of the process.
+
+def load_scene(context, path: str | Path) -> list[str]:
+    """Add the nodes of a scene file (``.mrml``) or bundle (``.mrb``) to the scene; returns the new IDs.
+
+    Bundles are unpacked with :func:`~virtualbiopsy.archives.safe_extract` (they are untrusted
+    zips) into a folder kept for the life of the process, since nodes keep their file names.
     """
     path = _existing_file(path)
-    folder = Path(tempfile.mkdtemp(prefix="virtualbiopsy_mrb_"))
-    safe_extract(path, folder)
-    scenes = sorted(folder.rglob("*.mrml"))
-    if not scenes:
-        raise FileFormatError(f"'{path.name}' holds no .mrml scene; it is not a Slicer scene bundle.")
+    if path.suffix.lower() == ".mrb":
+        folder = Path(tempfile.mkdtemp(prefix="virtualbiopsy_mrb_"))
+        safe_extract(path, folder)
+        scenes = sorted(folder.rglob("*.mrml"))
+        if not scenes:
+            raise FileFormatError(f"'{path.name}' holds no .mrml scene; it is not a Slicer scene bundle.")
+        scene_file = scenes[0]
+    elif path.suffix.lower() == ".mrml":
+        scene_file = path
+    else:
+        raise InputError(f"A scene file name must end with .mrb or .mrml, not '{path.name}'.")
     with context.transaction():
         before = context.node_ids()
         scene = context.scene
-        scene.SetURL(str(scenes[0]))
+        scene.SetURL(str(scene_file))
         if not scene.Import():
             raise FileFormatError(f"The scene in '{path.name}' could not be read.")
         return sorted(context.node_ids() - before)
