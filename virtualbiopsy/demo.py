@@ -146,7 +146,16 @@ def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None
     report.heading("Segment volumes (NeuroblastomaSeg)")
     report.table(volumes, "Ground-truth segments; the nnU-Net model comes with issue #3.")
     report.heading("ADC per tissue (FitClusterFit)")
-    report.table(adc_columns, "Voxel-wise log-linear fit, mean over each tissue's interior, against truth.")
+    scaled = {
+        "segment": adc_columns["segment"],
+        "voxels": adc_columns["voxels"],
+        "ADC mean (10⁻³ mm²/s)": [v * 1e3 for v in adc_columns["adc_mean"]],
+        "ADC SD (10⁻³ mm²/s)": [v * 1e3 for v in adc_columns["adc_sd"]],
+        "ADC true (10⁻³ mm²/s)": [v * 1e3 for v in adc_columns["adc_true"]],
+        "bias (%)": [round(v, 2) for v in adc_columns["bias_percent"]],
+    }
+    report.table(scaled, "Voxel-wise log-linear fit, mean over each tissue's interior (one-voxel erosion), "
+                 "against truth. tables/adc_by_tissue.csv has the same in mm²/s.", digits=3)
     report.figure(result.figures["adc_by_tissue"], "ADC per tissue", result.folder)
     report.heading("DCE")
     report.figure(result.figures["dce_curves"], "DCE signal per tissue", result.folder)

@@ -122,9 +122,10 @@ class ConsoleProgress:
         self._stream = stream or sys.stderr
         self._bar = tqdm(
             total=1000,
-            desc=description,
+            desc="",
             file=self._stream,
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
+            # the step's message goes after the bar ({desc} is set to it on each update)
+            bar_format=description + ": {percentage:3.0f}%|{bar:30}| {elapsed}<{remaining}  {desc}",
             leave=True,
             mininterval=0.2,
             disable=None,  # disabled when the stream is not a terminal...
@@ -142,7 +143,7 @@ class ConsoleProgress:
             return
         self._bar.n = int(round(fraction * 1000))
         if message:
-            self._bar.set_postfix_str(message, refresh=False)
+            self._bar.set_description_str(message, refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:

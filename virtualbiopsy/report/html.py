@@ -68,6 +68,9 @@ class Report:
 
 
 def _fmt(value, digits: int) -> str:
+    """Whole numbers in full (voxel counts), others to ``digits`` significant digits."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
+        return str(int(value))
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
