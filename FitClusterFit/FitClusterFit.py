@@ -8,15 +8,11 @@ import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 from virtualbiopsy.diffusion import parse_b_values
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
-from virtualbiopsy_slicer import dependencies
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext
+from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks
 from virtualbiopsy_slicer.progress import progress_dialog
 
 __all__ = ["FitClusterFit", "FitClusterFitLogic", "FitClusterFitTest", "FitClusterFitWidget"]
@@ -45,50 +41,21 @@ Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (h
 """
 
 
-class FitClusterFitWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
+class FitClusterFitWidget(VirtualBiopsyModuleWidget):
+    logicClass = FitClusterFitLogic
+    title = TITLE
+    inputSignals = (("dwiVolumesSelector", "checkedNodesChanged()"), ("bValuesLineEdit", "textChanged(QString)"))
 
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        self.ui = loadModuleUI(self, "FitClusterFit")
+    def inputsReady(self):
+        return len(self.ui.dwiVolumesSelector.checkedNodes()) >= 2 and bool(self.ui.bValuesLineEdit.text.strip())
 
-        self.logic = FitClusterFitLogic(sceneContext())
-
-        self.ui.dwiVolumesSelector.connect("checkedNodesChanged()", self.updateApplyButton)
-        self.ui.bValuesLineEdit.connect("textChanged(QString)", self.updateApplyButton)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.updateApplyButton()
-
-    def cleanup(self):
-        self.removeObservers()
-
-    def onSceneEndClose(self, caller, event):
-        self.ui.statusLabel.text = ""
-
-    def updateApplyButton(self, *_):
-        self.ui.applyButton.enabled = len(self.ui.dwiVolumesSelector.checkedNodes()) >= 2 and bool(
-            self.ui.bValuesLineEdit.text.strip()
-        )
-
-    def onApplyButton(self):
-        self.ui.statusLabel.text = ""
+    def apply(self):
         dwiNodes = list(self.ui.dwiVolumesSelector.checkedNodes())
-        try:
-            dependencies.ensure("Core")  # this step needs only the core packages
-            bValues = parse_b_values(self.ui.bValuesLineEdit.text)
-            with progress_dialog("Fitting the ADC map") as task:
-                adcNode = self.logic.fit_adc_map(dwiNodes, bValues, progress=task)
-        except Exception as error:  # library errors: their message; anything else: with traceback
-            show_error(error, TITLE)
-            return
+        bValues = parse_b_values(self.ui.bValuesLineEdit.text)
+        with progress_dialog("Fitting the ADC map") as task:
+            adcNode = self.logic.fit_adc_map(dwiNodes, bValues, progress=task)
         slicer.util.setSliceViewerLayers(background=adcNode, fit=slicer.app.layoutManager() is not None)
-        self.ui.statusLabel.text = (
-            f"Added '{adcNode.GetName()}' (mm\u00b2/s) from {len(dwiNodes)} DWI volumes."
-        )
+        return f"Added '{adcNode.GetName()}' (mm\u00b2/s) from {len(dwiNodes)} DWI volumes."
 
 
 class FitClusterFitTest(ScriptedLoadableModuleTest):

@@ -8,14 +8,10 @@ import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
-from virtualbiopsy_slicer import dependencies
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext, showTable
+from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
 
 __all__ = ["NeuroblastomaSeg", "NeuroblastomaSegLogic", "NeuroblastomaSegTest", "NeuroblastomaSegWidget"]
 
@@ -40,47 +36,21 @@ Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (h
 """
 
 
-class NeuroblastomaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
+class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
+    logicClass = NeuroblastomaSegLogic
+    title = TITLE
+    inputSignals = (("segmentationSelector", "currentNodeChanged(vtkMRMLNode*)"),)
 
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        self.ui = loadModuleUI(self, "NeuroblastomaSeg")
+    def inputsReady(self):
+        return self.ui.segmentationSelector.currentNode() is not None
 
-        self.logic = NeuroblastomaSegLogic(sceneContext())
-
-        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.updateApplyButton()
-
-    def cleanup(self):
-        self.removeObservers()
-
-    def onSceneEndClose(self, caller, event):
-        self.ui.statusLabel.text = ""
-
-    def updateApplyButton(self, *_):
-        self.ui.applyButton.enabled = self.ui.segmentationSelector.currentNode() is not None
-
-    def onApplyButton(self):
-        self.ui.statusLabel.text = ""
-        try:
-            dependencies.ensure("Core")  # this step needs only the core packages
-            tableNode = self.logic.segment_volumes_table(
-                self.ui.segmentationSelector.currentNode(), self.ui.outputTableSelector.currentNode()
-            )
-        except Exception as error:  # library errors: their message; anything else: with traceback
-            show_error(error, TITLE)
-            return
+    def apply(self):
+        tableNode = self.logic.segment_volumes_table(
+            self.ui.segmentationSelector.currentNode(), self.ui.outputTableSelector.currentNode()
+        )
         self.ui.outputTableSelector.setCurrentNode(tableNode)
         showTable(tableNode)
-        self.ui.statusLabel.text = (
-            f"Measured {tableNode.GetNumberOfRows()} segment(s) into '{tableNode.GetName()}'."
-        )
+        return f"Measured {tableNode.GetNumberOfRows()} segment(s) into '{tableNode.GetName()}'."
 
 
 class NeuroblastomaSegTest(ScriptedLoadableModuleTest):

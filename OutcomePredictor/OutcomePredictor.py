@@ -8,14 +8,10 @@ import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
-from virtualbiopsy_slicer import dependencies
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext, showTable
+from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
 
 __all__ = ["OutcomePredictor", "OutcomePredictorLogic", "OutcomePredictorTest", "OutcomePredictorWidget"]
 
@@ -42,49 +38,20 @@ Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (h
 """
 
 
-class OutcomePredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
+class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
+    logicClass = OutcomePredictorLogic
+    title = TITLE
+    inputSignals = (("tablesSelector", "checkedNodesChanged()"), ("keyLineEdit", "textChanged(QString)"))
 
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        self.ui = loadModuleUI(self, "OutcomePredictor")
+    def inputsReady(self):
+        return len(self.ui.tablesSelector.checkedNodes()) >= 2 and bool(self.ui.keyLineEdit.text.strip())
 
-        self.logic = OutcomePredictorLogic(sceneContext())
-
-        self.ui.tablesSelector.connect("checkedNodesChanged()", self.updateApplyButton)
-        self.ui.keyLineEdit.connect("textChanged(QString)", self.updateApplyButton)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.updateApplyButton()
-
-    def cleanup(self):
-        self.removeObservers()
-
-    def onSceneEndClose(self, caller, event):
-        self.ui.statusLabel.text = ""
-
-    def updateApplyButton(self, *_):
-        self.ui.applyButton.enabled = len(self.ui.tablesSelector.checkedNodes()) >= 2 and bool(
-            self.ui.keyLineEdit.text.strip()
-        )
-
-    def onApplyButton(self):
-        self.ui.statusLabel.text = ""
+    def apply(self):
         tableNodes = list(self.ui.tablesSelector.checkedNodes())
-        try:
-            dependencies.ensure("Core")  # this step needs only the core packages
-            joinedNode = self.logic.join_tables(tableNodes, key=self.ui.keyLineEdit.text.strip())
-        except Exception as error:  # library errors: their message; anything else: with traceback
-            show_error(error, TITLE)
-            return
+        joinedNode = self.logic.join_tables(tableNodes, key=self.ui.keyLineEdit.text.strip())
         showTable(joinedNode)
         rows = joinedNode.GetNumberOfRows()
-        self.ui.statusLabel.text = (
-            f"Joined {len(tableNodes)} tables into '{joinedNode.GetName()}' ({rows} cases)."
-        )
+        return f"Joined {len(tableNodes)} tables into '{joinedNode.GetName()}' ({rows} cases)."
 
 
 class OutcomePredictorTest(ScriptedLoadableModuleTest):

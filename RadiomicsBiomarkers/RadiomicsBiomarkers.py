@@ -8,14 +8,10 @@ import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
-from virtualbiopsy_slicer import dependencies
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import loadModuleUI, runLibraryChecks, sceneContext, showTable
+from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
 
 __all__ = [
     "RadiomicsBiomarkers",
@@ -46,53 +42,27 @@ Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (h
 """
 
 
-class RadiomicsBiomarkersWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
+class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
+    logicClass = RadiomicsBiomarkersLogic
+    title = TITLE
+    inputSignals = (
+        ("volumeSelector", "currentNodeChanged(vtkMRMLNode*)"),
+        ("segmentationSelector", "currentNodeChanged(vtkMRMLNode*)"),
+    )
 
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        self.ui = loadModuleUI(self, "RadiomicsBiomarkers")
+    def inputsReady(self):
+        ui = self.ui
+        return ui.volumeSelector.currentNode() is not None and ui.segmentationSelector.currentNode() is not None
 
-        self.logic = RadiomicsBiomarkersLogic(sceneContext())
-
-        self.ui.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
-        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.updateApplyButton()
-
-    def cleanup(self):
-        self.removeObservers()
-
-    def onSceneEndClose(self, caller, event):
-        self.ui.statusLabel.text = ""
-
-    def updateApplyButton(self, *_):
-        self.ui.applyButton.enabled = (
-            self.ui.volumeSelector.currentNode() is not None
-            and self.ui.segmentationSelector.currentNode() is not None
+    def apply(self):
+        tableNode = self.logic.intensity_statistics_table(
+            self.ui.volumeSelector.currentNode(),
+            self.ui.segmentationSelector.currentNode(),
+            self.ui.outputTableSelector.currentNode(),
         )
-
-    def onApplyButton(self):
-        self.ui.statusLabel.text = ""
-        try:
-            dependencies.ensure("Core")  # this step needs only the core packages
-            tableNode = self.logic.intensity_statistics_table(
-                self.ui.volumeSelector.currentNode(),
-                self.ui.segmentationSelector.currentNode(),
-                self.ui.outputTableSelector.currentNode(),
-            )
-        except Exception as error:  # library errors: their message; anything else: with traceback
-            show_error(error, TITLE)
-            return
         self.ui.outputTableSelector.setCurrentNode(tableNode)
         showTable(tableNode)
-        self.ui.statusLabel.text = (
-            f"Statistics of {tableNode.GetNumberOfRows()} segment(s) written to '{tableNode.GetName()}'."
-        )
+        return f"Statistics of {tableNode.GetNumberOfRows()} segment(s) written to '{tableNode.GetName()}'."
 
 
 class RadiomicsBiomarkersTest(ScriptedLoadableModuleTest):

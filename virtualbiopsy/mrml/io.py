@@ -7,7 +7,9 @@ file leaves the scene exactly as it was.
 
 from __future__ import annotations
 
+import atexit
 import csv
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -182,11 +184,12 @@ def load_scene(context, path: str | Path) -> list[str]:
     """Add the nodes of a scene file (``.mrml``) or bundle (``.mrb``) to the scene; returns the new IDs.
 
     Bundles are unpacked with :func:`~virtualbiopsy.archives.safe_extract` (they are untrusted
-    zips) into a folder kept for the life of the process, since nodes keep their file names.
+    zips) into a folder kept until the process ends, since nodes keep their file names.
     """
     path = _existing_file(path)
     if path.suffix.lower() == ".mrb":
         folder = Path(tempfile.mkdtemp(prefix="virtualbiopsy_mrb_"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         safe_extract(path, folder)
         scenes = sorted(folder.rglob("*.mrml"))
         if not scenes:
