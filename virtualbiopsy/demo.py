@@ -9,6 +9,7 @@ scene bundle ``scene.mrb``. Later issues add their steps here.
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
 from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
 from virtualbiopsy.mrml import MRMLContext, arrays, io
+from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.phantom.tissues import TISSUES
 from virtualbiopsy.progress import as_task
@@ -38,6 +40,7 @@ class DemoResult:
     tables: dict[str, Path] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     context: MRMLContext | None = None
+    segmentation: dict = field(default_factory=dict)
 
 
 def adc_by_tissue(adc: np.ndarray, labels: np.ndarray) -> dict[str, list]:
@@ -74,6 +77,8 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     volumes = NeuroblastomaSegLogic(context).segment_volumes_table(nodes["segmentation"])
     result.tables["segment_volumes"] = io.write_csv(volumes, tables_dir / "segment_volumes.csv")
 
+    _segmentation_step(context, study, nodes, result, out, task.sub(0.5, 0.55))
+
     task.update(0.55, "T2w statistics per tissue")
     stats = RadiomicsBiomarkersLogic(context).intensity_statistics_table(nodes["t2w"], nodes["segmentation"])
     result.tables["t2w_statistics"] = io.write_csv(stats, tables_dir / "t2w_statistics.csv")
@@ -97,6 +102,37 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     io.save_scene(context, result.scene)
     task.update(1.0, "Done")
     return result
+
+
+def _segmentation_step(context, study, nodes, result: DemoResult, out: Path, task) -> None:
+    """The demo nnU-Net model on the T2w, with uncertainty, compared with the true tumour."""
+    from virtualbiopsy.logic.neuroblastoma_seg import SegmentParameters
+    from virtualbiopsy.segmentation.demo_model import demo_model_path
+
+    logic = NeuroblastomaSegLogic(context)
+    outputs = logic.segment([nodes["t2w"]], SegmentParameters(str(demo_model_path()), device="cpu"), task)
+    folder = out / "segmentation"
+    io.save_node(outputs.segmentation, folder / "segmentation.seg.nrrd")
+    io.save_node(outputs.uncertainty, folder / "uncertainty.nrrd")
+    io.save_node(outputs.agreement, folder / "agreement.seg.nrrd")
+    (folder / "summary.json").write_text(json.dumps(outputs.summary, indent=2))
+    geometry = Geometry.from_node(nodes["t2w"])
+    truth = np.isin(study.t2_labels, (6, 7)).astype(np.uint8)
+    corrected = arrays.add_segmentation_from_labels(context, truth, geometry, {1: ("tumour", (0.2, 0.8, 0.2))},
+                                                    "True tumour (stands for the corrected segmentation)", nodes["t2w"])
+    metrics = logic.compare(outputs.segmentation, arrays.segment_ids(outputs.segmentation)[0], corrected,
+                            arrays.segment_ids(corrected)[0], nodes["t2w"])
+    result.tables["segmentation_metrics"] = io.write_csv(metrics, folder / "metrics.csv")
+    result.segmentation = outputs.summary
+    ai = arrays.mask_from_segment(outputs.segmentation, arrays.segment_ids(outputs.segmentation)[0], nodes["t2w"],
+                                  allow_empty=True)
+    entropy = arrays.array_from_volume(outputs.uncertainty).astype(np.float32) / 255.0
+    p10 = arrays.mask_from_segment(outputs.agreement, arrays.segment_ids(outputs.agreement)[0], nodes["t2w"],
+                                   allow_empty=True)
+    spacing = study.t2_grid.spacing
+    result.figures["segmentation"] = figures.segmentation_uncertainty(
+        out / "figures" / "segmentation_uncertainty.png", study.t2w, ai, truth.astype(bool), entropy,
+        outputs.summary["slices_to_review"], spacing[1] / spacing[0], p10)
 
 
 def _figures(study, adc, folder: Path) -> dict[str, Path]:
@@ -125,6 +161,15 @@ def _figures(study, adc, folder: Path) -> dict[str, Path]:
     return out
 
 
+def _read_metrics(path: Path) -> dict[str, list]:
+    import csv
+
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    return {"metric": [r["metric"] for r in rows], "value": [float(r["value"]) for r in rows],
+            "unit": [r["unit"] for r in rows]}
+
+
 def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None:
     report = Report("Virtual Biopsy — demo on the synthetic sample study")
     report.paragraph(
@@ -143,8 +188,20 @@ def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None
     )
     report.figure(result.figures["overview"], "T2w with true outlines, DWI, fitted and true ADC (axial, "
                   "radiological view)", result.folder)
-    report.heading("Segment volumes (NeuroblastomaSeg)")
-    report.table(volumes, "Ground-truth segments; the nnU-Net model comes with issue #3.")
+    report.heading("Tumour segmentation with uncertainty (NeuroblastomaSeg)")
+    summary = result.segmentation
+    report.paragraph(
+        f"{summary['model']}. DEMO model trained on synthetic phantoms only. Predicted tumour "
+        f"{summary['tumour_volume_ml']:.1f} mL (truth {volumes_ml['tumour']:.1f} mL); "
+        f"{100 * summary['uncertain_fraction']:.1f} % of it is uncertain (normalised entropy >= "
+        f"{summary['threshold']}); slices to review first: {', '.join(map(str, summary['slices_to_review']))}.")
+    metrics = _read_metrics(result.tables["segmentation_metrics"])
+    report.table(metrics, "AI segment vs the true tumour (standing in for the radiologist's corrected segment). "
+                 "FPR = FP/(TP+FN) and FNR = FN/(TP+FN) as in the source study.")
+    report.figure(result.figures["segmentation"], "Slices to review: outlines and the uncertainty overlay",
+                  result.folder)
+    report.heading("Segment volumes")
+    report.table(volumes, "Ground-truth segments of the sample study.")
     report.heading("ADC per tissue (FitClusterFit)")
     scaled = {
         "segment": adc_columns["segment"],
@@ -161,6 +218,7 @@ def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None
     report.figure(result.figures["dce_curves"], "DCE signal per tissue", result.folder)
     report.heading("Outputs")
     report.table({"file": [p.relative_to(result.folder).as_posix() for p in
-                           [*result.tables.values(), result.folder / "adc.nrrd", result.scene]]})
+                           [*result.tables.values(), result.folder / "adc.nrrd", result.folder / "segmentation",
+                            result.scene]]})
     report.paragraph(f"virtualbiopsy {__version__}, Python {platform.python_version()}.")
     report.write(result.report)

@@ -42,8 +42,9 @@ def runLibraryChecks(testCase, moduleName: str) -> None:
 
     These are the checks the pytest suite runs headless (``virtualbiopsy.selftests``).
     """
-    from virtualbiopsy.selftests import run_module_checks
+    from virtualbiopsy.selftests import required_packages, run_module_checks
 
+    dependencies.ensure(required_packages(moduleName))  # unattended in self-tests (no confirmation)
     testCase.delayDisplay(f"Running the {moduleName} checks")
     with tempfile.TemporaryDirectory(prefix=f"VirtualBiopsy-{moduleName}-") as workdir:
         run_module_checks(moduleName, sceneContext(), workdir)

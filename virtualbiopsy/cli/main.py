@@ -13,7 +13,7 @@ import sys
 from virtualbiopsy import __version__
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 
-COMMANDS = ("demo", "phantom", "deps")
+COMMANDS = ("demo", "phantom", "segment", "compare", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"virtualbiopsy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from virtualbiopsy.cli import demo, deps, phantom
+    from virtualbiopsy.cli import compare, demo, deps, phantom, segment
 
-    for module in (demo, phantom, deps):
+    for module in (demo, phantom, segment, compare, deps):
         module.add_parser(subparsers)
     return parser
 

@@ -1,17 +1,189 @@
-"""Logic of the NeuroblastomaSeg module.
+"""Logic of the NeuroblastomaSeg module: nnU-Net segmentation as new, editable segments with an
+uncertainty overlay; segment volumes; (with the correction loop) AI-vs-corrected comparison.
 
-Now: per-segment volumes of a segmentation (voxels, mL) as a table. The nnU-Net inference,
-uncertainty overlay and correction loop come with issue #3 and will live beside this.
+Every result goes to NEW nodes; segmentations a person edited are never modified.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
+from virtualbiopsy.mrml.geometry import require_finite, require_same_geometry, require_scalar_3d
+from virtualbiopsy.progress import as_task
+
+# Terminology of the tumour segment (Slicer's terminology tag: context~category~type~modifier~...):
+# SNOMED CT 49755003 "Morphologically altered structure" / 108369006 "Neoplasm".
+TUMOUR_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
+                      "~SCT^49755003^Morphologically Altered Structure~SCT^108369006^Neoplasm~^^"
+                      "~Anatomic codes - DICOM master list~^^~^^")
+TUMOUR_COLOUR = (0.93, 0.47, 0.11)
+AGREEMENT_COLOURS = {0.1: (1.0, 0.9, 0.2), 0.5: (1.0, 0.35, 0.1)}
+
+
+@dataclass(frozen=True)
+class SegmentParameters:
+    """How to run a model. ``folds`` None = every fold in the folder; device auto/cuda/mps/cpu."""
+
+    model_path: str
+    folds: tuple | None = None
+    device: str = "auto"
+    mirroring: bool = True
+    uncertainty: bool = True
+    uncertain_threshold: float = 0.5
+
+
+@dataclass
+class SegmentationOutputs:
+    segmentation: object
+    uncertainty: object | None
+    agreement: object | None
+    summary: dict = field(default_factory=dict)
 
 
 class NeuroblastomaSegLogic:
     def __init__(self, context) -> None:
         self.context = context
+        self._segmenters: dict = {}
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def load_model(self, parameters: SegmentParameters):
+        """A loaded model, kept for later cases with the same folder, folds, device and mirroring."""
+        from virtualbiopsy.segmentation.inference import NNUNetSegmenter
+        from virtualbiopsy.segmentation.nnunet_model import inspect_model
+
+        key = (str(Path(parameters.model_path).resolve()), parameters.folds, parameters.device, parameters.mirroring)
+        if key not in self._segmenters:
+            model = inspect_model(parameters.model_path, parameters.folds)
+            self._segmenters[key] = NNUNetSegmenter(model, parameters.device, parameters.mirroring)
+        return self._segmenters[key]
+
+    # -- segmentation ----------------------------------------------------------------------------
+
+    def segment(self, input_volumes, parameters: SegmentParameters, progress=None, name: str | None = None):
+        """Segment the tumour on ``input_volumes`` (in the model's channel order, one voxel grid).
+
+        Adds a new segmentation (one segment per model label, the tumour coded as a neoplasm),
+        an uncertainty volume (normalised predictive entropy, uint8 0-255) and the 10 % / 50 %
+        agreement contours; returns them with a summary (volume, uncertain fraction, slices to
+        review). Nothing is added if the inputs are refused or the user cancels.
+        """
+        from virtualbiopsy.segmentation.nnunet_model import check_channels
+        from virtualbiopsy.segmentation.uncertainty import agreement_masks, summarise, to_uint8
+
+        task = as_task(progress)
+        volumes = list(input_volumes)
+        if not volumes:
+            raise InputError("Select the input image(s) to segment (for the demo model: the T2-weighted volume).")
+        geometry = require_scalar_3d(volumes[0], "input image")
+        names = [v.GetName() for v in volumes]
+        task.update(0.0, "Loading the model")
+        segmenter = self.load_model(parameters)
+        check_channels(segmenter.model, len(volumes), names)
+        channels = []
+        for volume in volumes:
+            require_same_geometry(geometry, require_scalar_3d(volume, "input image"), names[0], volume.GetName())
+            values = arrays.array_from_volume(volume)
+            require_finite(values, volume.GetName())
+            channels.append(values)
+        spacing_kji = tuple(float(s) for s in geometry.spacing[::-1])
+        result = segmenter.predict(channels, spacing_kji, task.sub(0.05, 0.9), parameters.uncertainty, names)
+        task.update(0.92, "Adding the results to the scene")
+        base = name or names[0]
+        labels = self._model_labels(segmenter.model)
+        tumour_value = labels[0][0]
+        tumour = result.labels == tumour_value
+        with self.context.transaction():
+            segmentation = arrays.add_segmentation_from_labels(
+                self.context, result.labels, geometry,
+                {value: (label, TUMOUR_COLOUR if value == tumour_value else (0.3, 0.6, 1.0))
+                 for value, label in labels},
+                f"{base} AI segmentation", reference_volume=volumes[0], keep_empty=True)
+            self._code_tumour_segment(segmentation, labels[0][1])
+            segmentation.SetAttribute("VirtualBiopsy.Source", "AI")
+            segmentation.SetAttribute("VirtualBiopsy.Model", segmenter.model.describe())
+            uncertainty = agreement = None
+            if parameters.uncertainty:
+                uncertainty = arrays.add_volume_from_array(
+                    self.context, to_uint8(result.predictive_entropy), geometry, f"{base} uncertainty")
+                uncertainty.SetAttribute("VirtualBiopsy.Quantity", "normalised predictive entropy x 255")
+                self._show_as_overlay(uncertainty)
+                masks = agreement_masks(result.probabilities[tumour_value].astype(np.float32))
+                contour_labels = np.zeros(tumour.shape, np.uint8)
+                for index, level in enumerate(sorted(masks), start=1):
+                    contour_labels[masks[level]] = index
+                agreement = arrays.add_segmentation_from_labels(
+                    self.context, contour_labels, geometry,
+                    {i: (f"tumour probability >= {int(level * 100)} %", AGREEMENT_COLOURS.get(level, (1, 1, 0)))
+                     for i, level in enumerate(sorted(masks), start=1)},
+                    f"{base} agreement contours", reference_volume=volumes[0])
+                self._outline_only(agreement)
+        entropy = result.predictive_entropy.astype(np.float32)
+        summary = summarise(tumour, entropy, geometry.ijk_to_ras, parameters.uncertain_threshold).to_dict()
+        summary.update({"model": segmenter.model.describe(), "members_per_tile": result.members,
+                        "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
+        task.update(1.0, "Segmentation ready")
+        return SegmentationOutputs(segmentation, uncertainty, agreement, summary)
+
+    @staticmethod
+    def _model_labels(model) -> list[tuple[int, str]]:
+        """(value, segment name) of the model's foreground labels, the tumour label first."""
+        labels = [(v, n) for n, v in model.labels.items() if n != "background" and isinstance(v, int)]
+        if not labels:
+            raise InputError(f"The model in '{model.path}' has no foreground label in dataset.json.")
+        labels.sort(key=lambda item: (not any(w in item[1].lower() for w in ("tumour", "tumor", "neuroblastoma")),
+                                      item[0]))
+        return labels
+
+    @staticmethod
+    def _code_tumour_segment(segmentation, label_name: str) -> None:
+        seg = segmentation.GetSegmentation()
+        for index in range(seg.GetNumberOfSegments()):
+            segment = seg.GetNthSegment(index)
+            if segment.GetName() == label_name:
+                segment.SetName("Neuroblastoma" if label_name.lower() in ("tumour", "tumor") else label_name)
+                segment.SetTag(segment.GetTerminologyEntryTagName(), TUMOUR_TERMINOLOGY)
+
+    def _show_as_overlay(self, volume) -> None:
+        display = volume.GetDisplayNode()
+        colour = self.context.scene.GetFirstNodeByName("Iron")
+        if display is not None:
+            if colour is not None:
+                display.SetAndObserveColorNodeID(colour.GetID())
+            display.AutoWindowLevelOff()
+            display.SetWindowLevelMinMax(0, 255)
+            display.SetLowerThreshold(13)  # entropy < 0.05 shown transparent when thresholding is on
+            display.SetApplyThreshold(1)
+
+    @staticmethod
+    def _outline_only(segmentation) -> None:
+        display = segmentation.GetDisplayNode()
+        if display is not None:
+            display.SetVisibility2DFill(False)
+            display.SetVisibility2DOutline(True)
+
+    # -- correction loop ---------------------------------------------------------------------------
+
+    def compare(self, ai_segmentation, ai_segment_id, corrected_segmentation, corrected_segment_id,
+                reference_volume, tolerance_mm: float = 1.0, table_node=None):
+        """AI vs corrected segment: DSC, Jaccard, FPR, FNR, HD95, MSD, surface DSC, APL, volumes (a table)."""
+        from virtualbiopsy.segmentation.correction import compare_segments
+
+        return compare_segments(self.context, ai_segmentation, ai_segment_id, corrected_segmentation,
+                                corrected_segment_id, reference_volume, tolerance_mm, table_node)
+
+    def export_for_retraining(self, cases, dataset_folder, progress=None, **options):
+        """Write corrected cases as an nnU-Net v2 raw dataset (imagesTr, labelsTr, dataset.json)."""
+        from virtualbiopsy.segmentation.correction import export_for_retraining
+
+        return export_for_retraining(self.context, cases, dataset_folder, progress=progress, **options)
+
+    # -- tables ----------------------------------------------------------------------------------
 
     def segment_volumes_table(self, segmentation_node, table_node=None):
         """A table of every segment's voxel count and volume (mL) in ``segmentation_node``.
@@ -26,3 +198,4 @@ class NeuroblastomaSegLogic:
         }
         with self.context.transaction():
             return arrays.add_table(self.context, columns, f"{segmentation_node.GetName()} volumes", table_node)
+

@@ -132,15 +132,16 @@ def mask_from_segment(segmentation_node, segment_id: str, reference_volume, allo
 
 def add_segmentation_from_labels(
     context, labels: np.ndarray, geometry: Geometry, segments: Mapping[int, tuple[str, tuple[float, float, float]]],
-    name: str, reference_volume=None,
+    name: str, reference_volume=None, keep_empty: bool = False,
 ):
     """Add a NEW segmentation node with one segment per label value listed in ``segments``.
 
     ``segments`` maps label value -> (segment name, RGB colour 0..1). Label values absent from
-    ``labels`` give no segment. Existing segmentations are never modified.
+    ``labels`` give no segment, or an empty one (to draw in) with ``keep_empty``. Existing
+    segmentations are never modified.
     """
     labels = np.asarray(labels)
-    present = [v for v in segments if np.any(labels == v)]
+    present = [v for v in segments if keep_empty or np.any(labels == v)]
     segmentation_node = context.add_node("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()
     if reference_volume is not None:
@@ -149,8 +150,11 @@ def add_segmentation_from_labels(
         labelmap = context.add_node("vtkMRMLLabelMapVolumeNode", f"{name}_import")
         geometry.apply_to(labelmap)
         for value in present:
-            update_volume_from_array(labelmap, (labels == value).astype(np.uint8))
             segment_name, colour = segments[value]
+            if not np.any(labels == value):
+                segmentation_node.GetSegmentation().AddEmptySegment("", segment_name, list(colour))
+                continue
+            update_volume_from_array(labelmap, (labels == value).astype(np.uint8))
             before = set(segment_ids(segmentation_node))
             slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node)
             (new_id,) = set(segment_ids(segmentation_node)) - before

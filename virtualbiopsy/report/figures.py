@@ -85,3 +85,28 @@ def dce_curves(path, times, measured: dict[str, np.ndarray], truth: dict[str, np
     ax.set_title("DCE: tissue means (points) and true curves (lines)")
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
+
+
+def segmentation_uncertainty(path, t2w, ai_tumour, true_tumour, entropy, slices: list[int], aspect: float = 1.0,
+                             agreement_10=None) -> Path:
+    """For the slices to review: T2w with AI (orange) and true (green) outlines, and the entropy map."""
+    slices = list(slices)[:3] or [int(np.argmax(ai_tumour.sum(axis=(1, 2))))]
+    fig, axes = plt.subplots(2, len(slices), figsize=(5.2 * len(slices), 8.4), squeeze=False)
+    for column, k in enumerate(slices):
+        top, bottom = axes[0, column], axes[1, column]
+        top.imshow(_axial(t2w, k), cmap="gray", aspect=aspect)
+        top.contour(_axial(true_tumour.astype(float), k), levels=[0.5], colors="lime", linewidths=1.0)
+        top.contour(_axial(ai_tumour.astype(float), k), levels=[0.5], colors="orange", linewidths=1.0)
+        if agreement_10 is not None:
+            top.contour(_axial(agreement_10.astype(float), k), levels=[0.5], colors="yellow", linewidths=0.6,
+                        linestyles="dotted")
+        top.set_title(f"slice k = {k}: AI (orange), truth (green), p ≥ 10 % (dotted)", fontsize=9)
+        bottom.imshow(_axial(t2w, k), cmap="gray", aspect=aspect)
+        shown = bottom.imshow(np.ma.masked_less(_axial(entropy.astype(np.float32), k), 0.05), cmap="inferno",
+                              vmin=0, vmax=1, alpha=0.85, aspect=aspect)
+        bottom.set_title("predictive entropy (0 = certain, 1 = undecided)", fontsize=9)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(shown, ax=axes[1, :].tolist(), fraction=0.025)
+    return _save(fig, path)

@@ -19,6 +19,15 @@ MODULE_CHECKS = {
 }
 
 
+# The dependency group (virtualbiopsy/requirements_slicer.txt) each module's checks need.
+REQUIRED_PACKAGES = {"NeuroblastomaSeg": "NeuroblastomaSeg"}
+
+
+def required_packages(module_name: str) -> str:
+    """The requirements group to install before running ``module_name``'s checks in Slicer."""
+    return REQUIRED_PACKAGES.get(module_name, "Core")
+
+
 def run_module_checks(module_name: str, context, workdir: str) -> None:
     """Run the checks of ``module_name``; raises AssertionError or a library error on failure."""
     if module_name not in MODULE_CHECKS:

@@ -40,6 +40,31 @@ def _expect_error(context, error_type, action, *words: str) -> str:
 
 
 def check_neuroblastoma_seg(context, workdir: str) -> None:
+    check_segment_volumes(context, workdir)
+    check_segment_then_compare(context, workdir)
+
+
+def check_segment_then_compare(context, workdir: str) -> None:
+    """The demo model on a sample study, then the AI result compared with the true tumour."""
+    from virtualbiopsy.logic.neuroblastoma_seg import SegmentParameters
+    from virtualbiopsy.segmentation.demo_model import demo_model_path
+
+    study = generate_study(2100)
+    nodes = study_to_scene(context, study)
+    logic = NeuroblastomaSegLogic(context)
+    outputs = logic.segment([nodes["t2w"]], SegmentParameters(str(demo_model_path()), device="cpu"))
+    tumour = np.isin(study.t2_labels, (TUMOUR_RIM, TUMOUR_CORE)).astype(np.uint8)
+    corrected = arrays.add_segmentation_from_labels(context, tumour, Geometry.from_node(nodes["t2w"]),
+                                                    {1: ("tumour", (0.2, 0.8, 0.2))}, "Corrected", nodes["t2w"])
+    ai_id = arrays.segment_ids(outputs.segmentation)[0]
+    table = arrays.table_columns(logic.compare(outputs.segmentation, ai_id, corrected,
+                                               arrays.segment_ids(corrected)[0], nodes["t2w"]))
+    metrics = dict(zip(table["metric"], table["value"]))
+    assert metrics["dsc"] > 0.85, f"demo model DSC {metrics['dsc']:.3f} on the self-test study"
+    assert outputs.summary["tumour_volume_ml"] > 0 and outputs.uncertainty is not None
+
+
+def check_segment_volumes(context, workdir: str) -> None:
     study = small_study()
     nodes = study_to_scene(context, study)
     segmentation = nodes["segmentation"]

@@ -1,0 +1,153 @@
+"""``virtualbiopsy compare``: agreement of an AI tumour mask with the radiologist-corrected mask.
+
+Inputs are ``.seg.nrrd`` segmentations or label images (NRRD, NIfTI, MetaImage). In a label
+image the tumour is every non-zero voxel, or the voxels equal to ``--segment`` when that is a
+label value. In a ``.seg.nrrd`` the segment is ``--segment`` (by name) or the only segment.
+
+Reference grid: ``--reference`` when given; otherwise the corrected mask's own grid, i.e. the
+label image itself (loaded as a label-map volume) or, for a ``.seg.nrrd``, its reference image
+geometry extended to cover its segments. The AI mask must lie on that grid (no resampling).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from virtualbiopsy.cli.output import quiet_vtk
+
+_SEGMENTATION_SUFFIXES = (".seg.nrrd", ".seg.nhdr")
+_TUMOUR_COLOUR = (0.9, 0.2, 0.2)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare an AI tumour mask with the corrected mask (DSC, HD95, surface Dice, added path length, ...)",
+        description=(
+            "Compute the agreement between an AI segmentation and its radiologist-corrected version on one voxel "
+            "grid: DSC, Jaccard, false-positive and false-negative rates (per corrected volume), HD95 and mean "
+            "surface distance (mm), surface Dice at a tolerance (mm), added path length (mm) and volumes (mL). "
+            "Writes OUT/metrics.csv (columns metric, value, unit, description) and prints the table. Masks are "
+            ".seg.nrrd files or label images (NRRD/NIfTI; tumour = non-zero voxels unless --segment gives a label "
+            "value). Both masks must be on the reference grid: --reference, else the corrected mask's own grid."
+        ),
+    )
+    parser.add_argument("--ai", type=Path, required=True, help="AI segmentation (.seg.nrrd or label image)")
+    parser.add_argument("--corrected", type=Path, required=True,
+                        help="radiologist-corrected segmentation (.seg.nrrd or label image)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.csv (created if needed)")
+    parser.add_argument("--segment", default=None,
+                        help="segment name (.seg.nrrd) or label value (label image) of the tumour in the AI mask, "
+                             "and in the corrected mask unless --corrected-segment is given (default: the only "
+                             "segment, or every non-zero label)")
+    parser.add_argument("--corrected-segment", default=None,
+                        help="segment name or label value of the tumour in the corrected mask (default: --segment)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="image whose voxel grid both masks are read on (default: the corrected mask's grid)")
+    parser.add_argument("--tolerance-mm", type=float, default=1.0,
+                        help="surface Dice tolerance in mm (default: 1.0)")
+    parser.set_defaults(run=run)
+
+
+def _require_file(path: Path, role: str) -> Path:
+    from virtualbiopsy.errors import FileFormatError
+
+    if not Path(path).is_file():
+        raise FileFormatError(f"The {role} file '{path}' does not exist.")
+    return Path(path)
+
+
+def _pick_segment(node, segment: str | None, path: Path) -> str:
+    from virtualbiopsy.errors import InputError
+    from virtualbiopsy.mrml import arrays
+
+    if segment is not None:
+        return arrays.segment_id_by_name(node, segment)
+    ids = arrays.segment_ids(node)
+    if len(ids) != 1:
+        names = [node.GetSegmentation().GetSegment(s).GetName() for s in ids]
+        raise InputError(
+            f"'{path.name}' holds {len(ids)} segments ({', '.join(names) or 'none'}); choose the tumour with "
+            "--segment NAME (and --corrected-segment NAME for the corrected file)."
+        )
+    return ids[0]
+
+
+def _load_mask(context, path: Path, role: str, segment: str | None):
+    """(segmentation node, segment ID, label-map volume or None) of one input file."""
+    import numpy as np
+
+    from virtualbiopsy.errors import InputError
+    from virtualbiopsy.mrml import arrays, io
+    from virtualbiopsy.mrml.geometry import Geometry
+
+    path = _require_file(path, role)
+    name = io.node_name_from_path(path)
+    if path.name.lower().endswith(_SEGMENTATION_SUFFIXES):
+        node = io.load_segmentation(context, path, name)
+        return node, _pick_segment(node, segment, path), None
+    labelmap = io.load_volume(context, path, f"{name} labels", labelmap=True, require_finite_values=False)
+    labels = arrays.array_from_volume(labelmap)
+    if segment is None:
+        mask = labels != 0
+    else:
+        try:
+            value = float(segment)
+        except ValueError:
+            raise InputError(
+                f"'{path.name}' is a label image: give --segment as a label value (e.g. 1), not '{segment}'."
+            ) from None
+        mask = labels == value
+    node = arrays.add_segmentation_from_labels(
+        context, mask.astype(np.uint8), Geometry.from_node(labelmap), {1: ("tumour", _TUMOUR_COLOUR)}, name,
+        reference_volume=labelmap)
+    if not arrays.segment_ids(node):  # an empty mask gives no segment; keep an empty one to compare
+        node.GetSegmentation().AddEmptySegment("tumour", "tumour")
+    return node, arrays.segment_ids(node)[0], labelmap
+
+
+def _segmentation_grid(context, segmentation_node):
+    """A label-map volume on the segmentation's own grid (reference geometry and its segments)."""
+    import slicer
+
+    from virtualbiopsy.errors import InputError
+
+    labelmap = context.add_node("vtkMRMLLabelMapVolumeNode", f"{segmentation_node.GetName()} grid")
+    mode = slicer.vtkSegmentation.EXTENT_UNION_OF_EFFECTIVE_SEGMENTS_AND_REFERENCE_GEOMETRY
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ExportAllSegmentsToLabelmapNode(segmentation_node, labelmap, mode):
+        raise InputError(f"Could not derive a voxel grid from '{segmentation_node.GetName()}'; give --reference.")
+    return labelmap
+
+
+def run(args) -> int:
+    from virtualbiopsy.mrml import MRMLContext, io
+    from virtualbiopsy.segmentation.correction import compare_segments
+
+    context = MRMLContext.create()
+    ai_path = _require_file(args.ai, "AI mask")
+    corrected_path = _require_file(args.corrected, "corrected mask")
+    reference_path = _require_file(args.reference, "reference image") if args.reference else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    quiet_vtk(args.out / "vtk.log")
+    corrected_segment = args.corrected_segment if args.corrected_segment is not None else args.segment
+    ai, ai_id, _ = _load_mask(context, ai_path, "AI mask", args.segment)
+    corrected, corrected_id, corrected_labels = _load_mask(context, corrected_path, "corrected mask",
+                                                           corrected_segment)
+    if reference_path is not None:
+        reference = io.load_volume(context, reference_path, require_finite_values=False)
+    elif corrected_labels is not None:
+        reference = corrected_labels
+    else:
+        reference = _segmentation_grid(context, corrected)
+    table = compare_segments(context, ai, ai_id, corrected, corrected_id, reference, args.tolerance_mm)
+    path = io.write_csv(table, args.out / "metrics.csv")
+
+    from virtualbiopsy.mrml.arrays import table_columns
+
+    columns = table_columns(table)
+    print(f"AI '{ai_path.name}' vs corrected '{corrected_path.name}' "
+          f"(surface Dice tolerance {args.tolerance_mm:g} mm):")
+    for metric, value, unit in zip(columns["metric"], columns["value"], columns["unit"]):
+        print(f"  {metric:<27} {value:>12.4g} {unit}")
+    print(f"Written: {path}")
+    return 0

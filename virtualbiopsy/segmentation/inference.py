@@ -1,0 +1,292 @@
+"""In-process nnU-Net v2 inference with voxel-wise uncertainty, progress and cancel.
+
+nnU-Net already predicts every sliding-window tile several times (the test-time mirrorings, and
+once per fold) and averages the logits. :class:`UncertaintyPredictor` keeps, per tile, what
+those passes say beyond their average — their mean softmax probability and their mean entropy —
+and accumulates it with the same Gaussian tile weights, so uncertainty costs no extra network
+pass. Per voxel, with members m = (fold, mirroring) passes and C classes:
+
+- predictive entropy  H[mean_m p_m] / ln C            (0 = certain, 1 = uniform)
+- expected entropy    mean_m H[p_m] / ln C
+- mutual information  predictive - expected entropy   (disagreement between the passes, >= 0)
+- fold disagreement   fraction of folds whose own label differs from the ensemble's
+
+The segmentation itself is nnU-Net's (argmax of the mean logits), unchanged. Written as a
+subclass because nnU-Net exposes no hook for per-pass outputs; the tile loop is re-implemented
+(same tiling, Gaussian weighting and padding as nnU-Net) to report progress per tile and stop
+when the user cancels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from virtualbiopsy.errors import ImageDimensionError, InputError, InvalidValuesError
+from virtualbiopsy.progress import Task, as_task
+from virtualbiopsy.segmentation.nnunet_model import ModelFolder, check_channels, choose_device, load_checkpoint
+
+
+@dataclass
+class SegmentationResult:
+    """Outputs on the input grid, arrays [k, j, i]; uncertainty maps are float16 in [0, 1]."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray  # [C, k, j, i] float16, nnU-Net's softmax of the mean logits
+    predictive_entropy: np.ndarray
+    expected_entropy: np.ndarray
+    mutual_information: np.ndarray
+    fold_disagreement: np.ndarray | None
+    members: int  # passes per tile: mirrorings x folds
+    seconds: dict = field(default_factory=dict)
+
+
+def _entropy(p, axis: int = 0):
+    """Shannon entropy (nats) along ``axis`` of probabilities (torch or numpy)."""
+    import torch
+
+    if isinstance(p, torch.Tensor):
+        return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=axis)
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=axis)
+
+
+def _half(values):
+    """A [0, 1] map stored compactly as float16 (None stays None)."""
+    return None if values is None else np.clip(values, 0.0, 1.0).astype(np.float16)
+
+
+def _predictor_class():
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    class UncertaintyPredictor(nnUNetPredictor):
+        """nnU-Net's predictor, also accumulating mean probability and mean entropy of its passes."""
+
+        task: Task = Task()
+        keep_uncertainty: bool = True
+
+        def _internal_maybe_mirror_and_predict(self, x):
+            import torch
+
+            axes = [a + 2 for a in self.allowed_mirroring_axes] if (self.use_mirroring and
+                                                                      self.allowed_mirroring_axes) else []
+            combos = [()] + [c for n in range(len(axes)) for c in itertools.combinations(axes, n + 1)]
+            logits_sum = probs_sum = entropy_sum = None
+            for flip in combos:
+                out = self.network(torch.flip(x, flip)) if flip else self.network(x)
+                out = torch.flip(out, flip) if flip else out
+                logits_sum = out if logits_sum is None else logits_sum + out
+                if self.keep_uncertainty:
+                    p = torch.softmax(out.float(), dim=1)
+                    h = _entropy(p, axis=1)
+                    probs_sum = p if probs_sum is None else probs_sum + p
+                    entropy_sum = h if entropy_sum is None else entropy_sum + h
+            n = len(combos)
+            self._members_per_fold = n
+            if self.keep_uncertainty:
+                self._tile_extra = torch.cat([probs_sum[0] / n, entropy_sum / n], dim=0)
+            return logits_sum / n
+
+        def predict_sliding_window_return_logits(self, input_image):
+            import torch
+            from acvl_utils.cropping_and_padding.padding import pad_nd_image
+            from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+            self.network = self.network.to(self.device)
+            self.network.eval()
+            patch = tuple(self.configuration_manager.patch_size)
+            data, revert = pad_nd_image(input_image, patch, "constant", {"value": 0}, True, None)
+            slicers = self._internal_get_sliding_window_slicers(data.shape[1:])
+            heads = self.label_manager.num_segmentation_heads
+            logits = torch.zeros((heads, *data.shape[1:]), dtype=torch.float32)
+            extra = torch.zeros((heads + 1, *data.shape[1:]), dtype=torch.float32) if self.keep_uncertainty else None
+            weights = torch.zeros(data.shape[1:], dtype=torch.float32)
+            cpu = torch.device("cpu")
+            gaussian = (compute_gaussian(patch, sigma_scale=1.0 / 8, value_scaling_factor=10, device=cpu)
+                        if self.use_gaussian else torch.ones(patch)).float()
+            fold_task = self.task
+            with torch.inference_mode():
+                for index, tile in enumerate(slicers):
+                    fold_task.update(index / len(slicers), f"tile {index + 1} of {len(slicers)}")
+                    x = data[tile][None].to(self.device)
+                    prediction = self._internal_maybe_mirror_and_predict(x)[0].float().cpu()
+                    logits[tile] += prediction * gaussian
+                    weights[tile[1:]] += gaussian
+                    if extra is not None:
+                        extra[tile] += self._tile_extra.cpu() * gaussian
+            logits /= weights
+            region = (slice(None), *revert[1:])
+            if extra is not None:
+                extra /= weights
+                self._fold_extra.append(extra[region])
+            return logits[region]
+
+        def predict_logits_from_preprocessed_data(self, data):
+            import torch
+
+            self._fold_extra = []
+            total = None
+            task = self.task
+            for index, params in enumerate(self.list_of_parameters):
+                self.network.load_state_dict(params)
+                n = len(self.list_of_parameters)
+                self.task = task.sub(index / n, (index + 1) / n)
+                fold_logits = self.predict_sliding_window_return_logits(data)
+                total = fold_logits if total is None else total + fold_logits
+            self.task = task
+            with torch.no_grad():
+                return total / len(self.list_of_parameters)
+
+    return UncertaintyPredictor
+
+
+def _build_network(model: ModelFolder, plans_manager, configuration_manager, checkpoint: dict):
+    """The trained network: from the trainer named in the checkpoint, or from the plans.
+
+    nnU-Net's trainer search imports every trainer module; where one cannot be imported (e.g.
+    torchvision missing or mismatched), the network is built from the plans exactly as the
+    default ``nnUNetTrainer`` does.
+    """
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    n_in = determine_num_input_channels(plans_manager, configuration_manager, model.dataset)
+    n_out = plans_manager.get_label_manager(model.dataset).num_segmentation_heads
+    trainer_name = checkpoint.get("trainer_name", "nnUNetTrainer")
+    builder = None
+    if trainer_name == "nnUNetTrainer":
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+        builder = nnUNetTrainer
+    else:
+        try:
+            from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+            builder = recursive_find_trainer_class_by_name(trainer_name)
+        except Exception:  # noqa: BLE001 - any import failure: fall back to the plans, as documented
+            builder = None
+    if builder is not None:
+        return builder.build_network_architecture(plans_manager, configuration_manager, n_in, n_out,
+                                                  enable_deep_supervision=False), trainer_name
+    network = get_network_from_plans(configuration_manager.network_arch_class_name,
+                                     configuration_manager.network_arch_init_kwargs,
+                                     configuration_manager.network_arch_init_kwargs_req_import,
+                                     n_in, n_out, allow_init=True, deep_supervision=False)
+    return network, f"{trainer_name} (network built from plans.json)"
+
+
+class NNUNetSegmenter:
+    """A loaded nnU-Net model that segments one case after another without reloading.
+
+    >>> # segmenter = NNUNetSegmenter(inspect_model("Resources/Models/NeuroblastomaDemo"))
+    >>> # result = segmenter.predict([t2w_array], spacing_kji=(4.0, 1.5, 1.5))
+    """
+
+    def __init__(self, model: ModelFolder, device: str = "auto", mirroring: bool = True,
+                 tile_step_size: float = 0.5) -> None:
+        import torch
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        self.model = model
+        self.device = choose_device(device)
+        self.predictor = _predictor_class()(tile_step_size=tile_step_size, use_gaussian=True,
+                                            use_mirroring=mirroring, perform_everything_on_device=False,
+                                            device=self.device, verbose=False, allow_tqdm=False)
+        checkpoints = [load_checkpoint(path) for path in model.checkpoints.values()]
+        plans_manager = PlansManager(model.plans)
+        configuration_manager = plans_manager.get_configuration(model.configuration)
+        network, self.trainer = _build_network(model, plans_manager, configuration_manager, checkpoints[0])
+        parameters = [c["network_weights"] for c in checkpoints]
+        try:
+            network.load_state_dict(parameters[0])
+        except RuntimeError as error:
+            from virtualbiopsy.errors import FileFormatError
+
+            raise FileFormatError(f"The weights in '{model.path}' do not fit the network its plans.json describes "
+                                  f"({str(error).splitlines()[0][:160]}).") from error
+        self.predictor.manual_initialization(network, plans_manager, configuration_manager, parameters,
+                                             model.dataset, self.trainer,
+                                             checkpoints[0].get("inference_allowed_mirroring_axes"))
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    def predict(self, channels: list[np.ndarray], spacing_kji, progress=None, uncertainty: bool = True,
+                names: list[str] | None = None) -> SegmentationResult:
+        """Segment one case: ``channels`` are arrays [k, j, i] on one grid, in the model's channel order;
+        ``spacing_kji`` their voxel size in mm along k, j, i."""
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        task = as_task(progress)
+        check_channels(self.model, len(channels), names)
+        image = self._validated_input(channels, names)
+        predictor = self.predictor
+        predictor.keep_uncertainty = uncertainty
+        timings = {}
+        started = time.perf_counter()
+        task.update(0.0, "Preprocessing")
+        preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+        data, _, properties = preprocessor.run_case_npy(image, None, {"spacing": [float(s) for s in spacing_kji]},
+                                                        predictor.plans_manager, predictor.configuration_manager,
+                                                        predictor.dataset_json)
+        timings["preprocessing"] = time.perf_counter() - started
+        import torch
+
+        predictor.task = task.sub(0.05, 0.9)
+        logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data))
+        timings["network"] = time.perf_counter() - started - timings["preprocessing"]
+        task.update(0.9, "Resampling to the image grid")
+        labels, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
+            return_probabilities=True)
+        heads = probabilities.shape[0]
+        scale = float(np.log(heads))
+        if uncertainty:
+            folds = [self._to_input_grid(extra.numpy(), properties) for extra in predictor._fold_extra]
+            mean_p = np.mean([f[:heads] for f in folds], axis=0)
+            predictive = _entropy(mean_p) / scale
+            expected = np.mean([f[heads] for f in folds], axis=0) / scale
+            mutual = np.clip(predictive - expected, 0.0, None)
+            disagreement = (np.mean([np.argmax(f[:heads], axis=0) != labels for f in folds], axis=0)
+                            if len(folds) > 1 else None)
+        else:
+            predictive = _entropy(probabilities) / scale
+            expected = predictive
+            mutual = np.zeros_like(predictive)
+            disagreement = None
+        timings["total"] = time.perf_counter() - started
+        task.update(1.0, "Segmentation ready")
+        members = getattr(predictor, "_members_per_fold", 1) * len(predictor.list_of_parameters)
+        return SegmentationResult(labels.astype(np.uint8), probabilities.astype(np.float16), _half(predictive),
+                                  _half(expected), _half(mutual), _half(disagreement), members, timings)
+
+    def _validated_input(self, channels, names) -> np.ndarray:
+        arrays = [np.asarray(c) for c in channels]
+        names = names or [f"input {i + 1}" for i in range(len(arrays))]
+        for array, name in zip(arrays, names):
+            if array.ndim != 3 or min(array.shape) < 2:
+                raise ImageDimensionError(f"'{name}' is not a 3D image ({array.shape} voxels).")
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                raise InvalidValuesError(f"'{name}' contains NaN or infinite voxels.")
+            if not np.any(array != array.flat[0]):
+                raise InvalidValuesError(f"'{name}' is empty (every voxel is {array.flat[0]}); nothing to segment.")
+        if len({a.shape for a in arrays}) > 1:
+            raise InputError("The input images are not on one voxel grid (shapes "
+                             + ", ".join(f"{n}: {a.shape}" for n, a in zip(names, arrays))
+                             + "); register and resample them onto the first one first.")
+        return np.stack([a.astype(np.float32) for a in arrays])
+
+    def _to_input_grid(self, maps: np.ndarray, properties: dict) -> np.ndarray:
+        """Bring per-voxel maps from nnU-Net's preprocessed space back to the input grid
+        (resample as nnU-Net resamples probabilities, undo the crop, undo the axis transpose)."""
+        plans_manager = self.predictor.plans_manager
+        configuration = self.predictor.configuration_manager
+        original_spacing = [properties["spacing"][i] for i in plans_manager.transpose_forward]
+        resampled = configuration.resampling_fn_probabilities(
+            maps, properties["shape_after_cropping_and_before_resampling"], configuration.spacing, original_spacing)
+        resampled = np.asarray(resampled, dtype=np.float32)
+        full = np.zeros((maps.shape[0], *properties["shape_before_cropping"]), dtype=np.float32)
+        full[0] = 1.0  # outside the crop nnU-Net predicts background with certainty
+        box = tuple(slice(lo, hi) for lo, hi in properties["bbox_used_for_cropping"])
+        full[(slice(None), *box)] = resampled
+        return full.transpose([0] + [i + 1 for i in plans_manager.transpose_backward])
