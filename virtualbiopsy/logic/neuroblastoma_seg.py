@@ -38,6 +38,23 @@ class SegmentParameters:
 
 
 @dataclass
+class SegmentationJob:
+    """Inputs copied from the scene, ready to run without touching MRML (e.g. in a worker thread)."""
+
+    segmenter: object
+    parameters: SegmentParameters
+    channels: list
+    names: list
+    geometry: object
+    reference: object
+    name: str
+
+    def run(self, progress=None):
+        spacing_kji = tuple(float(s) for s in self.geometry.spacing[::-1])
+        return self.segmenter.predict(self.channels, spacing_kji, progress, self.parameters.uncertainty, self.names)
+
+
+@dataclass
 class SegmentationOutputs:
     segmentation: object
     uncertainty: object | None
@@ -72,9 +89,22 @@ class NeuroblastomaSegLogic:
         an uncertainty volume (normalised predictive entropy, uint8 0-255) and the 10 % / 50 %
         agreement contours; returns them with a summary (volume, uncertain fraction, slices to
         review). Nothing is added if the inputs are refused or the user cancels.
+
+        The three steps can also run apart, so that a GUI computes in a worker thread:
+        :meth:`prepare_segmentation` (main thread, reads the nodes), ``job.run(progress)`` (any
+        thread, touches no MRML) and :meth:`add_segmentation_results` (main thread).
         """
+        task = as_task(progress)
+        job = self.prepare_segmentation(input_volumes, parameters, name, task.sub(0.0, 0.05))
+        result = job.run(task.sub(0.05, 0.92))
+        outputs = self.add_segmentation_results(job, result)
+        task.update(1.0, "Segmentation ready")
+        return outputs
+
+    def prepare_segmentation(self, input_volumes, parameters: SegmentParameters, name: str | None = None,
+                             progress=None) -> SegmentationJob:
+        """Check the inputs against the model and copy their voxels (main thread)."""
         from virtualbiopsy.segmentation.nnunet_model import check_channels
-        from virtualbiopsy.segmentation.uncertainty import agreement_masks, summarise, to_uint8
 
         task = as_task(progress)
         volumes = list(input_volumes)
@@ -90,12 +120,16 @@ class NeuroblastomaSegLogic:
             require_same_geometry(geometry, require_scalar_3d(volume, "input image"), names[0], volume.GetName())
             values = arrays.array_from_volume(volume)
             require_finite(values, volume.GetName())
-            channels.append(values)
-        spacing_kji = tuple(float(s) for s in geometry.spacing[::-1])
-        result = segmenter.predict(channels, spacing_kji, task.sub(0.05, 0.9), parameters.uncertainty, names)
-        task.update(0.92, "Adding the results to the scene")
-        base = name or names[0]
-        labels = self._model_labels(segmenter.model)
+            channels.append(values.copy())  # the worker thread must not read node memory
+        task.update(1.0, "Inputs ready")
+        return SegmentationJob(segmenter, parameters, channels, names, geometry, volumes[0], name or names[0])
+
+    def add_segmentation_results(self, job: SegmentationJob, result) -> SegmentationOutputs:
+        """Add the new segmentation, uncertainty and agreement nodes for a finished job (main thread)."""
+        from virtualbiopsy.segmentation.uncertainty import agreement_masks, summarise, to_uint8
+
+        geometry, base = job.geometry, job.name
+        labels = self._model_labels(job.segmenter.model)
         tumour_value = labels[0][0]
         tumour = result.labels == tumour_value
         with self.context.transaction():
@@ -103,12 +137,12 @@ class NeuroblastomaSegLogic:
                 self.context, result.labels, geometry,
                 {value: (label, TUMOUR_COLOUR if value == tumour_value else (0.3, 0.6, 1.0))
                  for value, label in labels},
-                f"{base} AI segmentation", reference_volume=volumes[0], keep_empty=True)
+                f"{base} AI segmentation", reference_volume=job.reference, keep_empty=True)
             self._code_tumour_segment(segmentation, labels[0][1])
             segmentation.SetAttribute("VirtualBiopsy.Source", "AI")
-            segmentation.SetAttribute("VirtualBiopsy.Model", segmenter.model.describe())
+            segmentation.SetAttribute("VirtualBiopsy.Model", job.segmenter.model.describe())
             uncertainty = agreement = None
-            if parameters.uncertainty:
+            if job.parameters.uncertainty:
                 uncertainty = arrays.add_volume_from_array(
                     self.context, to_uint8(result.predictive_entropy), geometry, f"{base} uncertainty")
                 uncertainty.SetAttribute("VirtualBiopsy.Quantity", "normalised predictive entropy x 255")
@@ -121,13 +155,12 @@ class NeuroblastomaSegLogic:
                     self.context, contour_labels, geometry,
                     {i: (f"tumour probability >= {int(level * 100)} %", AGREEMENT_COLOURS.get(level, (1, 1, 0)))
                      for i, level in enumerate(sorted(masks), start=1)},
-                    f"{base} agreement contours", reference_volume=volumes[0])
+                    f"{base} agreement contours", reference_volume=job.reference, keep_empty=True)
                 self._outline_only(agreement)
         entropy = result.predictive_entropy.astype(np.float32)
-        summary = summarise(tumour, entropy, geometry.ijk_to_ras, parameters.uncertain_threshold).to_dict()
-        summary.update({"model": segmenter.model.describe(), "members_per_tile": result.members,
+        summary = summarise(tumour, entropy, geometry.ijk_to_ras, job.parameters.uncertain_threshold).to_dict()
+        summary.update({"model": job.segmenter.model.describe(), "members_per_tile": result.members,
                         "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
-        task.update(1.0, "Segmentation ready")
         return SegmentationOutputs(segmentation, uncertainty, agreement, summary)
 
     @staticmethod
@@ -159,6 +192,12 @@ class NeuroblastomaSegLogic:
             display.SetWindowLevelMinMax(0, 255)
             display.SetLowerThreshold(13)  # entropy < 0.05 shown transparent when thresholding is on
             display.SetApplyThreshold(1)
+        if self.context.scene.IsNodeClassRegistered("vtkMRMLColorLegendDisplayNode"):  # Slicer's Colors module
+            import slicer
+
+            legend = slicer.vtkSlicerColorLogic.AddDefaultColorLegendDisplayNode(volume)
+            if legend is not None:
+                legend.SetTitleText("Uncertainty (entropy x 255)")
 
     @staticmethod
     def _outline_only(segmentation) -> None:
