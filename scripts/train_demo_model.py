@@ -7,7 +7,8 @@ other seeds), write them as an nnU-Net v2 raw dataset (T2w -> tumour = rim + cor
 fingerprint, plan, shrink the 3d_fullres plan to a tiny network that a CPU trains in minutes
 (4 stages, 8/16/32/64 features, patch 32x64x64 at 4x3x3 mm, batch 2), preprocess, train fold 0
 with ``nnUNetTrainerVBDemo`` (a shorter schedule only), and copy dataset.json, plans.json and a
-checkpoint stripped to what inference needs (weights, configuration, mirroring axes) into ``--out``. Seeds are fixed (numpy, torch, Python); nnU-Net's augmentation workers add run-to-run
+checkpoint stripped to what inference needs (weights, configuration, mirroring axes) into
+``--out``. Seeds are fixed (numpy, torch, Python); nnU-Net's augmentation workers add run-to-run
 variation of a few Dice points.
 """
 
@@ -96,7 +97,8 @@ def export_model(results: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="scratch folder for nnU-Net's raw/preprocessed/results")
+    parser.add_argument("--work", type=Path, required=True,
+                        help="scratch folder for nnU-Net's raw, preprocessed and results folders")
     parser.add_argument("--cases", type=int, default=20, help="number of synthetic training studies (default 20)")
     parser.add_argument("--epochs", type=int, default=60, help="training epochs of 25 iterations (default 60)")
     parser.add_argument("--out", type=Path, default=ROOT / "Resources" / "Models" / "NeuroblastomaDemo")
