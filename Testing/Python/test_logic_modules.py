@@ -110,3 +110,9 @@ def test_join_keeps_same_named_columns_apart():
     assert joined == {"case_id": ["a"], "x:volume": [1.0], "y:volume": [2.0]}
     with pytest.raises(InputError, match="more than once"):
         join_columns([{"case_id": ["a", "a"], "v": [1.0, 2.0]}])
+
+
+def test_empty_segment_does_not_fail_the_grid_check(context, image_and_mask):
+    volume, segmentation, _, _ = image_and_mask
+    segmentation.GetSegmentation().AddEmptySegment("", "nothing found", [1, 1, 0])
+    arrays.require_segmentation_on_grid(segmentation, volume)  # no error: only non-empty segments have a grid

@@ -232,7 +232,7 @@ def segment_volumes(segmentation_node) -> list[dict]:
 def require_segmentation_on_grid(segmentation_node, volume_node, tolerance_mm: float = 1e-3) -> None:
     """Refuse a segmentation whose voxels do not sit on the image's voxel grid.
 
-    A segment may cover part of the image (Slicer crops segments to their extent), but its
+    Empty segments are skipped. A segment may cover part of the image (Slicer crops segments to their extent), but its
     voxel size, axis directions and voxel centres must coincide with the image's; otherwise
     every statistic would silently mix in resampling.
     """
@@ -240,7 +240,9 @@ def require_segmentation_on_grid(segmentation_node, volume_node, tolerance_mm: f
 
     image = Geometry.from_node(volume_node)
     for segment_id in segment_ids(segmentation_node):
-        _, seg_matrix, _ = _segment_labelmap(segmentation_node, segment_id)
+        mask, seg_matrix, _ = _segment_labelmap(segmentation_node, segment_id)
+        if not mask.any():
+            continue  # an empty segment has no voxel grid to check (and no voxels to misplace)
         seg = Geometry((1, 1, 1), seg_matrix)
         found = []
         if not np.allclose(seg.spacing, image.spacing, atol=tolerance_mm):
