@@ -206,7 +206,44 @@ class NeuroblastomaSegLogic:
             display.SetVisibility2DFill(False)
             display.SetVisibility2DOutline(True)
 
+    # -- pre-processing ----------------------------------------------------------------------------
+
+    def preprocess(self, volume, pipeline, mask=None, name: str | None = None, progress=None):
+        """A NEW volume after the chosen steps (N4, denoising, resampling, normalisation)."""
+        from virtualbiopsy.segmentation.preprocess_nodes import preprocess_volume
+
+        return preprocess_volume(self.context, volume, pipeline, mask, name, progress)
+
+    def register(self, fixed_volume, moving_volume, parameters=None, fixed_mask=None, name: str | None = None,
+                 progress=None):
+        """Rigid/affine registration of another sequence onto the reference: (new volume, quality)."""
+        from virtualbiopsy.segmentation.preprocess_nodes import register_volume
+
+        return register_volume(self.context, fixed_volume, moving_volume, parameters, fixed_mask, name, progress)
+
     # -- correction loop ---------------------------------------------------------------------------
+
+    def start_correction(self, ai_segmentation, name: str | None = None):
+        """A NEW segmentation node holding a copy of ``ai_segmentation``'s segments, to be edited.
+
+        The copy (default name "<AI name> corrected") keeps the segment IDs, names, colours,
+        terminology and the reference geometry; the AI segmentation itself is never modified, so
+        that the AI and the corrected contour can be compared afterwards.
+        """
+        if ai_segmentation is None or not ai_segmentation.IsA("vtkMRMLSegmentationNode"):
+            raise InputError("Select the AI segmentation to correct (a segmentation node).")
+        if ai_segmentation.GetSegmentation().GetNumberOfSegments() == 0:
+            raise InputError(f"Segmentation '{ai_segmentation.GetName()}' has no segment to correct.")
+        with self.context.transaction():
+            corrected = self.context.add_node("vtkMRMLSegmentationNode", name or f"{ai_segmentation.GetName()} corrected")
+            corrected.GetSegmentation().DeepCopy(ai_segmentation.GetSegmentation())
+            corrected.CreateDefaultDisplayNodes()
+            reference = ai_segmentation.GetNodeReference(ai_segmentation.GetReferenceImageGeometryReferenceRole())
+            if reference is not None:
+                corrected.SetNodeReferenceID(corrected.GetReferenceImageGeometryReferenceRole(), reference.GetID())
+            corrected.SetAttribute("VirtualBiopsy.Source", "corrected")
+            corrected.SetAttribute("VirtualBiopsy.CorrectedFrom", ai_segmentation.GetID())
+        return corrected
 
     def compare(self, ai_segmentation, ai_segment_id, corrected_segmentation, corrected_segment_id,
                 reference_volume, tolerance_mm: float = 1.0, table_node=None):
