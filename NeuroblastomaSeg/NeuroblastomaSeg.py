@@ -4,14 +4,25 @@ The logic lives in the Qt-free library (so the command line and the headless tes
 code); this file only wires the widget, and Slicer finds the module, widget and test by name.
 """
 
-import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleTest,
-)
+import atexit
+import logging
+import shutil
+import tempfile
+from pathlib import Path
 
-from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
+
+from virtualbiopsy.errors import DependencyError, FileFormatError, InputError, VirtualBiopsyError
+from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
+from virtualbiopsy.mrml.arrays import segment_ids
+from virtualbiopsy.mrml.geometry import Geometry
+from virtualbiopsy.segmentation.correction import EditingTimer, RetrainingCase, stamp_segmentation
+from virtualbiopsy.segmentation.demo_model import DEMO_MODEL_NOTICE, demo_model_path
+from virtualbiopsy_slicer import dependencies
+from virtualbiopsy_slicer.errors import show_error
 from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
+from virtualbiopsy_slicer.progress import busy_cursor, progress_dialog, run_in_background
 
 __all__ = ["NeuroblastomaSeg", "NeuroblastomaSegLogic", "NeuroblastomaSegTest", "NeuroblastomaSegWidget"]
 
@@ -25,24 +36,279 @@ class NeuroblastomaSeg(ScriptedLoadableModule):
         self.parent.categories = ["Virtual Biopsy"]
         self.parent.dependencies = []
         self.parent.contributors = ["Virtual Biopsy team"]
-        self.parent.helpText = """
-Segmentation of paediatric neuroblastoma on MRI. <b>Research use only; not for clinical decisions.</b>
-<p>Now: measures each segment of a segmentation (voxel count and volume in mL) into a table.</p>
-<p>Coming: automatic segmentation of the primary tumour with nnU-Net from T2-weighted and diffusion
-MRI, with a per-voxel uncertainty map to show where the contour should be checked.</p>
+        self.parent.helpText = f"""
+Primary-tumour segmentation of neuroblastoma on MRI with nnU-Net v2, its uncertainty and a correction loop.
+<b>Research use only; not for clinical decisions.</b> Default model: the bundled DEMO. <b>{DEMO_MODEL_NOTICE}</b>
+<p><b>Segment</b> (inputs in the model's channel order) runs in the background and adds NEW nodes: the
+segmentation, an uncertainty volume (normalised predictive entropy, shown over the first input) and the
+10 %/50 % probability contours; it reports the tumour volume (mL), its uncertain share and the slices to
+review (double-click: Red view). <b>Start correcting</b> edits a timed copy in the Segment Editor (the AI
+result is never edited); <b>Compare</b> stores the editing time and tabulates AI-vs-corrected agreement;
+<b>Export</b> writes an nnU-Net training case. <b>Measure</b>: each segment's volume (mL) into a table.</p>
 """
         self.parent.acknowledgementText = """
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
 """
 
 
+def parseFolds(text):
+    """ "0, 1" -> (0, 1); empty -> None (every fold in the model folder)."""
+    return tuple(int(f) if f.isdigit() else f for f in (p.strip() for p in text.split(",")) if f) or None
+
+
+def demoModelFolder():
+    try:
+        return demo_model_path().resolve()
+    except FileFormatError:
+        return None
+
+
+def describeModel(model):
+    demo = model.path.resolve() == demoModelFolder()
+    return model.describe() + ("\n" + DEMO_MODEL_NOTICE if demo else "")
+
+
+def jumpRedSliceTo(ras):
+    """Centre the Red slice view on ``ras`` (all slice views if there is no Red one)."""
+    sliceNode = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")  # the Red view's singleton slice node
+    if sliceNode is not None:
+        sliceNode.JumpSliceByCentering(*ras)
+    else:
+        slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
+
+
 class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
     logicClass = NeuroblastomaSegLogic
     title = TITLE
-    inputSignals = (("segmentationSelector", "currentNodeChanged(vtkMRMLNode*)"),)
+    inputSignals = (("segmentationSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("inputVolumesSelector", "checkedNodesChanged()"),
+                    ("modelPathLineEdit", "currentPathChanged(QString)"),
+                    ("aiSegmentSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("correctedSegmentSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("exportFolderLineEdit", "currentPathChanged(QString)"),
+                    ("caseIdLineEdit", "textChanged(QString)"))
+
+    def setup(self):
+        self._segmentJob = None  # the running background job
+        self._extracted = {}  # (zip, mtime, sha256) -> extracted model folder
+        self._modelInfo = self._modelInfoKey = None  # ModelFolder last inspected or used, and its path
+        self._reviewSlices, self._reviewVolumeID = [], None
+        self._timer, self._timedNodeID = EditingTimer(), None
+        VirtualBiopsyModuleWidget.setup(self)
+        for name, action in (("segmentButton", self.startSegmentation), ("startEditingButton", self.startCorrecting),
+                             ("compareButton", self.compareCorrection), ("exportButton", self.exportCase)):
+            getattr(self.ui, name).connect("clicked(bool)", lambda *_, action=action: self.runAction(action))
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
+        self.ui.reviewSlicesList.connect("itemDoubleClicked(QListWidgetItem*)", lambda item: self.runAction(
+            self.showReviewSlice, self.ui.reviewSlicesList.row(item)))
+        demo = demoModelFolder()
+        self.ui.modelPathLineEdit.currentPath = str(demo) if demo else ""
+        self.updateModelInfo()
+
+    def onSceneEndClose(self, caller, event):
+        VirtualBiopsyModuleWidget.onSceneEndClose(self, caller, event)
+        self.ui.summaryLabel.text = ""
+        self.ui.reviewSlicesList.clear()
+        self._reviewSlices, self._reviewVolumeID = [], None
+        self._timer, self._timedNodeID = EditingTimer(), None
 
     def inputsReady(self):
         return self.ui.segmentationSelector.currentNode() is not None
+
+    def updateApplyButton(self, *_):
+        VirtualBiopsyModuleWidget.updateApplyButton(self)
+        ui = self.ui
+        ai, corrected = ui.aiSegmentSelector.currentNode(), ui.correctedSegmentSelector.currentNode()
+        ui.segmentButton.enabled = (self._segmentJob is None and bool(ui.inputVolumesSelector.checkedNodes())
+                                    and bool(ui.modelPathLineEdit.currentPath.strip()))
+        ui.startEditingButton.enabled = ai is not None
+        ui.compareButton.enabled = ai is not None and corrected is not None
+        ui.exportButton.enabled = (corrected is not None and bool(ui.caseIdLineEdit.text.strip())
+                                   and bool(ui.exportFolderLineEdit.currentPath.strip()))
+
+    def runAction(self, action, *args):
+        """Run a button's action and show its status line, or its error."""
+        self.ui.statusLabel.text = ""
+        try:
+            self.ui.statusLabel.text = action(*args) or ""
+        except Exception as error:
+            show_error(error, TITLE)
+
+    # -- model -------------------------------------------------------------------------------
+
+    def modelFolder(self):
+        """The model folder: the path given (the folder of a dataset.json), or a .zip extracted once."""
+        from virtualbiopsy.segmentation.nnunet_model import open_model_archive
+
+        text = self.ui.modelPathLineEdit.currentPath.strip()
+        if not text:
+            raise InputError("Choose the nnU-Net model: its results folder (dataset.json, plans.json, fold_N/) "
+                             "or a .zip of one.")
+        path = Path(text)
+        if path.is_file() and path.name in ("dataset.json", "plans.json"):
+            return path.parent
+        if path.suffix.lower() != ".zip":
+            return path
+        if not path.is_file():
+            raise FileFormatError(f"No model archive at '{path}'.")
+        sha256 = self.ui.sha256LineEdit.text.strip() or None
+        key = (str(path.resolve()), path.stat().st_mtime_ns, sha256)
+        if key not in self._extracted:
+            target = tempfile.mkdtemp(prefix="VirtualBiopsy-model-")
+            atexit.register(shutil.rmtree, target, ignore_errors=True)
+            with busy_cursor():
+                self._extracted[key] = open_model_archive(path, target, sha256)
+        return self._extracted[key]
+
+    def updateModelInfo(self, *_):
+        """Describe the chosen model under its path, or say in red what is wrong with it."""
+        from virtualbiopsy.segmentation.nnunet_model import inspect_model
+
+        text = self.ui.modelPathLineEdit.currentPath.strip()
+        key = (text, Path(text).stat().st_mtime_ns if text and Path(text).exists() else None)
+        if key == self._modelInfoKey:
+            return  # already described (the path is set both by the code and by its signal)
+        self._modelInfo, self._modelInfoKey, colour = None, key, ""
+        try:
+            if text.lower().endswith(".zip") and Path(text).is_file():
+                message = f"Model archive '{Path(text).name}': checked and extracted when you press Segment."
+            else:
+                self._modelInfo = inspect_model(self.modelFolder())
+                message = describeModel(self._modelInfo)
+        except DependencyError:
+            message = "The model is described once PyTorch is installed (Segment offers to install it)."
+        except Exception as error:  # a validation message, updated while the path is typed
+            if not isinstance(error, VirtualBiopsyError):
+                logging.exception("Inspecting the model failed")
+            message, colour = str(error), "color: red"
+        self.ui.modelInfoLabel.setStyleSheet(colour)
+        self.ui.modelInfoLabel.text = message
+
+    # -- segment -----------------------------------------------------------------------------
+
+    def startSegmentation(self):
+        dependencies.ensure("NeuroblastomaSeg")
+        volumes = list(self.ui.inputVolumesSelector.checkedNodes())
+        parameters = SegmentParameters(str(self.modelFolder()), parseFolds(self.ui.foldsLineEdit.text),
+                                       self.ui.deviceComboBox.currentText, self.ui.mirroringCheckBox.checked,
+                                       self.ui.uncertaintyCheckBox.checked)
+        with progress_dialog("Loading the segmentation model") as task:
+            job = self.logic.prepare_segmentation(volumes, parameters, progress=task)
+        self._modelInfo = job.segmenter.model
+        self.ui.modelInfoLabel.setStyleSheet("")
+        self.ui.modelInfoLabel.text = describeModel(self._modelInfo)  # e.g. once PyTorch has been installed
+
+        def finished(result=None, error=None):
+            self._segmentJob = None
+            self.updateApplyButton()
+            if error is None:
+                self.runAction(self.showSegmentation, job, result)
+            else:
+                self.ui.statusLabel.text = "Segmentation stopped; nothing was added."
+                show_error(error, TITLE)
+
+        self._segmentJob = run_in_background(job.run, finished, "Segmenting the tumour",
+                                             on_error=lambda error: finished(error=error))
+        self.updateApplyButton()
+        return "Segmenting in the background..."
+
+    def showSegmentation(self, job, result):
+        outputs = self.logic.add_segmentation_results(job, result)
+        uncertainty = outputs.uncertainty is not None
+        # the uncertainty over the first input (None, without an uncertainty map, clears the overlay)
+        slicer.util.setSliceViewerLayers(background=job.reference, foreground=outputs.uncertainty,
+                                         foregroundOpacity=0.5)
+        self.ui.aiSegmentSelector.setCurrentNode(outputs.segmentation)
+        self.ui.aiSegmentSelector.setCurrentSegmentID(segment_ids(outputs.segmentation)[0])
+        self.ui.segmentationSelector.setCurrentNode(outputs.segmentation)
+        summary = outputs.summary
+        text = f"Tumour: {summary['tumour_volume_ml']:.1f} mL" + (
+            f"; {100 * summary['uncertain_fraction']:.1f} % of it uncertain (entropy >= {summary['threshold']})."
+            if uncertainty else ".")
+        if job.segmenter.model.path.resolve() == demoModelFolder():
+            text += "\n" + DEMO_MODEL_NOTICE
+        self.ui.summaryLabel.text = text
+        self._reviewSlices = list(summary["slices_to_review"]) if uncertainty else []
+        self._reviewVolumeID = job.reference.GetID()
+        self.ui.reviewSlicesList.clear()
+        for k in self._reviewSlices:
+            self.ui.reviewSlicesList.addItem(f"slice k = {k}")
+        return f"Added '{outputs.segmentation.GetName()}'" + (" and its uncertainty map." if uncertainty else ".")
+
+    def showReviewSlice(self, row):
+        volume = slicer.mrmlScene.GetNodeByID(self._reviewVolumeID or "")
+        if volume is None or not 0 <= row < len(self._reviewSlices):
+            raise InputError("The segmented volume is no longer in the scene; segment again.")
+        geometry = Geometry.from_node(volume)
+        _, nj, ni = geometry.shape
+        ras = geometry.ijk_to_ras @ [(ni - 1) / 2.0, (nj - 1) / 2.0, float(self._reviewSlices[row]), 1.0]
+        jumpRedSliceTo([float(v) for v in ras[:3]])
+
+    # -- correction loop ---------------------------------------------------------------------
+
+    def startCorrecting(self):
+        ai, segmentId = self.ui.aiSegmentSelector.currentNode(), self.ui.aiSegmentSelector.currentSegmentID()
+        current = self.ui.correctedSegmentSelector.currentNode()
+        resume = (ai is not None and current is not None and current.GetID() == self._timedNodeID
+                  and current.GetAttribute("VirtualBiopsy.CorrectedFrom") == ai.GetID())
+        corrected = current if resume else self.logic.start_correction(ai)
+        if not resume:
+            self._timer, self._timedNodeID = EditingTimer(), corrected.GetID()
+            self.ui.correctedSegmentSelector.setCurrentNode(corrected)
+            self.ui.correctedSegmentSelector.setCurrentSegmentID(segmentId)
+        if not self._timer.running:
+            self._timer.start()
+        slicer.util.selectModule("SegmentEditor")  # creates slicer.modules.SegmentEditorWidget if needed
+        editor = slicer.modules.SegmentEditorWidget.editor
+        editor.setSegmentationNode(corrected)
+        reference = self.referenceVolume(ai)
+        if reference is not None:
+            editor.setSourceVolumeNode(reference)
+        if segmentId:
+            editor.setCurrentSegmentID(segmentId)
+        return f"{'Resumed' if resume else 'Started'} correcting '{corrected.GetName()}' (timed until Compare)."
+
+    def referenceVolume(self, segmentation):
+        """The first checked input volume, else the segmentation's reference volume."""
+        volumes = list(self.ui.inputVolumesSelector.checkedNodes())
+        if volumes or segmentation is None:
+            return volumes[0] if volumes else None
+        return segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole())
+
+    def compareCorrection(self):
+        ai, corrected = self.ui.aiSegmentSelector.currentNode(), self.ui.correctedSegmentSelector.currentNode()
+        if ai is None or corrected is None:
+            raise InputError("Select the AI segment and the corrected segment to compare.")
+        reference = self.referenceVolume(ai)
+        if reference is None:
+            raise InputError("Check the input volume(s) under Segment: the first one is the grid of the comparison.")
+        note = " Editing time not recorded (Start correcting times it)."
+        if corrected.GetID() == self._timedNodeID:
+            seconds = self._timer.stop() if self._timer.running else self._timer.seconds
+            stamp_segmentation(corrected, seconds)
+            note = f" Editing time: {seconds:.1f} s."
+        table = self.logic.compare(ai, self.ui.aiSegmentSelector.currentSegmentID(), corrected,
+                                   self.ui.correctedSegmentSelector.currentSegmentID(), reference,
+                                   table_node=self.ui.metricsTableSelector.currentNode())
+        self.ui.metricsTableSelector.setCurrentNode(table)
+        showTable(table)
+        return f"Compared the AI and corrected segments into '{table.GetName()}'.{note}"
+
+    def exportCase(self):
+        volumes, model = list(self.ui.inputVolumesSelector.checkedNodes()), self._modelInfo
+        if model is None or len(model.channel_names) != len(volumes):
+            expected = f"{len(model.channel_names)} ({', '.join(model.channel_names)})" if model else "the model's"
+            raise InputError(f"Check the model's input volumes under Segment ({expected} channels, in order; "
+                             f"{len(volumes)} checked): they are the case's image channels.")
+        corrected = self.ui.correctedSegmentSelector
+        case = RetrainingCase(self.ui.caseIdLineEdit.text.strip(), volumes, corrected.currentNode(),
+                              corrected.currentSegmentID())
+        with progress_dialog("Exporting for retraining") as task:
+            dataset = self.logic.export_for_retraining([case], self.ui.exportFolderLineEdit.currentPath.strip(),
+                                                       progress=task, channel_names=model.channel_names)
+        return f"Exported case '{case.case_id}' to {dataset}."
+
+    # -- measure -----------------------------------------------------------------------------
 
     def apply(self):
         tableNode = self.logic.segment_volumes_table(

@@ -188,7 +188,7 @@ def test_segment_adds_new_nodes_and_keeps_user_segmentation(context, model_folde
     assert segmentation is not user and segmentation.GetAttribute("VirtualBiopsy.Source") == "AI"
     segment = segmentation.GetSegmentation().GetNthSegment(0)
     assert segment.GetName() == "Neuroblastoma"
-    assert "108369006" in segment.GetTag(segment.GetTerminologyEntryTagName())[1]
+    assert "108369006" in segment.GetTerminology()
     uncertainty = arrays.array_from_volume(outputs.uncertainty)
     assert uncertainty.dtype == np.uint8 and uncertainty.max() > 100
     assert Geometry.from_node(outputs.uncertainty).differences(Geometry.from_node(nodes["t2w"])) == []

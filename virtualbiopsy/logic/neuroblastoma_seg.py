@@ -235,7 +235,8 @@ class NeuroblastomaSegLogic:
         if ai_segmentation.GetSegmentation().GetNumberOfSegments() == 0:
             raise InputError(f"Segmentation '{ai_segmentation.GetName()}' has no segment to correct.")
         with self.context.transaction():
-            corrected = self.context.add_node("vtkMRMLSegmentationNode", name or f"{ai_segmentation.GetName()} corrected")
+            corrected = self.context.add_node("vtkMRMLSegmentationNode",
+                                              name or f"{ai_segmentation.GetName()} corrected")
             corrected.GetSegmentation().DeepCopy(ai_segmentation.GetSegmentation())
             corrected.CreateDefaultDisplayNodes()
             reference = ai_segmentation.GetNodeReference(ai_segmentation.GetReferenceImageGeometryReferenceRole())
