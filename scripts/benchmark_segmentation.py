@@ -46,14 +46,10 @@ def timed(function, repeats: int = 1) -> float:
 def write_nifti(study, path: Path) -> None:
     import SimpleITK as sitk
 
-    matrix = np.asarray(study.t2_grid.ijk_to_ras())
-    lps = np.diag([-1.0, -1.0, 1.0]) @ matrix[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
-    image = sitk.GetImageFromArray(study.t2w.astype(np.float32))
-    image.SetSpacing(spacing.tolist())
-    image.SetOrigin((np.diag([-1.0, -1.0, 1.0]) @ matrix[:3, 3]).tolist())
-    image.SetDirection((lps / spacing).ravel().tolist())
-    sitk.WriteImage(image, str(path))
+    from virtualbiopsy.mrml.sitk_bridge import image_from_array
+    from virtualbiopsy.sample_study import geometry_of
+
+    sitk.WriteImage(image_from_array(study.t2w.astype(np.float32), geometry_of(study.t2_grid)), str(path))
 
 
 def main() -> None:

@@ -35,24 +35,20 @@ TUMOUR = (6, 7)  # phantom labels: tumour rim, necrotic core
 def write_raw_dataset(raw: Path, n_cases: int) -> None:
     import SimpleITK as sitk
 
+    from virtualbiopsy.mrml.sitk_bridge import image_from_array
     from virtualbiopsy.phantom import generate_study
+    from virtualbiopsy.sample_study import geometry_of
 
     images, labels = raw / "imagesTr", raw / "labelsTr"
     images.mkdir(parents=True, exist_ok=True)
     labels.mkdir(parents=True, exist_ok=True)
     for index in range(n_cases):
         study = generate_study(1000 + index)
-        matrix = np.asarray(study.t2_grid.ijk_to_ras())
-        lps = np.diag([-1.0, -1.0, 1.0]) @ matrix[:3, :3]
-        spacing = np.linalg.norm(lps, axis=0)
-        origin = np.diag([-1.0, -1.0, 1.0]) @ matrix[:3, 3]
+        geometry = geometry_of(study.t2_grid)
         for array, folder, suffix in ((study.t2w.astype(np.float32), images, "_0000"),
                                       (np.isin(study.t2_labels, TUMOUR).astype(np.uint8), labels, "")):
-            image = sitk.GetImageFromArray(array)
-            image.SetSpacing(spacing.tolist())
-            image.SetOrigin(origin.tolist())
-            image.SetDirection((lps / spacing).ravel().tolist())
-            sitk.WriteImage(image, str(folder / f"nb{index:03d}{suffix}.nii.gz"), useCompression=True)
+            sitk.WriteImage(image_from_array(array, geometry), str(folder / f"nb{index:03d}{suffix}.nii.gz"),
+                            useCompression=True)
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
     generate_dataset_json(str(raw), {0: "T2"}, {"background": 0, "tumour": 1}, n_cases, ".nii.gz",
