@@ -41,6 +41,7 @@ class DemoResult:
     figures: dict[str, Path] = field(default_factory=dict)
     context: MRMLContext | None = None
     segmentation: dict = field(default_factory=dict)
+    segmentation_metrics: dict = field(default_factory=dict)
 
 
 def adc_by_tissue(adc: np.ndarray, labels: np.ndarray) -> dict[str, list]:
@@ -96,7 +97,7 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     result.tables["tissue_summary"] = io.write_csv(joined, tables_dir / "tissue_summary.csv")
 
     task.update(0.8, "Figures")
-    result.figures.update(_figures(study, adc, figures_dir))
+    result.figures.update(_figures(study, adc, adc_columns, figures_dir))
     task.update(0.9, "Report and scene bundle")
     _report(result, study, adc_columns, arrays.table_columns(volumes))
     io.save_scene(context, result.scene)
@@ -124,6 +125,7 @@ def _segmentation_step(context, study, nodes, result: DemoResult, out: Path, tas
                             arrays.segment_ids(corrected)[0], nodes["t2w"])
     result.tables["segmentation_metrics"] = io.write_csv(metrics, folder / "metrics.csv")
     result.segmentation = outputs.summary
+    result.segmentation_metrics = arrays.table_columns(metrics)
     ai = arrays.mask_from_segment(outputs.segmentation, arrays.segment_ids(outputs.segmentation)[0], nodes["t2w"],
                                   allow_empty=True)
     entropy = arrays.array_from_volume(outputs.uncertainty).astype(np.float32) / 255.0
@@ -135,7 +137,7 @@ def _segmentation_step(context, study, nodes, result: DemoResult, out: Path, tas
         outputs.summary["slices_to_review"], spacing[1] / spacing[0], p10)
 
 
-def _figures(study, adc, folder: Path) -> dict[str, Path]:
+def _figures(study, adc, table: dict, folder: Path) -> dict[str, Path]:
     t2_rows = np.argwhere(np.isin(study.t2_labels, (6, 7)))
     dwi_rows = np.argwhere(np.isin(study.dwi_labels, (6, 7)))
     k_t2, k_dwi = int(np.median(t2_rows[:, 0])), int(np.median(dwi_rows[:, 0]))
@@ -145,7 +147,6 @@ def _figures(study, adc, folder: Path) -> dict[str, Path]:
             folder / "overview.png", study.t2w, study.t2_labels, study.dwi, study.b_values, adc,
             study.adc_true, study.dwi_labels, k_t2, k_dwi, t2s[1] / t2s[0], dws[1] / dws[0]),
     }
-    table = adc_by_tissue(adc, study.dwi_labels)
     out["adc_by_tissue"] = figures.adc_by_tissue(
         folder / "adc_by_tissue.png", table["segment"], table["adc_mean"], table["adc_sd"], table["adc_true"])
     times = np.asarray(study.dce_times)
@@ -159,15 +160,6 @@ def _figures(study, adc, folder: Path) -> dict[str, Path]:
             truth[t.name] = t.s_pre * (1 + enhancement)
     out["dce_curves"] = figures.dce_curves(folder / "dce_curves.png", times, measured, truth, study.t0)
     return out
-
-
-def _read_metrics(path: Path) -> dict[str, list]:
-    import csv
-
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    return {"metric": [r["metric"] for r in rows], "value": [float(r["value"]) for r in rows],
-            "unit": [r["unit"] for r in rows]}
 
 
 def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None:
@@ -195,7 +187,7 @@ def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None
         f"{summary['tumour_volume_ml']:.1f} mL (truth {volumes_ml['tumour']:.1f} mL); "
         f"{100 * summary['uncertain_fraction']:.1f} % of it is uncertain (normalised entropy >= "
         f"{summary['threshold']}); slices to review first: {', '.join(map(str, summary['slices_to_review']))}.")
-    metrics = _read_metrics(result.tables["segmentation_metrics"])
+    metrics = {key: result.segmentation_metrics[key] for key in ("metric", "value", "unit")}
     report.table(metrics, "AI segment vs the true tumour (standing in for the radiologist's corrected segment). "
                  "FPR = FP/(TP+FN) and FNR = FN/(TP+FN) as in the source study.")
     report.figure(result.figures["segmentation"], "Slices to review: outlines and the uncertainty overlay",
