@@ -9,7 +9,11 @@ pass. Per voxel, with members m = (fold, mirroring) passes and C classes:
 - predictive entropy  H[mean_m p_m] / ln C            (0 = certain, 1 = uniform)
 - expected entropy    mean_m H[p_m] / ln C
 - mutual information  predictive - expected entropy   (disagreement between the passes, >= 0)
-- fold disagreement   fraction of folds whose own label differs from the ensemble's
+- fold disagreement   fraction of folds whose own label (argmax of their mean probability) differs
+                      from the argmax of the ensemble's mean probability
+
+computed in the network's voxel space and then resampled to the input grid like nnU-Net's
+probabilities (after upsampling, every boundary would otherwise look uncertain).
 
 The segmentation itself is nnU-Net's (argmax of the mean logits), unchanged. Written as a
 subclass because nnU-Net exposes no hook for per-pass outputs; the tile loop is re-implemented
@@ -51,6 +55,24 @@ def _entropy(p, axis: int = 0):
     if isinstance(p, torch.Tensor):
         return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=axis)
     return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=axis)
+
+
+def _uncertainty_maps(fold_extras: list[np.ndarray], heads: int) -> np.ndarray:
+    """Predictive entropy, expected entropy, mutual information (and fold disagreement when there are
+    several folds), each in [0, 1], from each fold's mean probabilities and mean entropy (nats).
+
+    Computed in the network's own voxel space, before resampling to the input grid: entropy of
+    interpolated probabilities would be high on every upsampled boundary whatever the model says.
+    """
+    scale = float(np.log(heads))
+    mean_p = np.mean([f[:heads] for f in fold_extras], axis=0)
+    predictive = _entropy(mean_p) / scale
+    expected = np.mean([f[heads] for f in fold_extras], axis=0) / scale
+    maps = [predictive, expected, np.clip(predictive - expected, 0.0, None)]
+    if len(fold_extras) > 1:
+        consensus = np.argmax(mean_p, axis=0)
+        maps.append(np.mean([np.argmax(f[:heads], axis=0) != consensus for f in fold_extras], axis=0))
+    return np.stack(maps).astype(np.float32)
 
 
 def _half(values):
@@ -242,13 +264,9 @@ class NNUNetSegmenter:
         heads = probabilities.shape[0]
         scale = float(np.log(heads))
         if uncertainty:
-            folds = [self._to_input_grid(extra.numpy(), properties) for extra in predictor._fold_extra]
-            mean_p = np.mean([f[:heads] for f in folds], axis=0)
-            predictive = _entropy(mean_p) / scale
-            expected = np.mean([f[heads] for f in folds], axis=0) / scale
-            mutual = np.clip(predictive - expected, 0.0, None)
-            disagreement = (np.mean([np.argmax(f[:heads], axis=0) != labels for f in folds], axis=0)
-                            if len(folds) > 1 else None)
+            maps = _uncertainty_maps([extra.numpy() for extra in predictor._fold_extra], heads)
+            predictive, expected, mutual, *fold = self._to_input_grid(maps, properties)
+            disagreement = fold[0] if fold else None
         else:
             predictive = _entropy(probabilities) / scale
             expected = predictive
@@ -277,8 +295,9 @@ class NNUNetSegmenter:
         return np.stack([a.astype(np.float32) for a in arrays])
 
     def _to_input_grid(self, maps: np.ndarray, properties: dict) -> np.ndarray:
-        """Bring per-voxel maps from nnU-Net's preprocessed space back to the input grid
-        (resample as nnU-Net resamples probabilities, undo the crop, undo the axis transpose)."""
+        """Bring per-voxel uncertainty maps from nnU-Net's preprocessed space back to the input grid
+        (resample as nnU-Net resamples probabilities, undo the crop (outside it nnU-Net predicts
+        background with certainty: 0), undo the axis transpose)."""
         plans_manager = self.predictor.plans_manager
         configuration = self.predictor.configuration_manager
         original_spacing = [properties["spacing"][i] for i in plans_manager.transpose_forward]
@@ -286,7 +305,6 @@ class NNUNetSegmenter:
             maps, properties["shape_after_cropping_and_before_resampling"], configuration.spacing, original_spacing)
         resampled = np.asarray(resampled, dtype=np.float32)
         full = np.zeros((maps.shape[0], *properties["shape_before_cropping"]), dtype=np.float32)
-        full[0] = 1.0  # outside the crop nnU-Net predicts background with certainty
         box = tuple(slice(lo, hi) for lo, hi in properties["bbox_used_for_cropping"])
         full[(slice(None), *box)] = resampled
         return full.transpose([0] + [i + 1 for i in plans_manager.transpose_backward])
