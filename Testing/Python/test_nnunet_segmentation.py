@@ -192,6 +192,9 @@ def test_segment_adds_new_nodes_and_keeps_user_segmentation(context, model_folde
     uncertainty = arrays.array_from_volume(outputs.uncertainty)
     assert uncertainty.dtype == np.uint8 and uncertainty.max() > 100
     assert Geometry.from_node(outputs.uncertainty).differences(Geometry.from_node(nodes["t2w"])) == []
+    disagreement = arrays.array_from_volume(outputs.disagreement)  # between the 8 mirrored passes
+    assert disagreement.dtype == np.uint8 and 0 < disagreement.max() and disagreement.mean() < uncertainty.mean()
+    assert outputs.fold_disagreement is None  # the demo model has one fold
     summary = outputs.summary
     truth_ml = study.volumes_ml()["tumour"]
     assert abs(summary["tumour_volume_ml"] - truth_ml) < 0.15 * truth_ml

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from virtualbiopsy.cli.output import quiet_vtk
+from virtualbiopsy.cli.preprocess import add_pipeline_arguments, pipeline_from_args
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.progress import ConsoleProgress, Task
 
@@ -21,9 +22,11 @@ def add_parser(subparsers) -> None:
             "of one) on one case (--image, once per model channel, in the model's channel order) or on every case "
             "of a manifest CSV (columns case_id, image[, image2, ...]). Writes per case: segmentation.seg.nrrd "
             "(new segments; the tumour coded as a neoplasm), uncertainty.nrrd (normalised predictive entropy over "
-            "the mirrored passes and folds, uint8 0-255 = 0-1), agreement.seg.nrrd (mean tumour probability >= 10 %% "
-            "and >= 50 %%) and summary.json (tumour volume in mL, uncertain fraction, slices to review). "
-            "Any NRRD / NIfTI input. Research use only."
+            "the mirrored passes and folds, uint8 0-255 = 0-1), disagreement.nrrd (mutual information between "
+            "those passes, same scale; with several folds also fold_disagreement.nrrd), agreement.seg.nrrd (mean "
+            "tumour probability >= 10 %% and >= 50 %%) and summary.json (tumour volume in mL, uncertain fraction, "
+            "slices to review, the pre-processing applied). --n4 / --denoise pre-process every input image first "
+            "(same grid; nnU-Net does its own resampling and normalisation). Any NRRD / NIfTI input. Research use only."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, help="nnU-Net v2 model folder or .zip")
@@ -38,6 +41,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-uncertainty", action="store_true", help="skip the uncertainty maps")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="normalised entropy from which a voxel counts as uncertain (default 0.5)")
+    add_pipeline_arguments(parser, grid_steps=False)
     parser.set_defaults(run=run)
 
 
@@ -67,6 +71,7 @@ def run(args) -> int:
     if model.suffix.lower() == ".zip":
         model = open_model_archive(model, tempfile.mkdtemp(prefix="virtualbiopsy_model_"), args.sha256)
     folds = tuple(int(f) if f.strip().isdigit() else f.strip() for f in args.folds.split(",")) if args.folds else None
+    pipeline = pipeline_from_args(args)
     parameters = SegmentParameters(str(model), folds, args.device, not args.no_mirroring, not args.no_uncertainty,
                                    args.threshold)
     context = MRMLContext.create()
@@ -77,13 +82,22 @@ def run(args) -> int:
         for index, (case_id, images) in enumerate(cases):
             case_task = task.sub(index / len(cases), (index + 1) / len(cases))
             volumes = [io.load_volume(context, path) for path in images]
+            if pipeline is not None:
+                steps = case_task.sub(0.0, 0.4)
+                volumes = [logic.preprocess(v, pipeline, progress=steps.sub(i / len(volumes), (i + 1) / len(volumes)))
+                           for i, v in enumerate(volumes)]
+                case_task = case_task.sub(0.4, 1.0)
             outputs = logic.segment(volumes, parameters, case_task, name=case_id or None)
             folder = args.out / case_id if case_id else args.out
             io.save_node(outputs.segmentation, folder / "segmentation.seg.nrrd")
             if outputs.uncertainty is not None:
                 io.save_node(outputs.uncertainty, folder / "uncertainty.nrrd")
                 io.save_node(outputs.agreement, folder / "agreement.seg.nrrd")
-            summary = {"case_id": case_id, "images": [str(p) for p in images], **outputs.summary}
+                io.save_node(outputs.disagreement, folder / "disagreement.nrrd")
+                if outputs.fold_disagreement is not None:
+                    io.save_node(outputs.fold_disagreement, folder / "fold_disagreement.nrrd")
+            summary = {"case_id": case_id, "images": [str(p) for p in images],
+                       "preprocessing": pipeline.to_dict() if pipeline is not None else None, **outputs.summary}
             (folder / "summary.json").write_text(json.dumps(summary, indent=2))
             print(f"{case_id or images[0].name}: tumour {summary['tumour_volume_ml']:.1f} mL, "
                   f"{100 * summary['uncertain_fraction']:.1f} % uncertain -> {folder}")

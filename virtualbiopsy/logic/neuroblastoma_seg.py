@@ -60,6 +60,8 @@ class SegmentationOutputs:
     uncertainty: object | None
     agreement: object | None
     summary: dict = field(default_factory=dict)
+    disagreement: object | None = None  # mutual information between the passes (mirrorings x folds)
+    fold_disagreement: object | None = None  # fraction of folds disagreeing; only with >= 2 folds
 
 
 class NeuroblastomaSegLogic:
@@ -141,12 +143,21 @@ class NeuroblastomaSegLogic:
             self._code_tumour_segment(segmentation, labels[0][1])
             segmentation.SetAttribute("VirtualBiopsy.Source", "AI")
             segmentation.SetAttribute("VirtualBiopsy.Model", job.segmenter.model.describe())
-            uncertainty = agreement = None
+            uncertainty = agreement = disagreement = fold_disagreement = None
             if job.parameters.uncertainty:
                 uncertainty = arrays.add_volume_from_array(
                     self.context, to_uint8(result.predictive_entropy), geometry, f"{base} uncertainty")
                 uncertainty.SetAttribute("VirtualBiopsy.Quantity", "normalised predictive entropy x 255")
                 self._show_as_overlay(uncertainty)
+                disagreement = arrays.add_volume_from_array(
+                    self.context, to_uint8(result.mutual_information), geometry, f"{base} disagreement")
+                disagreement.SetAttribute("VirtualBiopsy.Quantity", "normalised mutual information between the "
+                                          f"{result.members} passes (mirrorings x folds) x 255")
+                if result.fold_disagreement is not None:
+                    fold_disagreement = arrays.add_volume_from_array(
+                        self.context, to_uint8(result.fold_disagreement), geometry, f"{base} fold disagreement")
+                    fold_disagreement.SetAttribute("VirtualBiopsy.Quantity", "fraction of folds whose label differs "
+                                                   "from the ensemble's x 255")
                 masks = agreement_masks(result.probabilities[tumour_value].astype(np.float32))
                 contour_labels = np.zeros(tumour.shape, np.uint8)
                 for index, level in enumerate(sorted(masks), start=1):
@@ -161,7 +172,7 @@ class NeuroblastomaSegLogic:
         summary = summarise(tumour, entropy, geometry.ijk_to_ras, job.parameters.uncertain_threshold).to_dict()
         summary.update({"model": job.segmenter.model.describe(), "members_per_tile": result.members,
                         "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
-        return SegmentationOutputs(segmentation, uncertainty, agreement, summary)
+        return SegmentationOutputs(segmentation, uncertainty, agreement, summary, disagreement, fold_disagreement)
 
     @staticmethod
     def _model_labels(model) -> list[tuple[int, str]]:
