@@ -88,6 +88,7 @@ def _predictor_class():
 
         task: Task = Task()
         keep_uncertainty: bool = True
+        passes_per_batch: int = 8
 
         def _internal_maybe_mirror_and_predict(self, x):
             import torch
@@ -95,21 +96,20 @@ def _predictor_class():
             axes = [a + 2 for a in self.allowed_mirroring_axes] if (self.use_mirroring and
                                                                       self.allowed_mirroring_axes) else []
             combos = [()] + [c for n in range(len(axes)) for c in itertools.combinations(axes, n + 1)]
-            logits_sum = probs_sum = entropy_sum = None
-            for flip in combos:
-                out = self.network(torch.flip(x, flip)) if flip else self.network(x)
-                out = torch.flip(out, flip) if flip else out
-                logits_sum = out if logits_sum is None else logits_sum + out
-                if self.keep_uncertainty:
-                    p = torch.softmax(out.float(), dim=1)
-                    h = _entropy(p, axis=1)
-                    probs_sum = p if probs_sum is None else probs_sum + p
-                    entropy_sum = h if entropy_sum is None else entropy_sum + h
+            # The mirrored copies go through the network together, in batches of `passes_per_batch`
+            # (one tile, x of batch size 1): a small network on a CPU runs a batch of 8 about 3x
+            # faster than 8 single passes. nnU-Net itself runs them one by one.
+            flipped = torch.cat([torch.flip(x, flip) if flip else x for flip in combos])
+            outs = torch.cat([self.network(flipped[i:i + self.passes_per_batch])
+                              for i in range(0, len(combos), self.passes_per_batch)])
+            outs = torch.stack([torch.flip(outs[i], [a - 1 for a in flip]) if flip else outs[i]
+                                for i, flip in enumerate(combos)])
             n = len(combos)
             self._members_per_fold = n
             if self.keep_uncertainty:
-                self._tile_extra = torch.cat([probs_sum[0] / n, entropy_sum / n], dim=0)
-            return logits_sum / n
+                p = torch.softmax(outs.float(), dim=1)
+                self._tile_extra = torch.cat([p.mean(dim=0), _entropy(p, axis=1).mean(dim=0, keepdim=True)], dim=0)
+            return outs.mean(dim=0, keepdim=True)
 
         def predict_sliding_window_return_logits(self, input_image):
             import torch
@@ -207,7 +207,9 @@ class NNUNetSegmenter:
     """
 
     def __init__(self, model: ModelFolder, device: str = "auto", mirroring: bool = True,
-                 tile_step_size: float = 0.5) -> None:
+                 tile_step_size: float = 0.5, passes_per_batch: int = 8) -> None:
+        """``passes_per_batch``: mirrored copies of a tile run through the network together (lower it
+        if a large model runs out of GPU memory; 1 is nnU-Net's own one-by-one behaviour)."""
         import torch
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -216,6 +218,7 @@ class NNUNetSegmenter:
         self.predictor = _predictor_class()(tile_step_size=tile_step_size, use_gaussian=True,
                                             use_mirroring=mirroring, perform_everything_on_device=False,
                                             device=self.device, verbose=False, allow_tqdm=False)
+        self.predictor.passes_per_batch = max(1, int(passes_per_batch))
         checkpoints = [load_checkpoint(path) for path in model.checkpoints.values()]
         plans_manager = PlansManager(model.plans)
         configuration_manager = plans_manager.get_configuration(model.configuration)
