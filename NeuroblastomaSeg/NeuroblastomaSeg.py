@@ -4,24 +4,28 @@ The logic lives in the Qt-free library (so the command line and the headless tes
 code); this file only wires the widget, and Slicer finds the module, widget and test by name.
 """
 
-import atexit
-import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from virtualbiopsy.errors import DependencyError, FileFormatError, InputError, VirtualBiopsyError
+from virtualbiopsy.errors import InputError
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
 from virtualbiopsy.mrml.arrays import segment_ids
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.segmentation.correction import EditingTimer, RetrainingCase, stamp_segmentation
-from virtualbiopsy.segmentation.demo_model import DEMO_MODEL_NOTICE, demo_model_path
+from virtualbiopsy.segmentation.demo_model import DEMO_MODEL_NOTICE
+from virtualbiopsy.segmentation.model_source import (
+    ModelArchives,
+    default_model_path,
+    describe_model,
+    is_demo_model,
+    parse_folds,
+)
 from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.errors import show_error
 from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
+from virtualbiopsy_slicer.preprocessing_panel import PreprocessingPanel
 from virtualbiopsy_slicer.progress import busy_cursor, progress_dialog, run_in_background
 
 __all__ = ["NeuroblastomaSeg", "NeuroblastomaSegLogic", "NeuroblastomaSegTest", "NeuroblastomaSegWidget"]
@@ -39,7 +43,10 @@ class NeuroblastomaSeg(ScriptedLoadableModule):
         self.parent.helpText = f"""
 Primary-tumour segmentation of neuroblastoma on MRI with nnU-Net v2, its uncertainty and a correction loop.
 <b>Research use only; not for clinical decisions.</b> Default model: the bundled DEMO. <b>{DEMO_MODEL_NOTICE}</b>
-<p><b>Segment</b> (inputs in the model's channel order) runs in the background and adds NEW nodes: the
+<p><b>Pre-processing and registration</b> (optional): N4 bias-field correction, denoising, resampling and
+intensity normalisation of a volume, or rigid/affine registration of another sequence (DWI b0, DCE) onto the
+T2w with its quality before and after; each adds a NEW volume.
+<b>Segment</b> (inputs in the model's channel order) runs in the background and adds NEW nodes: the
 segmentation, an uncertainty volume (normalised predictive entropy, shown over the first input) and the
 10 %/50 % probability contours; it reports the tumour volume (mL), its uncertain share and the slices to
 review (double-click: Red view). <b>Start correcting</b> edits a timed copy in the Segment Editor (the AI
@@ -49,23 +56,6 @@ result is never edited); <b>Compare</b> stores the editing time and tabulates AI
         self.parent.acknowledgementText = """
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
 """
-
-
-def parseFolds(text):
-    """ "0, 1" -> (0, 1); empty -> None (every fold in the model folder)."""
-    return tuple(int(f) if f.isdigit() else f for f in (p.strip() for p in text.split(",")) if f) or None
-
-
-def demoModelFolder():
-    try:
-        return demo_model_path().resolve()
-    except FileFormatError:
-        return None
-
-
-def describeModel(model):
-    demo = model.path.resolve() == demoModelFolder()
-    return model.describe() + ("\n" + DEMO_MODEL_NOTICE if demo else "")
 
 
 def jumpRedSliceTo(ras):
@@ -90,7 +80,7 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
 
     def setup(self):
         self._segmentJob = None  # the running background job
-        self._extracted = {}  # (zip, mtime, sha256) -> extracted model folder
+        self._archives = ModelArchives()  # each model zip extracted once
         self._modelInfo = self._modelInfoKey = None  # ModelFolder last inspected or used, and its path
         self._reviewSlices, self._reviewVolumeID = [], None
         self._timer, self._timedNodeID = EditingTimer(), None
@@ -101,8 +91,8 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.reviewSlicesList.connect("itemDoubleClicked(QListWidgetItem*)", lambda item: self.runAction(
             self.showReviewSlice, self.ui.reviewSlicesList.row(item)))
-        demo = demoModelFolder()
-        self.ui.modelPathLineEdit.currentPath = str(demo) if demo else ""
+        self.preprocessing = PreprocessingPanel(self.ui, self.logic, self.runAction)
+        self.ui.modelPathLineEdit.currentPath = default_model_path()
         self.updateModelInfo()
 
     def onSceneEndClose(self, caller, event):
@@ -137,51 +127,19 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
     # -- model -------------------------------------------------------------------------------
 
     def modelFolder(self):
-        """The model folder: the path given (the folder of a dataset.json), or a .zip extracted once."""
-        from virtualbiopsy.segmentation.nnunet_model import open_model_archive
-
-        text = self.ui.modelPathLineEdit.currentPath.strip()
-        if not text:
-            raise InputError("Choose the nnU-Net model: its results folder (dataset.json, plans.json, fold_N/) "
-                             "or a .zip of one.")
-        path = Path(text)
-        if path.is_file() and path.name in ("dataset.json", "plans.json"):
-            return path.parent
-        if path.suffix.lower() != ".zip":
-            return path
-        if not path.is_file():
-            raise FileFormatError(f"No model archive at '{path}'.")
-        sha256 = self.ui.sha256LineEdit.text.strip() or None
-        key = (str(path.resolve()), path.stat().st_mtime_ns, sha256)
-        if key not in self._extracted:
-            target = tempfile.mkdtemp(prefix="VirtualBiopsy-model-")
-            atexit.register(shutil.rmtree, target, ignore_errors=True)
-            with busy_cursor():
-                self._extracted[key] = open_model_archive(path, target, sha256)
-        return self._extracted[key]
+        """The model folder: the path given (or the folder of a dataset.json), or a .zip extracted once."""
+        with busy_cursor():
+            return self._archives.folder(self.ui.modelPathLineEdit.currentPath, self.ui.sha256LineEdit.text.strip())
 
     def updateModelInfo(self, *_):
         """Describe the chosen model under its path, or say in red what is wrong with it."""
-        from virtualbiopsy.segmentation.nnunet_model import inspect_model
-
         text = self.ui.modelPathLineEdit.currentPath.strip()
         key = (text, Path(text).stat().st_mtime_ns if text and Path(text).exists() else None)
         if key == self._modelInfoKey:
             return  # already described (the path is set both by the code and by its signal)
-        self._modelInfo, self._modelInfoKey, colour = None, key, ""
-        try:
-            if text.lower().endswith(".zip") and Path(text).is_file():
-                message = f"Model archive '{Path(text).name}': checked and extracted when you press Segment."
-            else:
-                self._modelInfo = inspect_model(self.modelFolder())
-                message = describeModel(self._modelInfo)
-        except DependencyError:
-            message = "The model is described once PyTorch is installed (Segment offers to install it)."
-        except Exception as error:  # a validation message, updated while the path is typed
-            if not isinstance(error, VirtualBiopsyError):
-                logging.exception("Inspecting the model failed")
-            message, colour = str(error), "color: red"
-        self.ui.modelInfoLabel.setStyleSheet(colour)
+        self._modelInfoKey = key
+        self._modelInfo, message, problem = self._archives.describe(text)
+        self.ui.modelInfoLabel.setStyleSheet("color: red" if problem else "")
         self.ui.modelInfoLabel.text = message
 
     # -- segment -----------------------------------------------------------------------------
@@ -189,14 +147,14 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
     def startSegmentation(self):
         dependencies.ensure("NeuroblastomaSeg")
         volumes = list(self.ui.inputVolumesSelector.checkedNodes())
-        parameters = SegmentParameters(str(self.modelFolder()), parseFolds(self.ui.foldsLineEdit.text),
+        parameters = SegmentParameters(str(self.modelFolder()), parse_folds(self.ui.foldsLineEdit.text),
                                        self.ui.deviceComboBox.currentText, self.ui.mirroringCheckBox.checked,
                                        self.ui.uncertaintyCheckBox.checked)
         with progress_dialog("Loading the segmentation model") as task:
             job = self.logic.prepare_segmentation(volumes, parameters, progress=task)
         self._modelInfo = job.segmenter.model
         self.ui.modelInfoLabel.setStyleSheet("")
-        self.ui.modelInfoLabel.text = describeModel(self._modelInfo)  # e.g. once PyTorch has been installed
+        self.ui.modelInfoLabel.text = describe_model(self._modelInfo)  # e.g. once PyTorch has been installed
 
         def finished(result=None, error=None):
             self._segmentJob = None
@@ -225,7 +183,7 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         text = f"Tumour: {summary['tumour_volume_ml']:.1f} mL" + (
             f"; {100 * summary['uncertain_fraction']:.1f} % of it uncertain (entropy >= {summary['threshold']})."
             if uncertainty else ".")
-        if job.segmenter.model.path.resolve() == demoModelFolder():
+        if is_demo_model(job.segmenter.model.path):
             text += "\n" + DEMO_MODEL_NOTICE
         self.ui.summaryLabel.text = text
         self._reviewSlices = list(summary["slices_to_review"]) if uncertainty else []

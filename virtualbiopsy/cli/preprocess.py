@@ -30,30 +30,10 @@ def add_pipeline_arguments(parser, grid_steps: bool = True) -> None:
 
 def pipeline_from_args(args):
     """The :class:`PreprocessingPipeline` the options ask for (None when they ask for nothing)."""
-    from virtualbiopsy.segmentation.preprocessing import (
-        DenoiseParameters,
-        N4Parameters,
-        NormaliseParameters,
-        PreprocessingPipeline,
-        ResampleParameters,
-    )
+    from virtualbiopsy.segmentation.preprocessing import PreprocessingPipeline
 
-    spacing = getattr(args, "spacing", None)
-    if spacing:
-        try:
-            values = tuple(float(v) for v in spacing.split(","))
-        except ValueError as error:
-            raise InputError(f"--spacing needs three numbers in mm, e.g. 1,1,4; got '{spacing}'.") from error
-        if len(values) != 3:
-            raise InputError(f"--spacing needs three numbers (x,y,z in mm); got {len(values)}.")
-    normalise = getattr(args, "normalise", None)
-    pipeline = PreprocessingPipeline(
-        n4=N4Parameters() if args.n4 else None,
-        denoise=DenoiseParameters(method=args.denoise) if args.denoise else None,
-        resample=ResampleParameters(spacing_mm=values) if spacing else None,
-        normalise=NormaliseParameters(method=normalise) if normalise else None,
-    )
-    return pipeline if any(step is not None for step in vars(pipeline).values()) else None
+    return PreprocessingPipeline.from_choices(args.n4, args.denoise, getattr(args, "spacing", None),
+                                              getattr(args, "normalise", None))
 
 
 def add_parser(subparsers) -> None:

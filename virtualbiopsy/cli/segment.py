@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import tempfile
 from pathlib import Path
 
 from virtualbiopsy.cli.output import quiet_vtk
@@ -63,14 +62,12 @@ def _cases(args) -> list[tuple[str, list[Path]]]:
 def run(args) -> int:
     from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
     from virtualbiopsy.mrml import MRMLContext, io
-    from virtualbiopsy.segmentation.nnunet_model import open_model_archive
+    from virtualbiopsy.segmentation.model_source import ModelArchives, parse_folds
 
     args.out.mkdir(parents=True, exist_ok=True)
     quiet_vtk(args.out / "vtk.log")
-    model = args.model
-    if model.suffix.lower() == ".zip":
-        model = open_model_archive(model, tempfile.mkdtemp(prefix="virtualbiopsy_model_"), args.sha256)
-    folds = tuple(int(f) if f.strip().isdigit() else f.strip() for f in args.folds.split(",")) if args.folds else None
+    model = ModelArchives().folder(args.model, args.sha256)
+    folds = parse_folds(args.folds)
     pipeline = pipeline_from_args(args)
     parameters = SegmentParameters(str(model), folds, args.device, not args.no_mirroring, not args.no_uncertainty,
                                    args.threshold)

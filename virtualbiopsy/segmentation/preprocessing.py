@@ -385,6 +385,30 @@ class PreprocessingPipeline:
         """N4, curvature-flow denoising and z-score normalisation at the native resolution."""
         return cls(n4=N4Parameters(), denoise=DenoiseParameters(), normalise=NormaliseParameters())
 
+    @classmethod
+    def from_choices(cls, n4: bool = False, denoise: str | None = None, spacing_mm: str | None = None,
+                     normalise: str | None = None) -> PreprocessingPipeline | None:
+        """The pipeline a user's choices describe, with default parameters per step; None when no step
+        is chosen. ``spacing_mm`` is text such as ``"1,1,4"`` (x, y, z in mm).
+
+        >>> PreprocessingPipeline.from_choices(n4=True, spacing_mm="1, 1, 4").resample.spacing_mm
+        (1.0, 1.0, 4.0)
+        """
+        resample = None
+        if spacing_mm and spacing_mm.strip():
+            try:
+                values = tuple(float(v) for v in spacing_mm.split(","))
+            except ValueError as error:
+                raise InputError(f"The voxel size needs three numbers in mm, e.g. 1,1,4; got '{spacing_mm}'.") \
+                    from error
+            _require(len(values) == 3, f"The voxel size needs three numbers (x,y,z in mm); got {len(values)}.")
+            resample = ResampleParameters(spacing_mm=values)
+        pipeline = cls(n4=N4Parameters() if n4 else None,
+                       denoise=DenoiseParameters(method=denoise) if denoise and denoise != "none" else None,
+                       resample=resample,
+                       normalise=NormaliseParameters(method=normalise) if normalise and normalise != "none" else None)
+        return pipeline if any(step is not None for step in vars(pipeline).values()) else None
+
     def to_dict(self) -> dict:
         return {name: (asdict(value) if value is not None else None) for name, value in vars(self).items()}
 
