@@ -13,7 +13,7 @@ import sys
 from virtualbiopsy import __version__
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 
-COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "deps")
+COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "reduce", "harmonise", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"virtualbiopsy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from virtualbiopsy.cli import compare, demo, deps, phantom, preprocess, segment
+    from virtualbiopsy.cli import compare, demo, deps, phantom, preprocess, segment, signature
 
-    for module in (demo, phantom, preprocess, segment, compare, deps):
+    for module in (demo, phantom, preprocess, segment, compare, signature, deps):
         module.add_parser(subparsers)
     return parser
 

@@ -1,0 +1,219 @@
+"""Feature-table steps of the RadiomicsBiomarkers module: reduction to a signature, exploration
+and ComBat harmonisation, on Table nodes.
+
+The numeric work is in :mod:`virtualbiopsy.signature`; here tables are read from and written to
+the scene. Every step writes NEW table nodes (the input table is never changed) inside a
+transaction. A fitted reduction or ComBat model travels with its result node as JSON in the
+node attribute :data:`MODEL_ATTRIBUTE` (saved with the scene); :meth:`save_fitted_model` writes
+it to a file and :meth:`apply_fitted_model` applies it to new cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from virtualbiopsy.errors import InputError
+from virtualbiopsy.mrml import arrays
+from virtualbiopsy.progress import as_task
+from virtualbiopsy.signature import combat, exploration
+from virtualbiopsy.signature.persistence import load_model, model_from_json, model_to_json, save_model
+from virtualbiopsy.signature.reduction import FeatureReduction, ReductionParameters
+from virtualbiopsy.signature.tables import failed_rows, frame_from_columns, require_columns, split_columns
+
+MODEL_ATTRIBUTE = "VirtualBiopsy.FittedModel"
+NOTES_ATTRIBUTE = "VirtualBiopsy.Notes"
+
+
+def _node_columns(frame: pd.DataFrame) -> dict[str, list]:
+    """DataFrame -> {column: values} for a Table node: numbers stay numbers, booleans yes/no, missing text ''."""
+    columns = {}
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == bool:
+            columns[str(name)] = ["yes" if v else "no" for v in column]
+        elif pd.api.types.is_numeric_dtype(column):
+            columns[str(name)] = [float(v) for v in column]
+        else:
+            columns[str(name)] = ["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
+                                  for v in column]
+    return columns
+
+
+class RadiomicsSignatureMixin:
+    """Mixed into ``RadiomicsBiomarkersLogic`` (which provides ``self.context``)."""
+
+    def _table_frame(self, table_node) -> pd.DataFrame:
+        if table_node is None:
+            raise InputError("No feature table was selected.")
+        frame = frame_from_columns(arrays.table_columns(table_node))
+        if frame.empty:
+            raise InputError(f"Table '{table_node.GetName()}' has no rows.")
+        return frame
+
+    def _add_table(self, frame: pd.DataFrame, name: str):
+        return arrays.add_table(self.context, _node_columns(frame), name)
+
+    # -- reduction ------------------------------------------------------------------------------
+
+    def reduce_feature_table(self, table_node, parameters: ReductionParameters | None = None, progress=None) -> dict:
+        """Reduce a cohort feature table to a signature; returns {"signature", "loadings", "log"} table nodes.
+
+        ``signature``: the cases' identifier/label columns and the signature features' values (the
+        fitted reduction is stored on it); ``loadings``: features x factors with communalities;
+        ``log``: every column/feature that was set aside or dropped, by which step and why.
+        """
+        task = as_task(progress)
+        frame = self._table_frame(table_node)
+        reduction = FeatureReduction(parameters or ReductionParameters()).fit(frame, task.sub(0.0, 0.9))
+        signature = reduction.signature_table(frame)
+        name = table_node.GetName()
+        task.update(0.95, "Writing the signature tables")
+        with self.context.transaction():
+            signature_node = self._add_table(signature, f"{name} signature")
+            signature_node.SetAttribute(MODEL_ATTRIBUTE, model_to_json(reduction))
+            loadings_node = self._add_table(reduction.loadings_table(), f"{name} factor loadings")
+            log_node = self._add_table(reduction.report_, f"{name} reduction log")
+        task.update(1.0, f"Signature of {len(reduction.signature_)} feature(s)")
+        return {"signature": signature_node, "loadings": loadings_node, "log": log_node}
+
+    # -- exploration ----------------------------------------------------------------------------
+
+    def explore_features(self, table_node, label_column, volume_column=None):
+        """Per-feature Mann-Whitney p (Bonferroni, BH), univariate AUC and Spearman rho with volume.
+
+        ``volume_column`` None: pyradiomics' MeshVolume (or VoxelVolume) column when present.
+        """
+        frame = self._table_frame(table_node)
+        if not label_column:
+            raise InputError("Name the label column (two classes, e.g. the outcome) to explore the features against.")
+        require_columns(frame, [label_column], "feature table")
+        if volume_column is None:
+            volume_column = exploration.find_volume_column(list(frame.columns))
+        elif volume_column:
+            require_columns(frame, [volume_column], "feature table")
+        features, _ = split_columns(frame, [label_column])
+        if not features:
+            raise InputError(f"Table '{table_node.GetName()}' has no numeric feature columns.")
+        volume = frame[volume_column] if volume_column else None
+        table = exploration.univariate_table(frame[features], frame[label_column].tolist(), volume)
+        with self.context.transaction():
+            node = self._add_table(table, f"{table_node.GetName()} exploration")
+            node.SetAttribute(NOTES_ATTRIBUTE, f"label: {label_column}; volume: {volume_column or 'none'}")
+        return node
+
+    # -- harmonisation --------------------------------------------------------------------------
+
+    def harmonise_feature_table(self, table_node, batch_column, covariates: Iterable[str] = (), parametric=True,
+                                progress=None):
+        """A new table: the input with its feature columns ComBat-harmonised by ``batch_column``.
+
+        ``covariates``: columns whose (biological) effects are preserved; text columns are
+        categorical, numeric ones linear. The fitted model is stored on the new node.
+        """
+        task = as_task(progress)
+        frame = self._table_frame(table_node)
+        params = combat.ComBatParameters(parametric=bool(parametric))
+        output, model = combat.harmonise_table(frame, batch_column, list(covariates), params, task.sub(0.0, 0.9))
+        with self.context.transaction():
+            node = self._add_table(output, f"{table_node.GetName()} harmonised")
+            node.SetAttribute(MODEL_ATTRIBUTE, model_to_json(model))
+            node.SetAttribute(NOTES_ATTRIBUTE, "; ".join(model.notes))
+        task.update(1.0, "Harmonised")
+        return node
+
+    def batch_effect_table(self, before_node, after_node, batch_column):
+        """Per feature: Kruskal-Wallis p of batch before and after harmonisation (a new table node)."""
+        before, after = self._table_frame(before_node), self._table_frame(after_node)
+        require_columns(before, [batch_column], "table before harmonisation")
+        fitted = after_node.GetAttribute(MODEL_ATTRIBUTE)
+        model = model_from_json(fitted) if fitted else None
+        if isinstance(model, combat.ComBatModel):
+            features = model.features
+        else:
+            features, _ = split_columns(before, [batch_column])
+        require_columns(before, features, "table before harmonisation")
+        require_columns(after, features, "harmonised table")
+        if len(before) != len(after):
+            raise InputError(f"The tables before ({len(before)} cases) and after ({len(after)}) harmonisation differ.")
+        ok = ~failed_rows(before).to_numpy()
+        table = combat.batch_effect_table(before.loc[ok, features], after.loc[ok, features],
+                                          before.loc[ok, batch_column].tolist())
+        with self.context.transaction():
+            return self._add_table(table, f"{after_node.GetName()} batch effect")
+
+    # -- deep features --------------------------------------------------------------------------
+
+    def deep_feature_table(self, volume_node, segmentation_node, parameters=None, progress=None):
+        """ROI-pooled nnU-Net encoder activations of each segment (one row per segment): a new table node.
+
+        ``parameters``: :class:`virtualbiopsy.signature.deep_features.DeepFeatureParameters`
+        (default: the bundled demo model, CPU). Empty segments are refused, naming them.
+        """
+        from virtualbiopsy.mrml.geometry import require_finite, require_scalar_3d
+        from virtualbiopsy.signature.deep_features import DeepFeatureExtractor
+
+        task = as_task(progress)
+        geometry = require_scalar_3d(volume_node, "image")
+        image = arrays.array_from_volume(volume_node)
+        require_finite(image, volume_node.GetName())
+        arrays.require_segmentation_on_grid(segmentation_node, volume_node)
+        ids = arrays.segment_ids(segmentation_node)
+        if not ids:
+            raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segments.")
+        masks = {segment_id: arrays.mask_from_segment(segmentation_node, segment_id, volume_node) for segment_id in ids}
+        task.update(0.05, "Loading the network")
+        extractor = DeepFeatureExtractor(parameters)
+        spacing_kji = tuple(float(s) for s in geometry.spacing[::-1])
+        rows = []
+        for index, segment_id in enumerate(ids):
+            sub = task.sub(0.1 + 0.85 * index / len(ids), 0.1 + 0.85 * (index + 1) / len(ids))
+            rows.append(extractor.extract(image, masks[segment_id], spacing_kji, sub))
+        names = [segmentation_node.GetSegmentation().GetSegment(i).GetName() for i in ids]
+        columns = {"segment": names} | {name: [row[name] for row in rows] for name in extractor.feature_names}
+        with self.context.transaction():
+            node = arrays.add_table(self.context, columns, f"{volume_node.GetName()} deep features")
+            node.SetAttribute(NOTES_ATTRIBUTE, f"encoder of {extractor.model.describe()}")
+        task.update(1.0, "Deep features ready")
+        return node
+
+    # -- fitted models --------------------------------------------------------------------------
+
+    def fitted_model(self, source):
+        """The fitted reduction / ComBat model of a result node, a JSON file path, or a model itself."""
+        if hasattr(source, "GetAttribute"):
+            text = source.GetAttribute(MODEL_ATTRIBUTE)
+            if not text:
+                raise InputError(f"Table '{source.GetName()}' carries no fitted reduction or ComBat model.")
+            return model_from_json(text)
+        if isinstance(source, (FeatureReduction, combat.ComBatModel)):
+            return source
+        return load_model(source)
+
+    def save_fitted_model(self, result_node, path):
+        """Write the model carried by a signature / harmonised table node to a JSON file."""
+        return save_model(self.fitted_model(result_node), path)
+
+    def apply_fitted_model(self, table_node, model_source, progress=None):
+        """Apply a fitted model to new cases (a new table node).
+
+        A reduction gives the cases' identifier/label columns and signature features' values; a
+        ComBat model harmonises the cases, which must come from its batches and carry its batch
+        and covariate columns (cases with an extraction error are copied unchanged).
+        """
+        task = as_task(progress)
+        model = self.fitted_model(model_source)
+        frame = self._table_frame(table_node)
+        name = table_node.GetName()
+        if isinstance(model, FeatureReduction):
+            output, suffix = model.signature_table(frame), "signature"
+        else:
+            output, suffix = combat.apply_to_table(model, frame), "harmonised"
+        task.update(0.9, "Writing the table")
+        with self.context.transaction():
+            node = self._add_table(output, f"{name} {suffix}")
+            node.SetAttribute(MODEL_ATTRIBUTE, model_to_json(model))
+        task.update(1.0, "Done")
+        return node

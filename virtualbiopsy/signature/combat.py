@@ -1,0 +1,460 @@
+"""ComBat harmonisation of a feature table by batch (site, scanner), fitted once and applied to new cases.
+
+Written here because no library in the stack offers ComBat as a fit/apply estimator with the
+fitted parameters stored (neuroCombat, used by the tests as the reference, fits and adjusts in
+one call, and its apply-to-new-data function ignores the new cases' covariates).
+
+The model (Johnson, Li & Rabinovic 2007, Biostatistics 8:118; Fortin et al. 2017/2018 for
+imaging features), per feature f, case i of batch b with covariates x_i::
+
+    y_if = alpha_f + x_i beta_f + gamma_bf + delta_bf * e_if,    e_if ~ N(0, sigma_f^2)
+
+1. Least squares of every feature on [batch one-hot | covariates] gives the batch coefficients
+   and ``beta``; ``alpha_f`` is the batch coefficients' mean weighted by batch size;
+   ``sigma_f^2`` the mean squared residual (divided by n, as in sva and neuroCombat).
+2. Standardised data ``s = (y - alpha - x beta) / sigma``; per batch, ``gamma_hat`` is its mean
+   and ``delta_hat`` its variance (ddof = 1).
+3. Empirical Bayes shrinks them across features: *parametric* (normal prior on gamma,
+   inverse-gamma prior on delta, priors by the method of moments, posterior found by the
+   iteration of the reference implementations, stopping when the largest relative change is
+   below ``convergence``) or *non-parametric* (the posterior mean over the other features'
+   ``gamma_hat, delta_hat``, weighted by the likelihood of this feature's data under them;
+   computed with log-likelihoods so that large batches do not underflow).
+4. ``y* = (s - gamma*) / sqrt(delta*) * sigma + alpha + x beta``: the batch's location and
+   scale are removed, the covariates' effects kept.
+
+Conventions follow sva's ComBat and neuroCombat 0.2.12, which the tests reproduce to 1e-6:
+a batch with one case cannot give a scale, so (as sva does) every batch is then adjusted in
+location only (``mean_only``), with the reference's posterior for that case. Numeric covariates
+are linear terms, text covariates categorical (first level sorted as reference). Features with
+no residual variance (e.g. constant) are passed through unchanged and listed, and do not enter
+the priors (neuroCombat substitutes a meaningless value there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from virtualbiopsy.errors import FileFormatError, InputError
+from virtualbiopsy.progress import as_task
+from virtualbiopsy.signature.tables import failed_rows, require_columns, require_finite_features, split_columns
+from virtualbiopsy.signature.tables import labels_as_text as _labels
+
+MODEL_KIND = "virtualbiopsy.combat"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ComBatParameters:
+    parametric: bool = True  # False: non-parametric empirical Bayes
+    mean_only: bool = False  # adjust the location only (forced when a batch has a single case)
+    convergence: float = 1e-4  # parametric EB: stop when the largest relative change is below this
+    max_iterations: int = 10000
+
+
+@dataclass
+class ComBatModel:
+    """Fitted ComBat parameters; :meth:`transform` harmonises cases of the known batches."""
+
+    features: list[str]
+    batches: list[str]
+    batch_counts: list[int]
+    continuous: list[str]
+    categorical: dict[str, list[str]]  # covariate -> its levels; the first is the reference
+    beta: np.ndarray  # (design covariate columns, features)
+    grand_mean: np.ndarray  # alpha, per feature
+    var_pooled: np.ndarray  # sigma^2, per feature
+    gamma_star: np.ndarray  # (batches, features)
+    delta_star: np.ndarray  # (batches, features)
+    gamma_hat: np.ndarray
+    delta_hat: np.ndarray
+    parametric: bool = True
+    mean_only: bool = False
+    iterations: list[int] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    batch_column: str = "batch"
+
+    @property
+    def covariates(self) -> list[str]:
+        return [*self.categorical, *self.continuous]
+
+    def covariate_design(self, covariates: pd.DataFrame | None, n_cases: int) -> np.ndarray:
+        """The covariate part of the design matrix for these cases (categories must be known)."""
+        if not self.covariates:
+            return np.zeros((n_cases, 0))
+        if covariates is None:
+            raise InputError("This ComBat model preserves the covariate(s) " + ", ".join(self.covariates)
+                             + "; give their values for the cases to harmonise.")
+        require_columns(covariates, self.covariates, "covariate table")
+        blocks = []
+        for name, levels in self.categorical.items():
+            values = _labels(covariates[name].tolist(), f"covariate '{name}'")
+            unknown = sorted(set(values) - set(levels))
+            if unknown:
+                raise InputError(f"Covariate '{name}' has value(s) {', '.join(unknown)} that the ComBat model was "
+                                 f"not fitted with (known: {', '.join(levels)}).")
+            blocks.append(np.stack([(values == level).astype(float) for level in levels[1:]], axis=1)
+                          if len(levels) > 1 else np.zeros((n_cases, 0)))
+        for name in self.continuous:
+            column = pd.to_numeric(covariates[name], errors="coerce").to_numpy(dtype=float)
+            if not np.isfinite(column).all():
+                raise InputError(f"Covariate '{name}' has missing or non-numeric values.")
+            blocks.append(column[:, None])
+        return np.concatenate(blocks, axis=1)
+
+    def transform(self, values: pd.DataFrame, batch: Sequence, covariates: pd.DataFrame | None = None
+                  ) -> pd.DataFrame:
+        """Harmonised copy of ``values`` (cases x features, the fitted features at least)."""
+        require_columns(values, self.features, "feature table to harmonise")
+        data = values[self.features].astype(float)
+        require_finite_features(data, "feature table to harmonise")
+        labels = _labels(list(batch), f"batch column '{self.batch_column}'")
+        if len(labels) != len(data):
+            raise InputError(f"{len(labels)} batch labels were given for {len(data)} cases.")
+        unknown = sorted(set(labels) - set(self.batches))
+        if unknown:
+            raise InputError(f"Batch(es) {', '.join(unknown)} were not in the data ComBat was fitted on (known: "
+                             f"{', '.join(self.batches)}); a ComBat model can only harmonise cases of its batches.")
+        design = self.covariate_design(covariates, len(data))
+        index = np.array([self.batches.index(label) for label in labels], dtype=int)
+        y = data.to_numpy()
+        active = ~np.isin(self.features, self.unchanged)
+        sigma = np.sqrt(self.var_pooled[active])
+        location = self.grand_mean[active] + design @ self.beta[:, active]
+        s = (y[:, active] - location) / sigma
+        adjusted = y.copy()
+        adjusted[:, active] = ((s - self.gamma_star[index][:, active]) / np.sqrt(self.delta_star[index][:, active])
+                               * sigma + location)
+        return pd.DataFrame(adjusted, index=values.index, columns=self.features)
+
+    # -- JSON -----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        arrays = ("beta", "grand_mean", "var_pooled", "gamma_star", "delta_star", "gamma_hat", "delta_hat")
+        data = {"kind": MODEL_KIND, "format_version": FORMAT_VERSION}
+        for name, value in self.__dict__.items():
+            data[name] = np.asarray(value).tolist() if name in arrays else value
+        data["beta_shape"] = list(np.shape(self.beta))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ComBatModel:
+        if data.get("kind") != MODEL_KIND:
+            raise FileFormatError(f"This is not a saved ComBat model (kind '{data.get('kind')}').")
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise FileFormatError("The saved ComBat model was written by a newer version; update the extension.")
+        try:
+            values = {k: v for k, v in data.items() if k not in ("kind", "format_version", "beta_shape")}
+            for name in ("grand_mean", "var_pooled"):
+                values[name] = np.asarray(values[name], float)
+            for name in ("gamma_star", "delta_star", "gamma_hat", "delta_hat"):
+                values[name] = np.asarray(values[name], float).reshape(len(values["batches"]), len(values["features"]))
+            values["beta"] = np.asarray(values["beta"], float).reshape(data["beta_shape"])
+            return cls(**values)
+        except (KeyError, TypeError, ValueError) as error:
+            raise FileFormatError(f"The saved ComBat model is incomplete or damaged ({error}).") from error
+
+
+def _covariate_spec(covariates: pd.DataFrame | None, categorical: Iterable[str] | None):
+    if covariates is None or covariates.shape[1] == 0:
+        return {}, []
+    forced = set(categorical or ())
+    cats, nums = {}, []
+    for name in covariates.columns:
+        column = covariates[name]
+        if name in forced or not pd.api.types.is_numeric_dtype(column) or column.dtype == bool:
+            cats[name] = sorted(set(_labels(column.tolist(), f"covariate '{name}'")))
+        else:
+            nums.append(name)
+    return cats, nums
+
+
+def _parametric(s, g_hat, d_hat, g_bar, t2, a, b, convergence, max_iterations):
+    """Posterior gamma*, delta* of one batch by the reference implementations' fixed-point iteration."""
+    n = s.shape[0]
+    g_old, d_old = g_hat.copy(), d_hat.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for count in range(1, max_iterations + 1):
+            g_new = (t2 * n * g_hat + d_old * g_bar) / (t2 * n + d_old)
+            sum2 = ((s - g_new) ** 2).sum(axis=0)
+            d_new = (0.5 * sum2 + b) / (n / 2.0 + a - 1.0)
+            # relative change; the signed denominator for gamma is that of sva's it.sol and neuroCombat
+            change = max(np.nanmax(np.abs(g_new - g_old) / g_old), np.nanmax(np.abs(d_new - d_old) / d_old))
+            g_old, d_old = g_new, d_new
+            if change <= convergence:
+                return g_new, d_new, count
+    raise InputError(f"Parametric ComBat did not converge in {max_iterations} iterations; try the non-parametric "
+                     "version.")
+
+
+def _non_parametric(s, g_hat, d_hat, task, chunk: int = 256):
+    """Posterior means over the other features' (gamma_hat, delta_hat), likelihood-weighted (log domain)."""
+    n, n_features = s.shape
+    mean = s.mean(axis=0)
+    ss = ((s - mean) ** 2).sum(axis=0)
+    g_star, d_star = np.empty(n_features), np.empty(n_features)
+    for start in range(0, n_features, chunk):
+        task.update(start / n_features, "Non-parametric empirical Bayes")
+        rows = slice(start, min(start + chunk, n_features))
+        # sum_k (s_ik - g_j)^2 = SS_i + n (mean_i - g_j)^2
+        sum2 = ss[rows, None] + n * (mean[rows, None] - g_hat[None, :]) ** 2
+        log_lh = -0.5 * n * np.log(2.0 * np.pi * d_hat)[None, :] - sum2 / (2.0 * d_hat[None, :])
+        log_lh[np.arange(rows.stop - rows.start), np.arange(rows.start, rows.stop)] = -np.inf  # leave itself out
+        weights = np.exp(log_lh - log_lh.max(axis=1, keepdims=True))
+        total = weights.sum(axis=1)
+        g_star[rows] = weights @ g_hat / total
+        d_star[rows] = weights @ d_hat / total
+    return g_star, d_star
+
+
+def fit_combat(values: pd.DataFrame, batch: Sequence, covariates: pd.DataFrame | None = None,
+               parameters: ComBatParameters | None = None, categorical: Iterable[str] | None = None,
+               batch_column: str = "batch", progress=None) -> ComBatModel:
+    """Fit ComBat on ``values`` (cases x features, all numeric) with one batch label per case.
+
+    ``covariates`` (cases x columns) are the biological effects to preserve; numeric columns
+    are linear terms unless named in ``categorical``.
+    """
+    params = parameters or ComBatParameters()
+    task = as_task(progress)
+    task.update(0.0, "ComBat: design")
+    data = values.astype(float)
+    require_finite_features(data, "feature table to harmonise")
+    features = list(data.columns)
+    if len(features) < 2:
+        raise InputError("ComBat needs at least 2 features: its priors pool information across features.")
+    labels = _labels(list(batch), f"batch column '{batch_column}'")
+    if len(labels) != len(data):
+        raise InputError(f"{len(labels)} batch labels were given for {len(data)} cases.")
+    batches = sorted(set(labels))
+    if len(batches) < 2:
+        raise InputError(f"Every case is in batch '{batches[0]}'; ComBat needs at least two batches to harmonise.")
+    counts = [int(np.sum(labels == b)) for b in batches]
+    notes = []
+    mean_only = params.mean_only
+    if min(counts) < 2 and not mean_only:
+        single = [b for b, c in zip(batches, counts) if c < 2]
+        mean_only = True
+        notes.append(f"batch(es) {', '.join(single)} have a single case, so no batch scale can be estimated: every "
+                     "batch is adjusted in location only (as sva's ComBat does)")
+    if covariates is not None:
+        if len(covariates) != len(data):
+            raise InputError(f"{len(covariates)} covariate rows were given for {len(data)} cases.")
+        covariates = covariates.reset_index(drop=True)
+    cats, nums = _covariate_spec(covariates, categorical)
+    model = ComBatModel(features, batches, counts, nums, cats, np.zeros((0, len(features))), np.zeros(0),
+                        np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), params.parametric,
+                        mean_only, notes=notes, batch_column=batch_column)
+    index = np.array([batches.index(label) for label in labels])
+    onehot = (index[:, None] == np.arange(len(batches))[None, :]).astype(float)
+    covariate_design = model.covariate_design(covariates, len(data))
+    design = np.concatenate([onehot, covariate_design], axis=1)
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        raise InputError("The covariate(s) " + ", ".join(model.covariates) + " are confounded with the batches (or "
+                         "with each other), e.g. a covariate constant within each batch: ComBat cannot tell their "
+                         "effects apart. Remove or recode them.")
+    if len(data) <= design.shape[1]:
+        raise InputError(f"{len(data)} cases are too few for {len(batches)} batches and "
+                         f"{covariate_design.shape[1]} covariate term(s).")
+
+    # 1. location/scale model by least squares
+    y = data.to_numpy()
+    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+    n = len(y)
+    grand_mean = (np.asarray(counts) / n) @ coefficients[: len(batches)]
+    beta = coefficients[len(batches):]
+    var_pooled = ((y - design @ coefficients) ** 2).mean(axis=0)
+    scale = np.maximum(np.abs(y).max(axis=0), np.finfo(float).tiny)
+    flat = var_pooled <= (1e-10 * scale) ** 2
+    model.unchanged = [name for name, f in zip(features, flat) if f]
+    if model.unchanged:
+        notes.append(f"{len(model.unchanged)} feature(s) have no residual variance and are passed through unchanged: "
+                     + ", ".join(model.unchanged[:8]) + (" ..." if len(model.unchanged) > 8 else ""))
+    active = ~flat
+    if active.sum() < 2:
+        raise InputError("Fewer than 2 features vary beyond the batch and covariate effects; nothing to harmonise.")
+
+    # 2. standardised data and per-batch estimates
+    s = (y[:, active] - grand_mean[active] - covariate_design @ beta[:, active]) / np.sqrt(var_pooled[active])
+    n_active = int(active.sum())
+    g_hat = np.zeros((len(batches), n_active))
+    d_hat = np.ones((len(batches), n_active))
+    g_star, d_star = np.zeros_like(g_hat), np.ones_like(d_hat)
+    iterations = []
+    for b in range(len(batches)):
+        rows = s[index == b]
+        g_hat[b] = rows.mean(axis=0)
+        if not mean_only:
+            d_hat[b] = rows.var(axis=0, ddof=1)
+            d_hat[b][d_hat[b] == 0] = 1.0
+    # 3. empirical Bayes, batch by batch
+    for b in range(len(batches)):
+        sub = task.sub(0.1 + 0.85 * b / len(batches), 0.1 + 0.85 * (b + 1) / len(batches))
+        sub.update(0.0, f"ComBat: batch {batches[b]}")
+        g_bar, t2 = g_hat[b].mean(), g_hat[b].var(ddof=1)
+        rows = s[index == b]
+        if params.parametric:
+            if mean_only:  # sva / neuroCombat: postmean(gamma_hat, gamma_bar, 1, 1, t2)
+                g_star[b] = (t2 * g_hat[b] + g_bar) / (t2 + 1.0)
+                iterations.append(0)
+            else:
+                m, v = d_hat[b].mean(), d_hat[b].var(ddof=1)
+                a_prior, b_prior = (2.0 * v + m ** 2) / v, (m * v + m ** 3) / v
+                g_star[b], d_star[b], count = _parametric(rows, g_hat[b], d_hat[b], g_bar, t2, a_prior, b_prior,
+                                                          params.convergence, params.max_iterations)
+                iterations.append(count)
+        else:
+            g_star[b], d_star[b] = _non_parametric(rows, g_hat[b], d_hat[b], sub)
+            if mean_only:
+                d_star[b] = 1.0
+    # store with the unchanged features as identity adjustments (gamma 0, delta 1)
+    model.beta, model.grand_mean, model.var_pooled = beta, grand_mean, var_pooled
+    model.gamma_hat, model.delta_hat = _scatter(g_hat, active, 0.0), _scatter(d_hat, active, 1.0)
+    model.gamma_star, model.delta_star = _scatter(g_star, active, 0.0), _scatter(d_star, active, 1.0)
+    model.iterations = iterations
+    task.update(1.0, "ComBat fitted")
+    return model
+
+
+def _scatter(part: np.ndarray, active: np.ndarray, fill: float) -> np.ndarray:
+    out = np.full((part.shape[0], active.size), fill)
+    out[:, active] = part
+    return out
+
+
+def harmonise(values: pd.DataFrame, batch: Sequence, covariates: pd.DataFrame | None = None,
+              parameters: ComBatParameters | None = None, categorical: Iterable[str] | None = None,
+              batch_column: str = "batch", progress=None) -> tuple[pd.DataFrame, ComBatModel]:
+    """Fit ComBat on these cases and return (their harmonised values, the model)."""
+    task = as_task(progress)
+    model = fit_combat(values, batch, covariates, parameters, categorical, batch_column, task.sub(0.0, 0.95))
+    adjusted = model.transform(values, batch, covariates)
+    task.update(1.0, "Harmonised")
+    return adjusted, model
+
+
+def harmonise_table(table: pd.DataFrame, batch_column: str, covariates: Sequence[str] = (),
+                    parameters: ComBatParameters | None = None, progress=None) -> tuple[pd.DataFrame, ComBatModel]:
+    """A cohort table (ids, batch, covariates, features) -> (a copy with its features harmonised, the model).
+
+    Features are the numeric columns other than identifiers, the batch and the covariates
+    (:func:`~virtualbiopsy.signature.tables.split_columns`). Cases whose ``error`` column holds a
+    message (failed extraction) are left out of the fit and copied unchanged.
+    """
+    covariates = list(covariates)
+    if not batch_column:
+        raise InputError("Name the batch / site column to harmonise by.")
+    require_columns(table, [batch_column, *covariates], "feature table")
+    if batch_column in covariates:
+        raise InputError(f"'{batch_column}' is the batch column; it cannot also be a covariate.")
+    features, _ = split_columns(table, [batch_column, *covariates])
+    if not features:
+        raise InputError("The table has no numeric feature columns to harmonise.")
+    ok = ~failed_rows(table).to_numpy()
+    rows = table.loc[ok]
+    adjusted, model = harmonise(rows[features], rows[batch_column].tolist(), rows[covariates] if covariates else None,
+                                parameters, batch_column=batch_column, progress=progress)
+    if not ok.all():
+        model.notes.append(f"{int((~ok).sum())} case(s) whose feature extraction failed were left out and unchanged")
+    output = table.copy()
+    output.loc[ok, features] = adjusted.to_numpy()
+    return output, model
+
+
+def apply_to_table(model: ComBatModel, table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a cohort table with the model's features harmonised (failed cases unchanged)."""
+    require_columns(table, [model.batch_column, *model.covariates], "feature table")
+    ok = ~failed_rows(table).to_numpy()
+    rows = table.loc[ok]
+    adjusted = model.transform(rows, rows[model.batch_column].tolist(),
+                               rows[model.covariates] if model.covariates else None)
+    output = table.copy()
+    output.loc[ok, model.features] = adjusted.to_numpy()
+    return output
+
+
+# -- batch-effect figure of merit and plots --------------------------------------------------------
+
+
+def batch_effect_table(before: pd.DataFrame, after: pd.DataFrame, batch: Sequence) -> pd.DataFrame:
+    """Per feature: Kruskal-Wallis H and p of batch, before and after harmonisation.
+
+    A rank test on the values themselves: where covariates differ between batches, part of a
+    remaining difference can be biological, which ComBat keeps on purpose.
+    """
+    from scipy.stats import kruskal
+
+    labels = _labels(list(batch), "batch column")
+    groups = [labels == b for b in sorted(set(labels))]
+    rows = []
+    for name in before.columns:
+        row = {"feature": name}
+        for when, frame in (("before", before), ("after", after)):
+            x = frame[name].to_numpy(dtype=float)
+            if np.ptp(x) > 0:
+                statistic, p = kruskal(*[x[g] for g in groups])
+            else:  # every value identical: no batch effect to test
+                statistic, p = 0.0, 1.0
+            row[f"kruskal_h_{when}"], row[f"p_{when}"] = float(statistic), float(p)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarise_batch_effect(table: pd.DataFrame, alpha: float = 0.05) -> dict:
+    """Fraction of features with a batch effect (p < alpha) and median p, before and after."""
+    return {f"{stat}_{when}": (float((table[f"p_{when}"] < alpha).mean()) if stat == "fraction_significant"
+                               else float(table[f"p_{when}"].median()))
+            for stat in ("fraction_significant", "median_p") for when in ("before", "after")}
+
+
+def plot_batch_effect(before: pd.DataFrame, after: pd.DataFrame, batch: Sequence, path, feature: str | None = None):
+    """PCA of the z-scored features coloured by batch (before / after) and one feature's per-batch boxes.
+
+    ``feature``: the feature to box-plot; default the one with the strongest batch effect before.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    from virtualbiopsy.report.figures import _save
+
+    labels = _labels(list(batch), "batch column")
+    levels = sorted(set(labels))
+    effect = batch_effect_table(before, after, labels)
+    if feature is None:
+        feature = effect.sort_values("kruskal_h_before", ascending=False)["feature"].iloc[0]
+    summary = summarise_batch_effect(effect)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9))
+    colours = plt.get_cmap("tab10")
+    for column, (title, frame) in enumerate((("before", before), ("after", after))):
+        x = frame.to_numpy(dtype=float)
+        sd = x.std(axis=0, ddof=1)
+        z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        n_components = min(2, *z.shape)
+        scores = PCA(n_components=n_components).fit_transform(z)
+        if n_components == 1:
+            scores = np.column_stack([scores[:, 0], np.zeros(len(scores))])
+        ax = axes[0, column]
+        for i, level in enumerate(levels):
+            chosen = labels == level
+            ax.scatter(scores[chosen, 0], scores[chosen, 1], s=18, color=colours(i % 10), label=level, alpha=0.8)
+        fraction = summary[f"fraction_significant_{title}"]
+        ax.set_title(f"PCA {title} ComBat: {fraction:.0%} of features with batch p < 0.05")
+        ax.set_xlabel("PC1")
+        ax.set_ylabel("PC2")
+        ax.legend(title="batch", fontsize=8)
+        ax = axes[1, column]
+        ax.boxplot([frame.loc[labels == level, feature].to_numpy(dtype=float) for level in levels])
+        ax.set_xticks(range(1, len(levels) + 1), levels)
+        p = effect.set_index("feature").at[feature, f"p_{title}"]
+        ax.set_title(f"{feature} {title} (Kruskal p = {p:.2g})", fontsize=9)
+        ax.set_xlabel("batch")
+    fig.tight_layout()
+    return _save(fig, path)
