@@ -129,3 +129,28 @@ def ensure_requirements(
             f"{', '.join(still)}. See the Python console for pip's messages."
         )
     return specs
+
+
+class LazyModule:
+    """A module imported on first attribute access.
+
+    Logic modules are imported when Slicer loads the module panels, before the user has been
+    asked to install optional packages (pandas, scikit-learn, ...); importing those lazily keeps
+    every panel loadable, and the step that needs them checks its dependency group first.
+
+    >>> json = LazyModule("json")
+    >>> json.dumps([1])
+    '[1]'
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        import importlib
+
+        module = importlib.import_module(self.__dict__["_name"])
+        return getattr(module, attribute)
+
+    def __repr__(self) -> str:
+        return f"<lazily imported module '{self._name}'>"

@@ -1,18 +1,32 @@
-"""Logic of the RadiomicsBiomarkers module.
+"""Logic of the RadiomicsBiomarkers module, on MRML nodes.
 
-Now: first-order intensity statistics of a volume inside each segment, on the image's own grid
-(no resampling). pyradiomics extraction, IBSI checks, reduction and ComBat come with issue #4.
+- :meth:`RadiomicsBiomarkersLogic.intensity_statistics_table`: first-order statistics per segment.
+- :meth:`~RadiomicsBiomarkersLogic.extract_features`: pyradiomics features of segments in one or
+  several volumes, into a NEW table node that carries its settings and library versions.
+- :meth:`~RadiomicsBiomarkersLogic.feature_map`: a voxel-based feature map as a NEW volume.
+- :meth:`~RadiomicsBiomarkersLogic.ibsi_report`: the IBSI digital-phantom compliance table.
+- feature reduction, exploration and ComBat come from :class:`RadiomicsSignatureMixin`.
+
+Volumes become SimpleITK images through :mod:`virtualbiopsy.mrml.sitk_bridge` and go through the
+same :func:`virtualbiopsy.radiomics.extraction.extract_case` as the cohort batch, so a case gives
+the same values in Slicer and on the command line.
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from virtualbiopsy.errors import EmptyMaskError
+from virtualbiopsy.errors import EmptyMaskError, InputError
+from virtualbiopsy.logic.radiomics_signature import RadiomicsSignatureMixin
 from virtualbiopsy.mrml import arrays
-from virtualbiopsy.mrml.geometry import require_finite, require_scalar_3d
+from virtualbiopsy.mrml.geometry import Geometry, require_finite, require_scalar_3d
+from virtualbiopsy.progress import as_task
 
 STATISTICS = ("voxels", "volume_ml", "mean", "sd", "min", "p10", "median", "p90", "max")
+ATTRIBUTE = "VirtualBiopsy.Radiomics."  # node attributes: <ATTRIBUTE>settings, ...versions, ...parameters
+SETTINGS_REFERENCE = "radiomicsSettings"  # node reference from a features table to its settings table
 
 
 def intensity_statistics(values: np.ndarray, voxel_ml: float) -> dict[str, float]:
@@ -32,7 +46,13 @@ def intensity_statistics(values: np.ndarray, voxel_ml: float) -> dict[str, float
     }
 
 
-class RadiomicsBiomarkersLogic:
+def _as_list(nodes) -> list:
+    if nodes is None:
+        return []
+    return list(nodes) if isinstance(nodes, (list, tuple)) else [nodes]
+
+
+class RadiomicsBiomarkersLogic(RadiomicsSignatureMixin):
     def __init__(self, context) -> None:
         self.context = context
 
@@ -58,3 +78,159 @@ class RadiomicsBiomarkersLogic:
             return arrays.add_table(
                 self.context, columns, f"{volume_node.GetName()} statistics", table_node
             )
+
+    # -- pyradiomics ---------------------------------------------------------------------------
+
+    def _images_and_masks(self, volume_nodes, segmentation_node, segment_id):
+        """{sequence: sitk image} and {sequence: sitk mask} of one segment, each on its volume's grid."""
+        from virtualbiopsy.mrml import sitk_bridge
+
+        images, masks = {}, {}
+        for volume in volume_nodes:
+            name = volume.GetName()
+            images[name] = sitk_bridge.image_from_volume(volume)
+            mask = arrays.mask_from_segment(segmentation_node, segment_id, volume)
+            masks[name] = sitk_bridge.image_from_array(mask.astype(np.uint8), Geometry.from_node(volume))
+        return images, masks
+
+    def _check_inputs(self, volume_nodes, segmentation_node, segment_ids):
+        if not volume_nodes:
+            raise InputError("Choose at least one volume to extract features from.")
+        if segmentation_node is None:
+            raise InputError("Choose the segmentation that holds the region(s) of interest.")
+        names = [v.GetName() for v in volume_nodes]
+        if len(set(names)) != len(names):
+            raise InputError(f"The volumes need distinct names (they prefix the feature columns): {', '.join(names)}.")
+        for volume in volume_nodes:
+            require_scalar_3d(volume, "image")
+            arrays.require_segmentation_on_grid(segmentation_node, volume)
+        ids = list(segment_ids) if segment_ids else arrays.segment_ids(segmentation_node)
+        if not ids:
+            raise EmptyMaskError(f"Segmentation '{segmentation_node.GetName()}' has no segments.")
+        known = arrays.segment_ids(segmentation_node)
+        unknown = [s for s in ids if s not in known]
+        if unknown:
+            raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment with ID "
+                             f"{', '.join(unknown)}.")
+        return ids
+
+    def extract_features(self, volume_nodes, segmentation_node, segment_ids=None, parameters=None,
+                         table_node=None, progress=None):
+        """pyradiomics features of each chosen segment (default: all) into a NEW table node.
+
+        ``volume_nodes``: one volume or several sequences on the segmentation's voxel grid(s);
+        with several, columns are ``<volume name>:<pyradiomics name>``. ``parameters``: an
+        :class:`~virtualbiopsy.radiomics.extraction.ExtractionParameters` (default: the study's
+        fixed-bin-width MR preset). One row per segment (``segment``, ``segment_id``, ``images``,
+        features). The settings and library versions are attached as node attributes
+        ``VirtualBiopsy.Radiomics.*`` and as a companion key/value table (node reference
+        ``radiomicsSettings``).
+        """
+        from virtualbiopsy.radiomics import extraction
+
+        task = as_task(progress)
+        volume_nodes = _as_list(volume_nodes)
+        ids = self._check_inputs(volume_nodes, segmentation_node, segment_ids)
+        parameters = parameters or extraction.ExtractionParameters()
+        params = parameters.pyradiomics_params()
+        record = extraction.provenance(parameters, params)
+        extractor = extraction.make_extractor(params)
+        rows = []
+        for index, segment_id in enumerate(ids):
+            segment_name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+            sub = task.sub(index / len(ids), (index + 1) / len(ids))
+            sub.update(0.0, f"Segment '{segment_name}'")
+            images, masks = self._images_and_masks(volume_nodes, segmentation_node, segment_id)
+            features = extraction.extract_case(images if len(images) > 1 else next(iter(images.values())),
+                                               masks if len(masks) > 1 else next(iter(masks.values())),
+                                               parameters, 1, segment_name, extractor, sub)
+            rows.append({"segment": segment_name, "segment_id": segment_id,
+                         "images": ";".join(v.GetName() for v in volume_nodes)} | features)
+        columns = {name: [row.get(name, float("nan")) for row in rows] for name in dict.fromkeys(
+            key for row in rows for key in row)}
+        name = f"{volume_nodes[0].GetName()} radiomics"
+        with self.context.transaction():
+            table = arrays.add_table(self.context, columns, name, table_node)
+            self._attach_provenance(table, record)
+        task.update(1.0, f"{len(rows)} segment(s) extracted")
+        return table
+
+    def _attach_provenance(self, table, record: dict) -> None:
+        versions = {k[len("version_"):]: v for k, v in record.items() if k.startswith("version_")}
+        table.SetAttribute(ATTRIBUTE + "parameters", record["parameters"])
+        table.SetAttribute(ATTRIBUTE + "settings", record["settings"])
+        table.SetAttribute(ATTRIBUTE + "imageTypes", record["image_types"])
+        table.SetAttribute(ATTRIBUTE + "versions", json.dumps(versions, sort_keys=True))
+        table.SetAttribute(ATTRIBUTE + "extracted", record["extracted_utc"])
+        settings = arrays.add_table(self.context, {"key": list(record), "value": list(record.values())},
+                                    f"{table.GetName()} settings")
+        table.SetNodeReferenceID(SETTINGS_REFERENCE, settings.GetID())
+
+    def settings_table(self, table_node):
+        """The companion settings table of a features table made by :meth:`extract_features` (or None)."""
+        return table_node.GetNodeReference(SETTINGS_REFERENCE)
+
+    def feature_map(self, volume_node, segmentation_node, segment_id, feature: str, parameters=None,
+                    kernel_radius: int = 1, progress=None):
+        """A NEW float volume of ``feature`` (e.g. ``original_glcm_Contrast``) computed around each voxel of
+        the segment (0 outside it), with the extraction's settings; progress and cancel through ``progress``."""
+        from virtualbiopsy.mrml import sitk_bridge
+        from virtualbiopsy.radiomics import feature_maps
+
+        task = as_task(progress)
+        ids = self._check_inputs([volume_node], segmentation_node, [segment_id] if segment_id else None)
+        segment_name = segmentation_node.GetSegmentation().GetSegment(ids[0]).GetName()
+        images, masks = self._images_and_masks([volume_node], segmentation_node, ids[0])
+        name = volume_node.GetName()
+        image = feature_maps.feature_map(images[name], masks[name], feature, parameters, 1, kernel_radius,
+                                         task.sub(0.0, 0.95), name, segment_name)
+        with self.context.transaction():
+            node = sitk_bridge.add_volume_from_image(self.context, image, f"{name} {feature} map")
+            node.SetAttribute(ATTRIBUTE + "feature", feature)
+            node.SetAttribute(ATTRIBUTE + "kernelRadius", str(int(kernel_radius)))
+            node.SetAttribute(ATTRIBUTE + "segment", segment_name)
+        task.update(1.0, "Feature map added")
+        return node
+
+    def ibsi_report(self, phantom_dir=None, table_node=None, progress=None):
+        """The IBSI digital-phantom compliance table as a NEW table node (one row per IBSI tag).
+
+        The summary counts are node attributes ``VirtualBiopsy.Radiomics.ibsi.<count>``.
+        """
+        from virtualbiopsy.radiomics import ibsi
+
+        rows = ibsi.compliance_report(phantom_dir, progress)
+        columns = {c: [row[c] for row in rows] for c in ibsi.REPORT_COLUMNS}
+        for c in ("reference", "tolerance", "pyradiomics_value", "ibsi_convention_value", "difference"):
+            columns[c] = [float(v) if v != "" else float("nan") for v in columns[c]]
+        with self.context.transaction():
+            table = arrays.add_table(self.context, columns, "IBSI compliance", table_node)
+            for key, value in ibsi.summary(rows).items():
+                table.SetAttribute(f"{ATTRIBUTE}ibsi.{key}", str(value))
+        return table
+
+
+def demo_step(context, nodes: dict, out_dir, progress=None) -> dict:
+    """The demo's radiomics step: study-preset features of the tumour rim and core on the T2w, and the IBSI
+    phantom report. ``nodes``: the sample study's nodes by role (``t2w``, ``segmentation``).
+
+    Writes ``radiomics/t2w_tumour_features.csv`` (+ ``_settings.csv``) and ``radiomics/ibsi/ibsi_compliance.*``
+    under ``out_dir``; returns their paths, the features table node and the IBSI summary counts.
+    """
+    from pathlib import Path
+
+    from virtualbiopsy.mrml import io
+    from virtualbiopsy.radiomics import ibsi
+
+    task = as_task(progress)
+    folder = Path(out_dir) / "radiomics"
+    logic = RadiomicsBiomarkersLogic(context)
+    segmentation = nodes["segmentation"]
+    ids = [arrays.segment_id_by_name(segmentation, name) for name in ("tumour rim", "tumour core")]
+    table = logic.extract_features(nodes["t2w"], segmentation, ids, progress=task.sub(0.0, 0.8))
+    features = io.write_csv(table, folder / "t2w_tumour_features.csv")
+    settings = io.write_csv(logic.settings_table(table), folder / "t2w_tumour_features_settings.csv")
+    rows = ibsi.compliance_report(progress=task.sub(0.8, 1.0))
+    ibsi_csv, ibsi_html = ibsi.write_report(rows, folder / "ibsi")
+    return {"features": features, "settings": settings, "ibsi_csv": ibsi_csv, "ibsi_html": ibsi_html,
+            "table": table, "ibsi_summary": ibsi.summary(rows)}

@@ -11,17 +11,27 @@ it to a file and :meth:`apply_fitted_model` applies it to new cases.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from virtualbiopsy.dependencies import LazyModule
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.progress import as_task
-from virtualbiopsy.signature import combat, exploration
-from virtualbiopsy.signature.persistence import load_model, model_from_json, model_to_json, save_model
-from virtualbiopsy.signature.reduction import FeatureReduction, ReductionParameters
-from virtualbiopsy.signature.tables import failed_rows, frame_from_columns, require_columns, split_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from virtualbiopsy.signature.reduction import ReductionParameters
+
+# pandas and scikit-learn are installed in Slicer only when the user confirms: imported on first use.
+pandas = LazyModule("pandas")
+combat = LazyModule("virtualbiopsy.signature.combat")
+exploration = LazyModule("virtualbiopsy.signature.exploration")
+persistence = LazyModule("virtualbiopsy.signature.persistence")
+reduction_module = LazyModule("virtualbiopsy.signature.reduction")
+tables = LazyModule("virtualbiopsy.signature.tables")
 
 MODEL_ATTRIBUTE = "VirtualBiopsy.FittedModel"
 NOTES_ATTRIBUTE = "VirtualBiopsy.Notes"
@@ -34,7 +44,7 @@ def _node_columns(frame: pd.DataFrame) -> dict[str, list]:
         column = frame[name]
         if column.dtype == bool:
             columns[str(name)] = ["yes" if v else "no" for v in column]
-        elif pd.api.types.is_numeric_dtype(column):
+        elif pandas.api.types.is_numeric_dtype(column):
             columns[str(name)] = [float(v) for v in column]
         else:
             columns[str(name)] = ["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
@@ -48,7 +58,7 @@ class RadiomicsSignatureMixin:
     def _table_frame(self, table_node) -> pd.DataFrame:
         if table_node is None:
             raise InputError("No feature table was selected.")
-        frame = frame_from_columns(arrays.table_columns(table_node))
+        frame = tables.frame_from_columns(arrays.table_columns(table_node))
         if frame.empty:
             raise InputError(f"Table '{table_node.GetName()}' has no rows.")
         return frame
@@ -67,13 +77,14 @@ class RadiomicsSignatureMixin:
         """
         task = as_task(progress)
         frame = self._table_frame(table_node)
-        reduction = FeatureReduction(parameters or ReductionParameters()).fit(frame, task.sub(0.0, 0.9))
+        parameters = parameters or reduction_module.ReductionParameters()
+        reduction = reduction_module.FeatureReduction(parameters).fit(frame, task.sub(0.0, 0.9))
         signature = reduction.signature_table(frame)
         name = table_node.GetName()
         task.update(0.95, "Writing the signature tables")
         with self.context.transaction():
             signature_node = self._add_table(signature, f"{name} signature")
-            signature_node.SetAttribute(MODEL_ATTRIBUTE, model_to_json(reduction))
+            signature_node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(reduction))
             loadings_node = self._add_table(reduction.loadings_table(), f"{name} factor loadings")
             log_node = self._add_table(reduction.report_, f"{name} reduction log")
         task.update(1.0, f"Signature of {len(reduction.signature_)} feature(s)")
@@ -89,12 +100,12 @@ class RadiomicsSignatureMixin:
         frame = self._table_frame(table_node)
         if not label_column:
             raise InputError("Name the label column (two classes, e.g. the outcome) to explore the features against.")
-        require_columns(frame, [label_column], "feature table")
+        tables.require_columns(frame, [label_column], "feature table")
         if volume_column is None:
             volume_column = exploration.find_volume_column(list(frame.columns))
         elif volume_column:
-            require_columns(frame, [volume_column], "feature table")
-        features, _ = split_columns(frame, [label_column])
+            tables.require_columns(frame, [volume_column], "feature table")
+        features, _ = tables.split_columns(frame, [label_column])
         if not features:
             raise InputError(f"Table '{table_node.GetName()}' has no numeric feature columns.")
         volume = frame[volume_column] if volume_column else None
@@ -119,7 +130,7 @@ class RadiomicsSignatureMixin:
         output, model = combat.harmonise_table(frame, batch_column, list(covariates), params, task.sub(0.0, 0.9))
         with self.context.transaction():
             node = self._add_table(output, f"{table_node.GetName()} harmonised")
-            node.SetAttribute(MODEL_ATTRIBUTE, model_to_json(model))
+            node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(model))
             node.SetAttribute(NOTES_ATTRIBUTE, "; ".join(model.notes))
         task.update(1.0, "Harmonised")
         return node
@@ -127,18 +138,18 @@ class RadiomicsSignatureMixin:
     def batch_effect_table(self, before_node, after_node, batch_column):
         """Per feature: Kruskal-Wallis p of batch before and after harmonisation (a new table node)."""
         before, after = self._table_frame(before_node), self._table_frame(after_node)
-        require_columns(before, [batch_column], "table before harmonisation")
+        tables.require_columns(before, [batch_column], "table before harmonisation")
         fitted = after_node.GetAttribute(MODEL_ATTRIBUTE)
-        model = model_from_json(fitted) if fitted else None
+        model = persistence.model_from_json(fitted) if fitted else None
         if isinstance(model, combat.ComBatModel):
             features = model.features
         else:
-            features, _ = split_columns(before, [batch_column])
-        require_columns(before, features, "table before harmonisation")
-        require_columns(after, features, "harmonised table")
+            features, _ = tables.split_columns(before, [batch_column])
+        tables.require_columns(before, features, "table before harmonisation")
+        tables.require_columns(after, features, "harmonised table")
         if len(before) != len(after):
             raise InputError(f"The tables before ({len(before)} cases) and after ({len(after)}) harmonisation differ.")
-        ok = ~failed_rows(before).to_numpy()
+        ok = ~tables.failed_rows(before).to_numpy()
         table = combat.batch_effect_table(before.loc[ok, features], after.loc[ok, features],
                                           before.loc[ok, batch_column].tolist())
         with self.context.transaction():
@@ -187,14 +198,14 @@ class RadiomicsSignatureMixin:
             text = source.GetAttribute(MODEL_ATTRIBUTE)
             if not text:
                 raise InputError(f"Table '{source.GetName()}' carries no fitted reduction or ComBat model.")
-            return model_from_json(text)
-        if isinstance(source, (FeatureReduction, combat.ComBatModel)):
+            return persistence.model_from_json(text)
+        if isinstance(source, (reduction_module.FeatureReduction, combat.ComBatModel)):
             return source
-        return load_model(source)
+        return persistence.load_model(source)
 
     def save_fitted_model(self, result_node, path):
         """Write the model carried by a signature / harmonised table node to a JSON file."""
-        return save_model(self.fitted_model(result_node), path)
+        return persistence.save_model(self.fitted_model(result_node), path)
 
     def apply_fitted_model(self, table_node, model_source, progress=None):
         """Apply a fitted model to new cases (a new table node).
@@ -207,13 +218,13 @@ class RadiomicsSignatureMixin:
         model = self.fitted_model(model_source)
         frame = self._table_frame(table_node)
         name = table_node.GetName()
-        if isinstance(model, FeatureReduction):
+        if isinstance(model, reduction_module.FeatureReduction):
             output, suffix = model.signature_table(frame), "signature"
         else:
             output, suffix = combat.apply_to_table(model, frame), "harmonised"
         task.update(0.9, "Writing the table")
         with self.context.transaction():
             node = self._add_table(output, f"{name} {suffix}")
-            node.SetAttribute(MODEL_ATTRIBUTE, model_to_json(model))
+            node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(model))
         task.update(1.0, "Done")
         return node
