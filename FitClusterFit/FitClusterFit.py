@@ -5,14 +5,14 @@ code); this file only wires the widget, and Slicer finds the module, widget and 
 """
 
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleTest,
-)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
 from virtualbiopsy.diffusion import parse_b_values
-from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
-from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks
+from virtualbiopsy.habitats.dce import parse_times
+from virtualbiopsy.logic.fit_cluster_fit import DceParameters, FitClusterFitLogic, FitClusterFitParameters
+from virtualbiopsy_slicer import dependencies
+from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
 from virtualbiopsy_slicer.progress import progress_dialog
 
 __all__ = ["FitClusterFit", "FitClusterFitLogic", "FitClusterFitTest", "FitClusterFitWidget"]
@@ -28,13 +28,18 @@ class FitClusterFit(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["Virtual Biopsy team"]
         self.parent.helpText = """
-Tumour habitats from diffusion (and later perfusion) MRI.
-<b>Research use only; not for clinical decisions.</b>
-<p>Now: fits a mono-exponential apparent diffusion coefficient (ADC) map, in mm&sup2;/s, from DWI volumes
-acquired at the b-values given (s/mm&sup2;, in the same order as the checked volumes). The map is
-added as a new volume named "ADC".</p>
-<p>Coming: Fit-Cluster-Fit: voxel-wise fits, clustering into habitats, then a refit per habitat, for
-multi-b-value DWI (ADC, IVIM) and DCE MRI.</p>
+Tumour habitats from diffusion (and perfusion) MRI by Fit-Cluster-Fit. <b>Research use only; not for clinical
+decisions.</b>
+<p>(1) Every tumour voxel's DWI signal is fitted with S = S0&middot;exp(&minus;b&middot;ADC) (ADC in mm&sup2;/s), with
+the standard error (SE) of its ADC; (2) the least precise fits (by default the 10 % with the largest SE) and the
+outer voxel shell (partial volume) are left out, the rest is clustered into habitats (Gaussian mixture; the number
+by the Bayesian information criterion); (3) each habitat's <i>mean signal</i> is refitted, giving its ADC with a
+95 % bootstrap confidence interval. Optional: the Rician noise-floor correction, non-linear refinement, b-value
+range (e.g. from 200 s/mm&sup2; against perfusion), and a DCE series for each habitat's iAUC60 (area under the
+relative-enhancement curve over 60 s after the bolus arrival).</p>
+<p>Adds new nodes: ADC, ADC SE, ADC R2 and S0 maps, a segmentation with "habitat 1..k" (habitat 1 = lowest ADC) and
+the excluded voxels, and a results table (habitat ADC beside the mean of its voxels' ADCs).
+<b>DCE metrics only</b> adds iAUC60, time-to-peak and wash-in maps and a table.</p>
 """
         self.parent.acknowledgementText = """
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
@@ -44,18 +49,90 @@ Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (h
 class FitClusterFitWidget(VirtualBiopsyModuleWidget):
     logicClass = FitClusterFitLogic
     title = TITLE
-    inputSignals = (("dwiVolumesSelector", "checkedNodesChanged()"), ("bValuesLineEdit", "textChanged(QString)"))
+    dependencyGroup = "FitClusterFit"
+    inputSignals = (("dwiSequenceSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("dwiVolumesSelector", "checkedNodesChanged()"),
+                    ("tumourSegmentSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("tumourSegmentSelector", "currentSegmentChanged(QString)"),
+                    ("dceSequenceSelector", "currentNodeChanged(vtkMRMLNode*)"))
+
+    def setup(self):
+        VirtualBiopsyModuleWidget.setup(self)
+        self.ui.dceButton.connect("clicked(bool)", lambda: self.runAction(self.computeDce))
+
+    def updateApplyButton(self, *_):
+        VirtualBiopsyModuleWidget.updateApplyButton(self)
+        self.ui.dceButton.enabled = (self.ui.dceSequenceSelector.currentNode() is not None
+                                     and self.tumour()[0] is not None)
+
+    def runAction(self, action):
+        self.ui.statusLabel.text = ""
+        try:
+            dependencies.ensure(self.dependencyGroup)
+            self.ui.statusLabel.text = action() or ""
+        except Exception as error:
+            show_error(error, TITLE)
+
+    # -- reading the widgets ------------------------------------------------------------------
+
+    def dwi(self):
+        text = self.ui.bValuesLineEdit.text.strip()
+        bValues = parse_b_values(text) if text else None
+        sequence = self.ui.dwiSequenceSelector.currentNode()
+        return (sequence if sequence is not None else list(self.ui.dwiVolumesSelector.checkedNodes())), bValues
+
+    def dce(self):
+        text = self.ui.dceTimesLineEdit.text.strip()
+        return self.ui.dceSequenceSelector.currentNode(), (parse_times(text) if text else None)
+
+    def tumour(self):
+        selector = self.ui.tumourSegmentSelector
+        segmentId = selector.currentSegmentID()
+        return selector.currentNode(), [segmentId] if segmentId else []
 
     def inputsReady(self):
-        return len(self.ui.dwiVolumesSelector.checkedNodes()) >= 2 and bool(self.ui.bValuesLineEdit.text.strip())
+        dwi, _ = self.dwi()
+        segmentation, segments = self.tumour()
+        return (not isinstance(dwi, list) or len(dwi) >= 2) and segmentation is not None and bool(segments)
+
+    def parameters(self):
+        ui = self.ui
+        percentile = ui.thresholdKindComboBox.currentIndex == 0
+        return FitClusterFitParameters(
+            min_b=ui.minBSpinBox.value or None, max_b=ui.maxBSpinBox.value if ui.maxBSpinBox.value < 20000 else None,
+            nonlinear=ui.nonlinearCheckBox.checked, noise_floor=ui.noiseFloorCheckBox.checked,
+            threshold_kind="percentile" if percentile else "absolute",
+            threshold=ui.thresholdSpinBox.value if percentile else ui.thresholdSpinBox.value * 1e-3,
+            method="gmm" if ui.methodComboBox.currentIndex == 0 else "kmeans", k=ui.kSpinBox.value or None,
+            erode_voxels=ui.erodeSpinBox.value, n_bootstrap=ui.bootstrapSpinBox.value)
+
+    # -- actions ---------------------------------------------------------------------------------
 
     def apply(self):
-        dwiNodes = list(self.ui.dwiVolumesSelector.checkedNodes())
-        bValues = parse_b_values(self.ui.bValuesLineEdit.text)
-        with progress_dialog("Fitting the ADC map") as task:
-            adcNode = self.logic.fit_adc_map(dwiNodes, bValues, progress=task)
-        slicer.util.setSliceViewerLayers(background=adcNode, fit=slicer.app.layoutManager() is not None)
-        return f"Added '{adcNode.GetName()}' (mm\u00b2/s) from {len(dwiNodes)} DWI volumes."
+        dwi, bValues = self.dwi()
+        segmentation, segments = self.tumour()
+        dce, times = self.dce()
+        with progress_dialog("Fit-Cluster-Fit") as task:
+            outputs = self.logic.fit_cluster_fit(dwi, bValues, segmentation, segments, None, self.parameters(), dce,
+                                                 times, DceParameters(self.ui.windowSpinBox.value), progress=task)
+        outputs.habitats.CreateClosedSurfaceRepresentation()
+        slicer.util.setSliceViewerLayers(background=outputs.adc, fit=slicer.app.layoutManager() is not None)
+        showTable(outputs.table)
+        summary = outputs.summary
+        return (f"{summary['habitats']} habitat(s) in '{outputs.habitats.GetName()}', results in "
+                f"'{outputs.table.GetName()}'. {summary['exclusion'][0].upper()}{summary['exclusion'][1:]}; "
+                f"{summary['boundary_voxels']} boundary voxels left out. {summary['clustering']}.")
+
+    def computeDce(self):
+        series, times = self.dce()
+        segmentation, segments = self.tumour()
+        with progress_dialog("DCE metrics") as task:
+            outputs = self.logic.dce_metrics(series, times, segmentation, segments, None,
+                                             DceParameters(self.ui.windowSpinBox.value), progress=task)
+        slicer.util.setSliceViewerLayers(background=outputs.iauc, fit=slicer.app.layoutManager() is not None)
+        showTable(outputs.table)
+        return (f"Bolus arrival {outputs.summary['arrival_s']:.1f} s; added '{outputs.iauc.GetName()}' (s), time to "
+                f"peak and wash-in maps and '{outputs.table.GetName()}'.")
 
 
 class FitClusterFitTest(ScriptedLoadableModuleTest):

@@ -13,7 +13,8 @@ import sys
 from virtualbiopsy import __version__
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 
-COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "reduce", "harmonise", "deps")
+COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "radiomics", "ibsi-report", "reduce", "harmonise",
+            "fcf", "dce", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"virtualbiopsy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from virtualbiopsy.cli import compare, demo, deps, phantom, preprocess, segment, signature
+    from virtualbiopsy.cli import (
+        compare,
+        dce,
+        demo,
+        deps,
+        fcf,
+        ibsi_report,
+        phantom,
+        preprocess,
+        radiomics,
+        segment,
+        signature,
+    )
 
-    for module in (demo, phantom, preprocess, segment, compare, signature, deps):
+    for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, dce, deps):
         module.add_parser(subparsers)
     return parser
 

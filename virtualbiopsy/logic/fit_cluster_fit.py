@@ -1,35 +1,125 @@
-"""Logic of the FitClusterFit module.
+"""Logic of the FitClusterFit module: Fit-Cluster-Fit habitats from DWI (and DCE) on MRML nodes.
 
-Now: the voxel-wise monoexponential ADC map from DWI volumes and their b-values. Uncertainty,
-habitat clustering, signal averaging per habitat, refitting and DCE come with issue #5.
+Inputs are MRML nodes: DWI as a list of volumes with their b-values or a volume sequence whose
+index values are the b-values; DCE as volumes with acquisition times or a sequence indexed by
+time (s); the tumour as segments of a segmentation (exported onto the DWI grid the way Slicer
+exports label maps) or a label-map volume on the DWI grid. The numerical work is
+:mod:`virtualbiopsy.diffusion` and :mod:`virtualbiopsy.habitats`; this class checks inputs, turns
+nodes into arrays and results into NEW nodes (volumes, a segmentation with one coloured segment
+per habitat, a table), inside a scene transaction so that an error or a cancel adds nothing.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from virtualbiopsy.diffusion import check_b_values, fit_adc
-from virtualbiopsy.errors import InputError, InvalidValuesError
+from virtualbiopsy.diffusion import check_b_values, fit_adc, fit_monoexp
+from virtualbiopsy.errors import EmptyMaskError, InputError, InvalidValuesError
+from virtualbiopsy.habitats import dce as dce_module
+from virtualbiopsy.habitats.pipeline import (
+    EXCLUDED_LABEL,
+    DceParameters,
+    FitClusterFitParameters,
+    FitClusterFitResult,
+    check_signals,
+    noise_estimate,
+    run_fit_cluster_fit,
+)
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import Geometry, require_finite, require_same_geometry, require_scalar_3d
 from virtualbiopsy.mrml.io import sequence_volumes
 from virtualbiopsy.progress import as_task
+
+__all__ = ["DceOutputs", "DceParameters", "FitClusterFitLogic", "FitClusterFitOutputs", "FitClusterFitParameters",
+           "HABITAT_COLOURS", "VoxelFitOutputs"]
+
+# Habitat colours (RGB 0..1): habitat 1 (lowest ADC, most cellular) red, then orange, yellow, green, ...
+HABITAT_COLOURS = ((0.85, 0.16, 0.16), (0.98, 0.6, 0.1), (0.95, 0.9, 0.25), (0.3, 0.75, 0.3), (0.2, 0.6, 0.9),
+                   (0.45, 0.3, 0.8), (0.9, 0.4, 0.75), (0.55, 0.35, 0.2))
+EXCLUDED_SEGMENT = ("excluded (boundary or uncertain fit)", (0.55, 0.55, 0.55))
+
+
+@dataclass
+class VoxelFitOutputs:
+    adc: object
+    adc_se: object
+    r2: object
+    s0: object
+    noise_sigma: float | None = None
+
+
+@dataclass
+class FitClusterFitOutputs:
+    adc: object
+    adc_se: object
+    r2: object
+    s0: object
+    habitats: object  # segmentation node, segments "habitat 1..k" (+ "excluded (boundary or uncertain fit)")
+    table: object  # table node, one row per habitat
+    summary: dict
+    result: FitClusterFitResult  # arrays (labels, mean signals, fits) for figures
+    dce: dict = field(default_factory=dict)  # iAUC / TTP / wash-in volume nodes when DCE was given
+
+
+@dataclass
+class DceOutputs:
+    iauc: object
+    time_to_peak: object
+    wash_in: object
+    table: object
+    summary: dict
+    arrival: object = None  # per-voxel arrival volume ("voxel" mode only)
+    maps: dce_module.DceMaps | None = None
+    mean_curves: dict = field(default_factory=dict)  # region name -> mean curve (for figures)
+    times: np.ndarray | None = None
+
+
+def _index_values(values, what: str) -> list[float]:
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError) as error:
+        raise InputError(f"The {what} sequence's index values {list(values)!r} are not numbers; enter them.") from error
 
 
 class FitClusterFitLogic:
     def __init__(self, context) -> None:
         self.context = context
 
+    # -- inputs ------------------------------------------------------------------------------
+
     @staticmethod
     def dwi_volumes(dwi, b_values=None) -> tuple[list, list]:
         """DWI volume nodes and b-values from a list of volumes, or from a volume sequence whose
         index values are the b-values (used when ``b_values`` is None)."""
-        if hasattr(dwi, "GetNumberOfDataNodes"):
-            volumes, index_values = sequence_volumes(dwi)
-            return volumes, list(index_values if b_values is None else b_values)
-        if b_values is None:
-            raise InputError("Enter the b-values (s/mm²), one per DWI volume, e.g. 0,50,400,800.")
-        return list(dwi), list(b_values)
+        return FitClusterFitLogic._series_volumes(dwi, b_values, "b-values (s/mm²), one per DWI volume, e.g. "
+                                                                 "0,50,400,800", "DWI")
+
+    @staticmethod
+    def _series_volumes(series, values, prompt: str, what: str) -> tuple[list, list]:
+        if series is None:
+            raise InputError(f"Select the {what} volumes or sequence.")
+        if hasattr(series, "GetNumberOfDataNodes"):
+            volumes, index_values = sequence_volumes(series)
+            return volumes, list(_index_values(index_values, what) if values is None else values)
+        if values is None:
+            raise InputError(f"Enter the {prompt}.")
+        return list(series), list(values)
+
+    def _stack(self, nodes, what: str) -> np.ndarray:
+        if not nodes:
+            raise InputError(f"Select the {what} volumes.")
+        reference = require_scalar_3d(nodes[0], f"{what} volume")
+        stack = []
+        for node in nodes:
+            require_same_geometry(reference, require_scalar_3d(node, f"{what} volume"), nodes[0].GetName(),
+                                  node.GetName())
+            values = arrays.array_from_volume(node)
+            require_finite(values, node.GetName())
+            stack.append(values.astype(np.float32))
+        return np.stack(stack)
 
     def dwi_signals(self, dwi, b_values=None) -> tuple[np.ndarray, np.ndarray]:
         """Stack DWI volumes into ``signals[n_b, k, j, i]`` after checking b-values and geometry."""
@@ -37,17 +127,48 @@ class FitClusterFitLogic:
         if not nodes:
             raise InputError("Select the DWI volumes (one per b-value).")
         b = check_b_values(b_values, len(nodes))
-        reference = require_scalar_3d(nodes[0], "DWI volume")
-        stack = []
-        for node in nodes:
-            require_same_geometry(reference, require_scalar_3d(node, "DWI volume"), nodes[0].GetName(), node.GetName())
-            values = arrays.array_from_volume(node)
-            require_finite(values, node.GetName())
-            stack.append(values.astype(np.float32))
-        signals = np.stack(stack)
+        signals = self._stack(nodes, "DWI")
         if not np.any(signals > 0):
             raise InvalidValuesError("Every DWI voxel is zero or negative; these are not magnitude DWI images.")
         return signals, b
+
+    def dce_signals(self, dce, times=None) -> tuple[np.ndarray, np.ndarray, object]:
+        """``signals[n_t, k, j, i]``, times (s) and the first frame's node, after checking them."""
+        nodes, times = self._series_volumes(dce, times, "acquisition times (s), one per DCE frame", "DCE")
+        t = dce_module.check_times(times, len(nodes))
+        return self._stack(nodes, "DCE"), t, nodes[0]
+
+    def tumour_mask(self, mask, reference, segments=None, label=None) -> np.ndarray:
+        """Boolean ``[k, j, i]`` tumour mask on the grid of ``reference`` (a volume node).
+
+        ``mask`` is a segmentation (``segments``: IDs or names, their union; None = its only segment)
+        or a label-map / scalar volume on the reference grid (``label``: one value; None = every non-zero).
+        """
+        if mask is None:
+            raise InputError("Select the tumour segment (or a label map of it).")
+        if mask.IsA("vtkMRMLSegmentationNode"):
+            ids = arrays.segment_ids(mask)
+            wanted = [segments] if isinstance(segments, str) else list(segments or [])
+            if not wanted:
+                if len(ids) != 1:
+                    raise InputError(f"Segmentation '{mask.GetName()}' has {len(ids)} segments; choose the tumour "
+                                     "segment(s).")
+                wanted = ids
+            result = np.zeros(Geometry.from_node(reference).shape, bool)
+            for item in wanted:
+                segment_id = item if item in ids else arrays.segment_id_by_name(mask, item)
+                result |= arrays.mask_from_segment(mask, segment_id, reference)
+            return result
+        geometry = require_scalar_3d(mask, "tumour label map")
+        require_same_geometry(Geometry.from_node(reference), geometry, reference.GetName(), mask.GetName())
+        values = arrays.array_from_volume(mask)
+        result = values == label if label is not None else values != 0
+        if not result.any():
+            what = f"label {label}" if label is not None else "non-zero voxels"
+            raise EmptyMaskError(f"The label map '{mask.GetName()}' has no {what}.")
+        return result
+
+    # -- voxel fits ----------------------------------------------------------------------------
 
     def fit_adc_map(self, dwi_volume_nodes, b_values=None, mask=None, progress=None, name: str = "ADC"):
         """Add a new volume ``ADC`` (mm²/s) fitted voxel-wise from the DWI volumes.
@@ -62,10 +183,249 @@ class FitClusterFitLogic:
         adc, _ = fit_adc(signals, b, mask=mask, progress=task.sub(0.0, 0.95))
         reference = self.dwi_volumes(dwi_volume_nodes, b_values)[0][0]
         with self.context.transaction():
-            node = arrays.add_volume_from_array(
-                self.context, adc, Geometry.from_node(reference), name
-            )
+            node = arrays.add_volume_from_array(self.context, adc, Geometry.from_node(reference), name)
             node.SetAttribute("VirtualBiopsy.Units", "mm2/s")
             node.SetAttribute("VirtualBiopsy.BValues", ",".join(f"{v:g}" for v in b))
         task.update(1.0, "ADC map ready")
         return node
+
+    def voxel_fit(self, dwi, b_values=None, mask=None, segments=None, label=None,
+                  parameters: FitClusterFitParameters | None = None, progress=None) -> VoxelFitOutputs:
+        """ADC, its standard error, R² and S0 maps (new volumes) of the voxels in the tumour mask."""
+        task = as_task(progress)
+        p = parameters or FitClusterFitParameters()
+        p.validate()
+        signals, b = self.dwi_signals(dwi, b_values)
+        reference = self.dwi_volumes(dwi, b_values)[0][0]
+        with self.context.transaction():
+            tumour = self.tumour_mask(mask, reference, segments, label)
+            check_signals(signals, tumour)
+            noise = noise_estimate(signals, b, tumour, p)
+            sigma = noise.sigma if noise is not None else None
+            fit = fit_monoexp(signals, b, tumour, min_b=p.min_b, max_b=p.max_b, nonlinear=p.nonlinear,
+                              noise_floor=p.noise_floor or p.voxel_noise_floor, noise_sigma=sigma,
+                              progress=task.sub(0.0, 0.9))
+            maps = self._add_fit_maps(fit.adc, fit.adc_se, fit.r2, fit.s0, fit.valid, reference, fit.b_values)
+        task.update(1.0, "Voxel fit ready")
+        return VoxelFitOutputs(*maps, noise_sigma=sigma)
+
+    def _add_fit_maps(self, adc, se, r2, s0, valid, reference, b_fitted) -> list:
+        geometry = Geometry.from_node(reference)
+        bvals = ",".join(f"{v:g}" for v in b_fitted)
+        nodes = []
+        for values, name, unit in ((adc, "ADC", "mm2/s"), (se, "ADC SE", "mm2/s"), (r2, "ADC R2", "1"),
+                                   (s0, "S0", "signal")):
+            clean = np.where(valid & np.isfinite(values), values, 0.0).astype(np.float32)
+            node = arrays.add_volume_from_array(self.context, clean, geometry, name)
+            node.SetAttribute("VirtualBiopsy.Units", unit)
+            node.SetAttribute("VirtualBiopsy.BValues", bvals)
+            node.SetAttribute("VirtualBiopsy.Note", "0 outside the tumour and where no fit was possible")
+            nodes.append(node)
+        return nodes
+
+    # -- Fit-Cluster-Fit -------------------------------------------------------------------------
+
+    def fit_cluster_fit(self, dwi, b_values=None, mask=None, segments=None, label=None,
+                        parameters: FitClusterFitParameters | None = None, dce=None, dce_times=None,
+                        dce_parameters: DceParameters | None = None, progress=None,
+                        name: str = "Habitats") -> FitClusterFitOutputs:
+        """Fit every tumour voxel, drop uncertain fits, cluster into habitats, refit each habitat's mean
+        signal. Adds new nodes: ADC / ADC SE / ADC R2 / S0 volumes, a segmentation ``name`` with
+        segments "habitat 1..k" (habitat 1 = lowest ADC) and "excluded (boundary or uncertain fit)", and a table
+        ``name + ' table'`` (ADC in mm²/s with confidence interval, voxel-mean ADC, volume; iAUC60
+        and its voxel mean when a DCE series is given)."""
+        task = as_task(progress)
+        p = parameters or FitClusterFitParameters()
+        signals, b = self.dwi_signals(dwi, b_values)
+        reference = self.dwi_volumes(dwi, b_values)[0][0]
+        geometry = Geometry.from_node(reference)
+        dce_signals = times = None
+        if dce is not None:
+            dce_signals, times, first = self.dce_signals(dce, dce_times)
+            require_same_geometry(geometry, Geometry.from_node(first), reference.GetName(), first.GetName())
+        with self.context.transaction():
+            tumour = self.tumour_mask(mask, reference, segments, label)
+            result = run_fit_cluster_fit(signals, b, tumour, p, voxel_volume_ml=geometry.voxel_volume_ml,
+                                         dce_signals=dce_signals, dce_times=times, dce_parameters=dce_parameters,
+                                         progress=task.sub(0.0, 0.9))
+            task.update(0.9, "Adding the results to the scene")
+            fit = result.voxel_fit
+            spatial = {}
+            for key, values in (("adc", fit.adc), ("se", fit.adc_se), ("r2", fit.r2), ("s0", fit.s0),
+                                ("valid", fit.valid)):
+                full = np.zeros(tumour.shape, values.dtype)
+                full[tumour] = values
+                spatial[key] = full
+            maps = self._add_fit_maps(spatial["adc"], spatial["se"], spatial["r2"], spatial["s0"], spatial["valid"],
+                                      reference, fit.b_values)
+            segments_spec = {h: (f"habitat {h}", HABITAT_COLOURS[(h - 1) % len(HABITAT_COLOURS)])
+                             for h in range(1, result.k + 1)}
+            segments_spec[EXCLUDED_LABEL] = EXCLUDED_SEGMENT
+            habitats = arrays.add_segmentation_from_labels(self.context, result.labels, geometry, segments_spec, name,
+                                                           reference_volume=reference)
+            habitats.SetAttribute("VirtualBiopsy.Habitats", str(result.k))
+            table = arrays.add_table(self.context, result.table, f"{name} table")
+            table.SetAttribute("VirtualBiopsy.Units", json.dumps({"adc": "mm2/s", "volume_ml": "mL",
+                                                                  "iauc60": "s", "ttp_s": "s", "wash_in_per_s": "1/s"}))
+            table.SetAttribute("VirtualBiopsy.Summary", json.dumps(result.summary, default=float))
+            dce_nodes = {}
+            if result.dce is not None:
+                dce_nodes = self._add_dce_maps(result.dce, first)
+        task.update(1.0, f"{result.k} habitat(s)")
+        return FitClusterFitOutputs(*maps, habitats, table, result.summary, result, dce_nodes)
+
+    # -- DCE ------------------------------------------------------------------------------------
+
+    def _add_dce_maps(self, maps: dce_module.DceMaps, reference) -> dict:
+        geometry = Geometry.from_node(reference)
+        window = f"{maps.window_s:g}"
+        out = {}
+        for key, values, name, unit in (("iauc", maps.iauc, f"iAUC{window}", "s"),
+                                        ("time_to_peak", maps.time_to_peak_s, "Time to peak", "s"),
+                                        ("wash_in", maps.wash_in_per_s, "Wash-in slope", "1/s")):
+            node = arrays.add_volume_from_array(self.context, values.astype(np.float32), geometry, name)
+            node.SetAttribute("VirtualBiopsy.Units", unit)
+            node.SetAttribute("VirtualBiopsy.Arrival", maps.arrival_mode if maps.region_arrival_s is None
+                              else f"{maps.region_arrival_s:.2f} s ({maps.arrival_mode})")
+            out[key] = node
+        if maps.region_arrival_s is None:
+            node = arrays.add_volume_from_array(self.context, maps.arrival_s.astype(np.float32), geometry,
+                                                "Bolus arrival")
+            node.SetAttribute("VirtualBiopsy.Units", "s")
+            out["arrival"] = node
+        return out
+
+    def dce_metrics(self, series, times=None, mask=None, segments=None, label=None,
+                    parameters: DceParameters | None = None, habitats=None, progress=None,
+                    name: str = "DCE metrics") -> DceOutputs:
+        """Voxel-wise iAUC60, time to peak and wash-in slope in the tumour (new volumes), and a table with
+        one row for the tumour's mean curve and, if a ``habitats`` segmentation is given, one per segment."""
+        task = as_task(progress)
+        d = parameters or DceParameters()
+        signals, t, reference = self.dce_signals(series, times)
+        with self.context.transaction():
+            tumour = self.tumour_mask(mask, reference, segments, label)
+            maps = dce_module.dce_maps(signals, t, tumour, d.window_s, d.arrival, task.sub(0.0, 0.7))
+            arrival = maps.region_arrival_s if maps.region_arrival_s is not None else float(
+                np.median(maps.arrival_s[tumour]))
+            regions = [("tumour", tumour)]
+            if habitats is not None:
+                for segment_id in arrays.segment_ids(habitats):
+                    region = arrays.mask_from_segment(habitats, segment_id, reference, allow_empty=True) & tumour
+                    if region.any():
+                        regions.append((habitats.GetSegmentation().GetSegment(segment_id).GetName(), region))
+            window = f"{d.window_s:g}"
+            columns: dict[str, list] = {c: [] for c in ("region", "voxels", "volume_ml", "arrival_s", f"iauc{window}",
+                                                        f"voxel_mean_iauc{window}", "ttp_s", "wash_in_per_s",
+                                                        "peak_enhancement")}
+            voxel_ml = Geometry.from_node(reference).voxel_volume_ml
+            curves = {}
+            for region_name, region in task.sub(0.7, 0.9).steps(regions, "Region curves"):
+                curve = signals[:, region].astype(np.float64).mean(1)
+                metrics = dce_module.curve_metrics(curve, t, arrival, d.window_s)
+                curves[region_name] = curve
+                columns["region"].append(region_name)
+                columns["voxels"].append(int(region.sum()))
+                columns["volume_ml"].append(float(region.sum() * voxel_ml))
+                columns["arrival_s"].append(float(arrival))
+                columns[f"iauc{window}"].append(float(metrics.iauc))
+                inside = region & maps.valid
+                columns[f"voxel_mean_iauc{window}"].append(float(maps.iauc[inside].mean()) if inside.any() else 0.0)
+                columns["ttp_s"].append(float(metrics.time_to_peak_s))
+                columns["wash_in_per_s"].append(float(metrics.wash_in_per_s))
+                columns["peak_enhancement"].append(float(metrics.peak_enhancement))
+            nodes = self._add_dce_maps(maps, reference)
+            table = arrays.add_table(self.context, columns, name)
+            summary = {"arrival_s": float(arrival), "arrival_mode": maps.arrival_mode, "window_s": d.window_s,
+                       "tumour_voxels": int(tumour.sum()), "invalid_voxels": int((tumour & ~maps.valid).sum()),
+                       "times_s": [float(v) for v in t]}
+            table.SetAttribute("VirtualBiopsy.Summary", json.dumps(summary))
+        task.update(1.0, "DCE metrics ready")
+        return DceOutputs(nodes["iauc"], nodes["time_to_peak"], nodes["wash_in"], table, summary, nodes.get("arrival"),
+                          maps, curves, t)
+
+
+def demo_step(context, study, nodes: dict, out_dir, progress=None) -> dict:
+    """Fit-Cluster-Fit (DWI + DCE) on the sample study, for ``virtualbiopsy demo``.
+
+    ``nodes`` are the study's nodes by role (:func:`virtualbiopsy.sample_study.study_to_scene` or
+    ``load_study(...).nodes``): the DWI and DCE sequences, the ground-truth segmentation (its "tumour
+    rim" and "tumour core" segments, together, stand for the tumour segmentation) and the DWI-grid
+    label map used to compare each habitat with the tissue most of its voxels are. ``study`` (a
+    SampleStudy or None) only supplies the true bolus arrival. Writes to ``out_dir``: habitats.csv,
+    habitats_vs_truth.csv, adc.nrrd, adc_se.nrrd, iauc60.nrrd, habitats.seg.nrrd, signal_vs_b.png,
+    habitat_map.png, habitat_enhancement.png and summary.json. Returns {"tables", "figures" (paths by
+    name), "summary", "truth" (columns of habitats_vs_truth), "outputs" (FitClusterFitOutputs), "text"
+    (a paragraph for the report)}.
+    """
+    from pathlib import Path
+
+    from virtualbiopsy.habitats import figures
+    from virtualbiopsy.mrml import io
+    from virtualbiopsy.phantom.tissues import TISSUES
+
+    task = as_task(progress)
+    out = Path(out_dir)
+    logic = FitClusterFitLogic(context)
+    outputs = logic.fit_cluster_fit(nodes["dwi"], mask=nodes["segmentation"], segments=["tumour rim", "tumour core"],
+                                    dce=nodes["dce"], progress=task.sub(0.0, 0.8))
+    task.update(0.8, "Writing the Fit-Cluster-Fit results")
+    result, summary = outputs.result, outputs.summary
+    table = arrays.table_columns(outputs.table)
+    labels = arrays.array_from_volume(nodes["dwi_labels"])
+    truth: dict[str, list] = {c: [] for c in ("habitat", "voxels", "tissue", "tissue_share", "adc", "adc_true",
+                                              "adc_error_percent", "voxel_mean_adc", "iauc60", "iauc60_true")}
+    for h in range(1, result.k + 1):
+        values, counts = np.unique(labels[result.labels == h], return_counts=True)
+        order = np.argsort(counts)[::-1]
+        tissue = TISSUES[int(values[order[0]])]
+        share = float(counts[order[0]] / counts.sum())
+        mixed = share < 0.8  # a partial-volume habitat: no single true value
+        name = tissue.name if not mixed else "mixed: " + " / ".join(
+            f"{TISSUES[int(values[i])].name} {100 * counts[i] / counts.sum():.0f} %" for i in order[:2])
+        truth["habitat"].append(f"habitat {h}")
+        truth["voxels"].append(int(counts.sum()))
+        truth["tissue"].append(name)
+        truth["tissue_share"].append(share)
+        truth["adc"].append(table["adc"][h - 1])
+        truth["adc_true"].append(float("nan") if mixed else tissue.adc)
+        truth["adc_error_percent"].append(float("nan") if mixed else 100.0 * (table["adc"][h - 1] - tissue.adc)
+                                          / tissue.adc)
+        truth["voxel_mean_adc"].append(table["voxel_mean_adc"][h - 1])
+        truth["iauc60"].append(table["iauc60"][h - 1])
+        truth["iauc60_true"].append(float("nan") if mixed else tissue.iauc60)
+    tables = {"habitats": io.write_csv(outputs.table, out / "habitats.csv"),
+              "habitats_vs_truth": io.write_csv(truth, out / "habitats_vs_truth.csv")}
+    for node, file_name in ((outputs.adc, "adc.nrrd"), (outputs.adc_se, "adc_se.nrrd"),
+                            (outputs.habitats, "habitats.seg.nrrd"), (outputs.dce.get("iauc"), "iauc60.nrrd")):
+        if node is not None:
+            io.save_node(node, out / file_name)
+    dwi_volumes, b_values = logic.dwi_volumes(nodes["dwi"])
+    names = table["habitat"]
+    spacing = dwi_volumes[0].GetSpacing()
+    figure_paths = {
+        "signal_vs_b": figures.signal_vs_b(out / "signal_vs_b.png", b_values, result.mean_signals, result.habitat_s0,
+                                           result.habitat_adc, names, HABITAT_COLOURS,
+                                           (table["adc_ci_low"], table["adc_ci_high"]), summary["noise_sigma"],
+                                           False, result.b_values),
+        "habitat_map": figures.habitat_map(out / "habitat_map.png", arrays.array_from_volume(dwi_volumes[0]),
+                                           result.labels, names, HABITAT_COLOURS, aspect=spacing[1] / spacing[0]),
+        "habitat_enhancement": figures.enhancement_curves(
+            out / "habitat_enhancement.png", result.dce_times,
+            {name: result.dce_mean_curves[:, i] for i, name in enumerate(names)}, summary["dce_arrival_s"],
+            summary["dce_window_s"]),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    t0 = getattr(study, "t0", None)
+    arrival = f"bolus arrival {summary['dce_arrival_s']:.1f} s" + (f" (true {t0:.1f} s)" if t0 is not None else "")
+    rows = "; ".join(
+        f"{h}: ADC {a * 1e3:.3f} ×10⁻³ mm²/s "
+        + (f"vs {t} {at * 1e3:.2f} ({e:+.1f} %)" if np.isfinite(at) else f"({t})")
+        for h, a, t, at, e in zip(truth["habitat"], truth["adc"], truth["tissue"], truth["adc_true"],
+                                  truth["adc_error_percent"]))
+    text = (f"Fit-Cluster-Fit on the true tumour (rim + core): {summary['clustering']}; {summary['exclusion']}; "
+            f"{summary['boundary_voxels']} boundary voxels not clustered; noise σ {summary['noise_sigma']:.1f} "
+            f"({summary['noise_method']}); {arrival}. {rows}.")
+    task.update(1.0, "Fit-Cluster-Fit done")
+    return {"tables": tables, "figures": figure_paths, "summary": summary, "truth": truth, "outputs": outputs,
+            "text": text}

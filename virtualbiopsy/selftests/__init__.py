@@ -9,18 +9,22 @@ the scene is left unchanged.
 
 from __future__ import annotations
 
-from virtualbiopsy.selftests import checks
+import importlib
 
+# Module -> its checks, as "submodule:function" of this package, imported only when run (a check
+# may need packages that Slicer installs on the module's first use).
 MODULE_CHECKS = {
-    "NeuroblastomaSeg": checks.check_neuroblastoma_seg,
-    "RadiomicsBiomarkers": checks.check_radiomics_biomarkers,
-    "FitClusterFit": checks.check_fit_cluster_fit,
-    "OutcomePredictor": checks.check_outcome_predictor,
+    "NeuroblastomaSeg": ("checks:check_neuroblastoma_seg",),
+    "RadiomicsBiomarkers": ("radiomics_biomarkers_checks:check_radiomics_biomarkers",
+                            "radiomics_signature_checks:check_radiomics_signature"),
+    "FitClusterFit": ("fit_cluster_fit_checks:check_fit_cluster_fit",),
+    "OutcomePredictor": ("checks:check_outcome_predictor",),
 }
 
 
 # The dependency group (virtualbiopsy/requirements_slicer.txt) each module's checks need.
-REQUIRED_PACKAGES = {"NeuroblastomaSeg": "NeuroblastomaSeg"}
+REQUIRED_PACKAGES = {"NeuroblastomaSeg": "NeuroblastomaSeg", "RadiomicsBiomarkers": "RadiomicsBiomarkers",
+                     "FitClusterFit": "FitClusterFit"}
 
 
 def required_packages(module_name: str) -> str:
@@ -32,4 +36,6 @@ def run_module_checks(module_name: str, context, workdir: str) -> None:
     """Run the checks of ``module_name``; raises AssertionError or a library error on failure."""
     if module_name not in MODULE_CHECKS:
         raise KeyError(f"No checks for module '{module_name}'; known: {', '.join(MODULE_CHECKS)}.")
-    MODULE_CHECKS[module_name](context, workdir)
+    for check in MODULE_CHECKS[module_name]:
+        submodule, function = check.split(":")
+        getattr(importlib.import_module(f"{__name__}.{submodule}"), function)(context, workdir)

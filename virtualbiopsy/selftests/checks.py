@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from virtualbiopsy.errors import GeometryMismatchError, InputError
-from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
+from virtualbiopsy.errors import InputError
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
 from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
-from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
 from virtualbiopsy.mrml import arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
-from virtualbiopsy.phantom.tissues import TISSUES, TUMOUR_CORE, TUMOUR_RIM
+from virtualbiopsy.phantom.tissues import TUMOUR_CORE, TUMOUR_RIM
 from virtualbiopsy.sample_study import study_to_scene
 
 
@@ -79,40 +77,6 @@ def check_segment_volumes(context, workdir: str) -> None:
     path = io.save_node(segmentation, Path(workdir) / "ground_truth.seg.nrrd")
     reloaded = io.load_segmentation(context, path, "reloaded")
     assert len(arrays.segment_ids(reloaded)) == len(segments_before)
-
-
-def check_radiomics_biomarkers(context, workdir: str) -> None:
-    study = small_study()
-    nodes = study_to_scene(context, study)
-    logic = RadiomicsBiomarkersLogic(context)
-    table = arrays.table_columns(logic.intensity_statistics_table(nodes["t2w"], nodes["segmentation"]))
-    row = {name: i for i, name in enumerate(table["segment"])}
-    for label in (TUMOUR_RIM, TUMOUR_CORE):
-        name = TISSUES[label].name
-        assert table["voxels"][row[name]] == np.count_nonzero(study.t2_labels == label)
-    assert table["median"][row["tumour core"]] > table["median"][row["tumour rim"]], "necrotic core should be T2-bright"
-    # A mask on the DWI grid is not on the T2w grid: refused, scene unchanged.
-    dwi_segmentation = arrays.add_segmentation_from_labels(
-        context, study.dwi_labels, Geometry.from_node(nodes["dwi_labels"]), {TUMOUR_RIM: ("tumour rim", (1, 0, 0))},
-        "DWI-grid mask")
-    _expect_error(context, GeometryMismatchError,
-                  lambda: logic.intensity_statistics_table(nodes["t2w"], dwi_segmentation), "voxel grid")
-
-
-def check_fit_cluster_fit(context, workdir: str) -> None:
-    study = small_study()
-    nodes = study_to_scene(context, study)
-    logic = FitClusterFitLogic(context)
-    adc_node = logic.fit_adc_map(nodes["dwi"])
-    adc = arrays.array_from_volume(adc_node)
-    from scipy import ndimage
-
-    rim = ndimage.binary_erosion(study.dwi_labels == TUMOUR_RIM)
-    assert rim.sum() >= 10, "the self-test study has too few tumour-rim voxels"
-    error = abs(float(adc[rim].mean()) - TISSUES[TUMOUR_RIM].adc) / TISSUES[TUMOUR_RIM].adc
-    assert error < 0.05, f"tumour-rim ADC off by {100 * error:.1f} %"
-    volumes, _ = io.sequence_volumes(nodes["dwi"])
-    _expect_error(context, InputError, lambda: logic.fit_adc_map(volumes, [0, 800]), "b-values", "4 DWI volumes")
 
 
 def check_outcome_predictor(context, workdir: str) -> None:
