@@ -19,14 +19,17 @@ from scipy import ndimage
 
 from virtualbiopsy import __version__
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
+from virtualbiopsy.logic.fit_cluster_fit import demo_step as fcf_demo_step
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
 from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
+from virtualbiopsy.logic.radiomics_biomarkers import demo_step as radiomics_demo_step
 from virtualbiopsy.mrml import MRMLContext, arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.phantom.tissues import TISSUES
 from virtualbiopsy.progress import as_task
+from virtualbiopsy.radiomics.ibsi import summary_line
 from virtualbiopsy.report import figures
 from virtualbiopsy.report.html import Report
 from virtualbiopsy.sample_study import load_study, write_study
@@ -42,6 +45,13 @@ class DemoResult:
     context: MRMLContext | None = None
     segmentation: dict = field(default_factory=dict)
     segmentation_metrics: dict = field(default_factory=dict)
+    radiomics: dict = field(default_factory=dict)
+    fit_cluster_fit: dict = field(default_factory=dict)
+
+
+# Radiomics features the report shows (all go to the CSV).
+RADIOMICS_SHOWN = ("original_shape_MeshVolume", "original_shape_Sphericity", "original_firstorder_Mean",
+                   "original_firstorder_Entropy", "original_glcm_Contrast", "original_glszm_ZoneEntropy")
 
 
 def adc_by_tissue(adc: np.ndarray, labels: np.ndarray) -> dict[str, list]:
@@ -83,14 +93,20 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     task.update(0.55, "T2w statistics per tissue")
     stats = RadiomicsBiomarkersLogic(context).intensity_statistics_table(nodes["t2w"], nodes["segmentation"])
     result.tables["t2w_statistics"] = io.write_csv(stats, tables_dir / "t2w_statistics.csv")
+    result.radiomics = radiomics_demo_step(context, nodes, out, task.sub(0.55, 0.6))
+    result.tables["radiomics"] = result.radiomics["features"]
 
-    adc_node = FitClusterFitLogic(context).fit_adc_map(nodes["dwi"], progress=task.sub(0.6, 0.75))
+    adc_node = FitClusterFitLogic(context).fit_adc_map(nodes["dwi"], progress=task.sub(0.6, 0.65))
     io.save_node(adc_node, out / "adc.nrrd")
     adc = arrays.array_from_volume(adc_node)
     dwi_labels = arrays.array_from_volume(nodes["dwi_labels"])
     adc_columns = adc_by_tissue(adc, dwi_labels)
     adc_table = arrays.add_table(context, adc_columns, "ADC by tissue")
     result.tables["adc_by_tissue"] = io.write_csv(adc_table, tables_dir / "adc_by_tissue.csv")
+
+    result.fit_cluster_fit = fcf_demo_step(context, study, nodes, out / "fit_cluster_fit", task.sub(0.65, 0.78))
+    result.tables["habitats"] = result.fit_cluster_fit["tables"]["habitats"]
+    result.figures.update({f"fcf_{k}": v for k, v in result.fit_cluster_fit["figures"].items()})
 
     task.update(0.78, "Joining tables")
     joined = OutcomePredictorLogic(context).join_tables([stats, adc_table], key="segment", name="Tissue summary")
@@ -206,11 +222,35 @@ def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None
     report.table(scaled, "Voxel-wise log-linear fit, mean over each tissue's interior (one-voxel erosion), "
                  "against truth. tables/adc_by_tissue.csv has the same in mm²/s.", digits=3)
     report.figure(result.figures["adc_by_tissue"], "ADC per tissue", result.folder)
+    report.heading("Habitats: Fit-Cluster-Fit on DWI and DCE (FitClusterFit)")
+    fcf = result.fit_cluster_fit
+    report.paragraph(fcf["text"])
+    scaled_truth = dict(fcf["truth"])
+    for key in ("adc", "adc_true", "voxel_mean_adc"):
+        scaled_truth[key] = [v * 1e3 for v in scaled_truth[key]]
+    report.table(scaled_truth, "Each habitat's refitted ADC (10⁻³ mm²/s) and iAUC60 (s) against the tissue most of "
+                 "its voxels belong to; voxel_mean_adc is the mean of the voxel-wise fits over the same voxels. "
+                 "A habitat without a single tissue (partial volume) has no true value.", digits=3)
+    report.figure(fcf["figures"]["signal_vs_b"], "Mean signal per habitat against b, with the refit",
+                  result.folder)
+    report.figure(fcf["figures"]["habitat_map"], "Habitats on the b = 0 image", result.folder)
+    report.figure(fcf["figures"]["habitat_enhancement"], "Mean DCE enhancement per habitat", result.folder)
     report.heading("DCE")
     report.figure(result.figures["dce_curves"], "DCE signal per tissue", result.folder)
+    report.heading("Radiomics (RadiomicsBiomarkers)")
+    radiomics = result.radiomics
+    columns = arrays.table_columns(radiomics["table"])
+    shown = [c for c in columns if c.split(":")[-1] in RADIOMICS_SHOWN]
+    report.table({"feature": shown, **{str(columns["segment"][r]): [columns[c][r] for c in shown]
+                                       for r in range(len(columns["segment"]))}},
+                 f"A few of the {len(columns) - 1} pyradiomics features of the tumour rim and necrotic core on the "
+                 "T2w (study preset: fixed bin width, no resampling); all are in radiomics/t2w_tumour_features.csv "
+                 "with the settings and library versions beside them.", digits=4)
+    ibsi = radiomics["ibsi_summary"]
+    report.paragraph(f"{summary_line(ibsi)} Full table: radiomics/ibsi/ibsi_compliance.html.")
     report.heading("Outputs")
     report.table({"file": [p.relative_to(result.folder).as_posix() for p in
                            [*result.tables.values(), result.folder / "adc.nrrd", result.folder / "segmentation",
-                            result.scene]]})
+                            result.folder / "fit_cluster_fit", result.folder / "radiomics", result.scene]]})
     report.paragraph(f"virtualbiopsy {__version__}, Python {platform.python_version()}.")
     report.write(result.report)
