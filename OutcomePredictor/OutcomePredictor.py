@@ -10,8 +10,16 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
+from virtualbiopsy.logic.outcome_predictor import (
+    EndpointParameters,
+    OutcomePredictorLogic,
+    SurvivalParameters,
+    TrainModelParameters,
+)
+from virtualbiopsy_slicer import dependencies
+from virtualbiopsy_slicer.errors import show_error
 from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
+from virtualbiopsy_slicer.progress import progress_dialog
 
 __all__ = ["OutcomePredictor", "OutcomePredictorLogic", "OutcomePredictorTest", "OutcomePredictorWidget"]
 
@@ -26,32 +34,135 @@ class OutcomePredictor(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["Virtual Biopsy team"]
         self.parent.helpText = """
-Outcome models for neuroblastoma from imaging biomarkers.
+Outcome models for neuroblastoma from imaging biomarkers and clinical data.
 <b>Research use only; not for clinical decisions.</b>
-<p>Now: joins tables (for example radiomic features and clinical data) on a shared case identifier
-column into one table, one row per case.</p>
-<p>Coming: survival and risk models (Cox, random survival forests, deep models) with explanations:
-SHAP values per feature and Grad-CAM maps on the images.</p>
+<p><b>Join tables</b>: radiomic features, habitat ADC and clinical data on a shared case id (missing cells stay
+missing). <b>Train</b>: logistic regression, random forest, gradient boosting, SVM (class endpoints) or Cox
+(time + event), each in a pipeline (imputation, scaling, feature selection) fitted inside nested cross-validation;
+metrics with bootstrap 95 % CIs, SHAP feature importance (shapiq), and the model saved with its model card.
+<b>Apply</b>: predictions and per-case SHAP values for new cases. <b>Clusters and survival</b>: k-means on the
+features, Kaplan-Meier curves, median and restricted mean survival, log-rank p. <b>Grad-CAM</b>: where a DEMO CNN
+(a bright-blob detector trained on synthetic images, not a clinical model) looks, as an overlay volume.</p>
 """
         self.parent.acknowledgementText = """
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
 """
 
 
+def showChart(chartNode):
+    """Show a plot chart in the layout (no-op without a main window)."""
+    if chartNode is not None and slicer.app.layoutManager() is not None:
+        slicer.modules.plots.logic().ShowChartInLayout(chartNode)
+
+
+def metricsText(metrics):
+    return "; ".join(f"{r.metric} {r.estimate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+                     for r in metrics.itertuples() if r.metric in ("auc", "balanced_accuracy", "c_index"))
+
+
 class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
     logicClass = OutcomePredictorLogic
     title = TITLE
-    inputSignals = (("tablesSelector", "checkedNodesChanged()"), ("keyLineEdit", "textChanged(QString)"))
+    inputSignals = (("tablesSelector", "checkedNodesChanged()"), ("keyLineEdit", "textChanged(QString)"),
+                    ("cohortTableSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("newTableSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("volumeSelector", "currentNodeChanged(vtkMRMLNode*)"),
+                    ("endpointLineEdit", "textChanged(QString)"), ("timeLineEdit", "textChanged(QString)"),
+                    ("eventLineEdit", "textChanged(QString)"), ("modelFolderLineEdit", "currentPathChanged(QString)"))
+
+    def setup(self):
+        VirtualBiopsyModuleWidget.setup(self)
+        for name, action in (("trainButton", self.train), ("applyModelButton", self.applyModel),
+                             ("survivalButton", self.survival), ("gradcamButton", self.gradcam)):
+            getattr(self.ui, name).connect("clicked(bool)", lambda *_, action=action: self.runAction(action))
 
     def inputsReady(self):
         return len(self.ui.tablesSelector.checkedNodes()) >= 2 and bool(self.ui.keyLineEdit.text.strip())
+
+    def updateApplyButton(self, *_):
+        VirtualBiopsyModuleWidget.updateApplyButton(self)
+        ui = self.ui
+        table = ui.cohortTableSelector.currentNode() is not None
+        survival = bool(ui.timeLineEdit.text.strip()) and bool(ui.eventLineEdit.text.strip())
+        ui.trainButton.enabled = table and (bool(ui.endpointLineEdit.text.strip()) or survival)
+        ui.applyModelButton.enabled = (ui.newTableSelector.currentNode() is not None
+                                       and bool(ui.modelFolderLineEdit.currentPath.strip()))
+        ui.survivalButton.enabled = table and survival
+        ui.gradcamButton.enabled = ui.volumeSelector.currentNode() is not None
+
+    def runAction(self, action):
+        """Run a button's action (after checking its Python packages) and show its status line, or its error."""
+        self.ui.statusLabel.text = ""
+        try:
+            dependencies.ensure("OutcomePredictor")
+            self.ui.statusLabel.text = action() or ""
+        except Exception as error:
+            show_error(error, TITLE)
+
+    def columns(self, survival):
+        ui = self.ui
+        features = [f.strip() for f in ui.featuresLineEdit.text.split(",") if f.strip()] or None
+        key = ui.keyLineEdit.text.strip() or "case_id"
+        if survival:
+            return EndpointParameters(time=ui.timeLineEdit.text.strip(), event=ui.eventLineEdit.text.strip(),
+                                      features=features, key=key)
+        return EndpointParameters(ui.endpointLineEdit.text.strip() or None, features=features, key=key)
 
     def apply(self):
         tableNodes = list(self.ui.tablesSelector.checkedNodes())
         joinedNode = self.logic.join_tables(tableNodes, key=self.ui.keyLineEdit.text.strip())
         showTable(joinedNode)
+        self.ui.cohortTableSelector.setCurrentNode(joinedNode)
         rows = joinedNode.GetNumberOfRows()
-        return f"Joined {len(tableNodes)} tables into '{joinedNode.GetName()}' ({rows} cases)."
+        missing = joinedNode.GetAttribute("VirtualBiopsy.MissingCells")
+        return f"Joined {len(tableNodes)} tables into '{joinedNode.GetName()}' ({rows} cases, {missing} missing cells)."
+
+    def train(self):
+        model = self.ui.modelComboBox.currentText
+        folder = self.ui.modelFolderLineEdit.currentPath.strip() or None
+        parameters = TrainModelParameters(self.columns(model == "cox"), model=model, model_folder=folder)
+        with progress_dialog(f"Training {model} (nested cross-validation)") as task:
+            outputs = self.logic.train_model(self.ui.cohortTableSelector.currentNode(), parameters, progress=task)
+        showTable(outputs.metrics)
+        showChart(outputs.charts.get("roc") or outputs.charts.get("risk_groups") or outputs.charts.get("importance"))
+        saved = f" Saved with its model card to {outputs.folder}." if outputs.folder else " Not saved (no folder)."
+        notes = ("\nWarnings: " + " ".join(outputs.warnings)) if outputs.warnings else ""
+        top = outputs.shap.values.abs().mean().idxmax()
+        return (f"{model}: {metricsText(outputs.model.metrics)} (nested CV, 95 % CI). Most important feature "
+                f"(mean |SHAP|): {top}.{saved}{notes}")
+
+    def applyModel(self):
+        with progress_dialog("Applying the model") as task:
+            outputs = self.logic.apply_model(self.ui.modelFolderLineEdit.currentPath.strip(),
+                                             self.ui.newTableSelector.currentNode(), progress=task)
+        showTable(outputs.predictions)
+        return (f"Predicted {outputs.predictions.GetNumberOfRows()} case(s) into '{outputs.predictions.GetName()}'"
+                + (f"; SHAP values in '{outputs.shap.GetName()}'." if outputs.shap is not None else "."))
+
+    def survival(self):
+        columns = self.columns(True)
+        parameters = SurvivalParameters(columns.time, columns.event, columns.features, k=self.ui.kSpinBox.value,
+                                        key=columns.key)
+        with progress_dialog("Clusters and survival") as task:
+            outputs = self.logic.survival_analysis(self.ui.cohortTableSelector.currentNode(), parameters, task)
+        showTable(outputs.summary)
+        showChart(outputs.chart)
+        summary = outputs.analysis.summary
+        medians = ", ".join(f"{g}: median {m:.0f}" for g, m in zip(summary["group"], summary["median_survival"]))
+        return f"{medians}; log-rank p = {outputs.analysis.logrank['p'].iloc[0]:.3g}."
+
+    def gradcam(self):
+        volume, segmentation = self.ui.volumeSelector.currentNode(), self.ui.segmentationSelector.currentNode()
+        segments = None
+        if segmentation is not None:
+            segments = [segmentation.GetSegmentation().GetNthSegmentID(i)
+                        for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+        with progress_dialog("Grad-CAM (demo CNN)") as task:
+            overlay = self.logic.gradcam_overlay(volume, segmentation, segments, progress=task)
+        slicer.util.setSliceViewerLayers(background=volume, foreground=overlay, foregroundOpacity=0.5)
+        fraction = overlay.GetAttribute("VirtualBiopsy.GradCAM.FractionInSegment")
+        inside = f" {100 * float(fraction):.0f} % of its mass lies in the segmentation." if fraction else ""
+        return f"Added '{overlay.GetName()}' (demo CNN, not a clinical model) over '{volume.GetName()}'.{inside}"
 
 
 class OutcomePredictorTest(ScriptedLoadableModuleTest):

@@ -14,7 +14,7 @@ from virtualbiopsy import __version__
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 
 COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "radiomics", "ibsi-report", "reduce", "harmonise",
-            "fcf", "dce", "deps")
+            "fcf", "dce", "predict", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,13 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
         fcf,
         ibsi_report,
         phantom,
+        predict,
         preprocess,
         radiomics,
         segment,
         signature,
     )
 
-    for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, dce, deps):
+    for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, dce, predict,
+                   deps):
         module.add_parser(subparsers)
     return parser
 

@@ -14,17 +14,17 @@ import importlib
 # Module -> its checks, as "submodule:function" of this package, imported only when run (a check
 # may need packages that Slicer installs on the module's first use).
 MODULE_CHECKS = {
-    "NeuroblastomaSeg": ("checks:check_neuroblastoma_seg",),
+    "NeuroblastomaSeg": ("neuroblastoma_seg_checks:check_neuroblastoma_seg",),
     "RadiomicsBiomarkers": ("radiomics_biomarkers_checks:check_radiomics_biomarkers",
                             "radiomics_signature_checks:check_radiomics_signature"),
     "FitClusterFit": ("fit_cluster_fit_checks:check_fit_cluster_fit",),
-    "OutcomePredictor": ("checks:check_outcome_predictor",),
+    "OutcomePredictor": ("outcome_predictor_checks:check_outcome_predictor",),
 }
 
 
 # The dependency group (virtualbiopsy/requirements_slicer.txt) each module's checks need.
 REQUIRED_PACKAGES = {"NeuroblastomaSeg": "NeuroblastomaSeg", "RadiomicsBiomarkers": "RadiomicsBiomarkers",
-                     "FitClusterFit": "FitClusterFit"}
+                     "FitClusterFit": "FitClusterFit", "OutcomePredictor": "OutcomePredictor"}
 
 
 def required_packages(module_name: str) -> str:

@@ -16,22 +16,10 @@ from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.phantom.tissues import TISSUES, TUMOUR_CORE, TUMOUR_RIM
 from virtualbiopsy.sample_study import study_to_scene
+from virtualbiopsy.selftests.common import expect_error
 
 TUMOUR_SEGMENTS = ("tumour rim", "tumour core")
 
-
-def _expect_error(context, error_type, action, *words: str) -> str:
-    """Run ``action``; it must raise ``error_type`` mentioning ``words`` and add no node."""
-    before = context.node_ids()
-    try:
-        action()
-    except error_type as error:
-        message = str(error)
-        missing = [w for w in words if w.lower() not in message.lower()]
-        assert not missing, f"error message {message!r} does not mention {missing}"
-        assert context.node_ids() == before, "a failed step left new nodes in the scene"
-        return message
-    raise AssertionError(f"{error_type.__name__} was not raised")
 
 
 def check_fit_cluster_fit(context, workdir: str) -> None:
@@ -76,16 +64,16 @@ def check_fit_cluster_fit(context, workdir: str) -> None:
 
     # bad inputs: clear errors, nothing added
     volumes, _ = io.sequence_volumes(nodes["dwi"])
-    _expect_error(context, InputError, lambda: logic.fit_cluster_fit(volumes, [0, 800], nodes["segmentation"],
+    expect_error(context, InputError, lambda: logic.fit_cluster_fit(volumes, [0, 800], nodes["segmentation"],
                                                                      list(TUMOUR_SEGMENTS)), "b-values", "4 DWI")
     frames, times = io.sequence_volumes(nodes["dce"])
     shuffled = [float(t) for t in times]
     shuffled[3], shuffled[4] = shuffled[4], shuffled[3]
-    _expect_error(context, InputError, lambda: logic.dce_metrics(frames, shuffled, nodes["segmentation"],
+    expect_error(context, InputError, lambda: logic.dce_metrics(frames, shuffled, nodes["segmentation"],
                                                                  list(TUMOUR_SEGMENTS)), "increase")
     dwi_grid = Geometry.from_node(nodes["dwi_labels"])
     shifted = Geometry.from_spacing(dwi_grid.shape, dwi_grid.spacing, dwi_grid.origin + 1.5, dwi_grid.directions)
     moved = arrays.add_volume_from_array(context, study.dwi_labels, shifted, "shifted labels",
                                          "vtkMRMLLabelMapVolumeNode")  # half a voxel off the DWI grid
-    _expect_error(context, GeometryMismatchError, lambda: logic.fit_cluster_fit(nodes["dwi"], mask=moved,
+    expect_error(context, GeometryMismatchError, lambda: logic.fit_cluster_fit(nodes["dwi"], mask=moved,
                                                                                 label=TUMOUR_RIM), "voxel grid")

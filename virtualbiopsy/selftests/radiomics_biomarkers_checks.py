@@ -18,25 +18,15 @@ from virtualbiopsy.mrml import arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom.tissues import TISSUES, TUMOUR_CORE, TUMOUR_RIM
 from virtualbiopsy.sample_study import study_to_scene
+from virtualbiopsy.selftests.common import expect_error
 
 IBSI_MATCHING_FLOOR = 267  # IBSI phantom reference values matched (see Testing/Python/test_ibsi_report.py)
 
 
-def _expect_error(context, error_type, action, *words: str) -> None:
-    before = context.node_ids()
-    try:
-        action()
-    except error_type as error:
-        missing = [w for w in words if w.lower() not in str(error).lower()]
-        assert not missing, f"error message {str(error)!r} does not mention {missing}"
-        assert context.node_ids() == before, "a failed step left new nodes in the scene"
-        return
-    raise AssertionError(f"{error_type.__name__} was not raised")
-
 
 def check_radiomics_biomarkers(context, workdir: str) -> None:
     from virtualbiopsy.radiomics import batch
-    from virtualbiopsy.selftests.checks import small_study
+    from virtualbiopsy.selftests.common import small_study
 
     study = small_study()
     nodes = study_to_scene(context, study)
@@ -95,4 +85,4 @@ def check_radiomics_biomarkers(context, workdir: str) -> None:
     dwi_segmentation = arrays.add_segmentation_from_labels(
         context, study.dwi_labels, Geometry.from_node(nodes["dwi_labels"]), {TUMOUR_RIM: ("tumour rim", (1, 0, 0))},
         "DWI-grid mask")
-    _expect_error(context, GeometryMismatchError, lambda: logic.extract_features(t2w, dwi_segmentation), "voxel grid")
+    expect_error(context, GeometryMismatchError, lambda: logic.extract_features(t2w, dwi_segmentation), "voxel grid")

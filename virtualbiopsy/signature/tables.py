@@ -26,20 +26,10 @@ META_PREFIXES = ("diagnostics_",)
 
 
 def frame_from_columns(columns: Mapping[str, Sequence]) -> pd.DataFrame:
-    """A DataFrame from {name: values}; text columns whose every non-empty value is a number become numeric.
+    """A DataFrame from {name: values}; see :func:`virtualbiopsy.frames.frame_from_table`."""
+    from virtualbiopsy.frames import frame_from_table
 
-    (A table read from CSV in Slicer holds text; empty cells become NaN so they are seen as missing.)
-    """
-    frame = pd.DataFrame({name: list(values) for name, values in columns.items()})
-    for name in frame.columns:
-        column = frame[name]
-        if column.dtype == object:
-            text = column.astype(str).str.strip()
-            blank = text.eq("") | text.str.lower().isin(("nan", "none", "na"))
-            parsed = pd.to_numeric(text.where(~blank), errors="coerce")
-            if (~blank).any() and parsed[~blank].notna().all():
-                frame[name] = parsed.astype(float)
-    return frame
+    return frame_from_table(columns)
 
 
 def split_columns(frame: pd.DataFrame, exclude: Iterable[str] = (), prefixes: Iterable[str] = META_PREFIXES,

@@ -1,0 +1,106 @@
+"""Saved models: model card contents, SHA-256 check before unpickling, applying to new tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from virtualbiopsy.errors import FileFormatError, InputError
+from virtualbiopsy.prediction.cohort import generate_cohort
+from virtualbiopsy.prediction.data import prepare_dataset
+from virtualbiopsy.prediction.model_card import (
+    CARD_JSON,
+    CARD_MD,
+    METRICS_CSV,
+    MODEL_FILE,
+    apply_model,
+    load_model,
+    save_model,
+    sha256,
+)
+from virtualbiopsy.prediction.models import TrainParameters, train
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:These features are constant")]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    cohort = generate_cohort(n_patients=150, seed=8, constant_feature=True)
+    dataset = prepare_dataset(cohort.table, "mycn_amplified", features=cohort.features)
+    model = train(dataset, TrainParameters(model="random_forest", n_trees=30, n_bootstrap=100,
+                                           grid={"select__k": [5], "model__max_depth": [3]}))
+    folder = save_model(model, tmp_path_factory.mktemp("model") / "rf")
+    return cohort, model, folder
+
+
+def test_model_card_documents_the_model(saved):
+    cohort, model, folder = saved
+    card = json.loads((folder / CARD_JSON).read_text())
+    assert "research use only" in card["intended_use"].lower()
+    assert card["model"]["input_features"] == cohort.features
+    assert "field_strength_t" not in card["model"]["features_used"] and len(card["model"]["features_used"]) == 5
+    assert card["training_cohort"]["n_cases"] == 150
+    assert card["training_cohort"]["class_counts"] == {
+        str(k): int(v) for k, v in cohort.table["mycn_amplified"].value_counts().sort_index().items()}
+    assert {m["metric"] for m in card["validation"]["metrics"]} >= {"auc", "calibration_slope", "sensitivity"}
+    assert "nested cross-validation: 5 outer x 3 inner" in card["validation"]["method"]
+    assert card["libraries"]["scikit-learn"] and card["libraries"]["lifelines"] and card["trained_at"]
+    assert card["file"]["sha256"] == sha256(folder / MODEL_FILE)
+    assert "pickle" in card["file"]["security"].lower()
+    assert any("field_strength_t" in w for w in card["warnings"])
+    text = (folder / CARD_MD).read_text()
+    assert "Research use only" in text and "| auc |" in text and card["file"]["sha256"] in text
+    metrics = pd.read_csv(folder / METRICS_CSV)
+    assert metrics.set_index("metric").loc["auc", "estimate"] == pytest.approx(
+        model.metrics.set_index("metric").loc["auc", "estimate"])
+
+
+def test_round_trip_gives_the_same_predictions(saved):
+    cohort, model, folder = saved
+    loaded = load_model(folder)
+    new = generate_cohort(n_patients=20, seed=77, constant_feature=True).table
+    expected, _ = apply_model(model, new)
+    predictions, X = apply_model(loaded, new.sample(frac=1.0, axis=1, random_state=0))  # columns in any order
+    pd.testing.assert_frame_equal(predictions, expected)
+    assert list(predictions["case_id"]) == list(new["case_id"]) and list(X.columns) == cohort.features
+    assert loaded.endpoint == model.endpoint and loaded.used_features == model.used_features
+
+
+def test_a_changed_model_file_is_refused_before_unpickling(saved, tmp_path):
+    _, model, _ = saved
+    folder = save_model(model, tmp_path / "copy")
+    data = bytearray((folder / MODEL_FILE).read_bytes())
+    data[-10] ^= 0xFF
+    (folder / MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match="SHA-256.*does not match"):
+        load_model(folder)
+    (folder / CARD_JSON).unlink()
+    with pytest.raises(FileFormatError, match="not a model folder"):
+        load_model(folder)
+
+
+def test_saving_never_overwrites_a_model(saved):
+    _, model, folder = saved
+    before = sha256(folder / MODEL_FILE)
+    with pytest.raises(InputError, match="already holds a model"):
+        save_model(model, folder)
+    assert sha256(folder / MODEL_FILE) == before
+
+
+def test_missing_features_in_a_new_table_are_named(saved):
+    _, model, _ = saved
+    new = generate_cohort(n_patients=10, seed=1, constant_feature=True).table.drop(columns=["adc_mean", "noise_3"])
+    with pytest.raises(InputError, match="lacks 2 feature.*adc_mean, noise_3"):
+        apply_model(model, new)
+
+
+def test_missing_values_in_a_new_table_are_imputed_with_a_warning(saved):
+    _, model, _ = saved
+    new = generate_cohort(n_patients=10, seed=1, constant_feature=True).table.head(5)
+    new.loc[0, "t2_entropy"] = np.nan
+    with pytest.warns(UserWarning, match=r"t2_entropy \(1\)"):
+        predictions, _ = apply_model(model, new)
+    assert predictions["p_1"].between(0, 1).all()
