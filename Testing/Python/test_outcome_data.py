@@ -63,8 +63,8 @@ def test_endpoint_types(cohort):
     with pytest.warns(DataWarning, match="Text columns not used as features: risk_class"):
         binary = prepare_dataset(cohort.table, "mycn_amplified")
     assert binary.endpoint.kind == BINARY and binary.endpoint.classes == (0, 1)
-    # default features: every numeric column but the key and the endpoint (here also the survival columns)
-    assert set(binary.features) == {*cohort.features, "os_days", "os_event"}
+    # default features: every numeric column but the key, the endpoint and outcome-like columns
+    assert set(binary.features) == set(cohort.features)
     multi = prepare_dataset(cohort.table.drop(columns=["mycn_amplified"]), "risk_class")
     assert multi.endpoint.kind == MULTICLASS and set(multi.endpoint.classes) == {"low", "intermediate", "high"}
     survival = prepare_dataset(cohort.table, time="os_days", event="os_event", features=cohort.features)
@@ -75,6 +75,26 @@ def test_endpoint_types(cohort):
     assert as_float.endpoint.classes == (0, 1)
     positive = prepare_dataset(cohort.table, "mycn_amplified", features=cohort.features, positive=0)
     assert positive.endpoint.positive_class == 0 and (positive.y == 1 - binary.y).all()
+
+
+def test_outcome_like_columns_are_never_default_features(cohort):
+    """Survival columns are known only after the prediction: a default feature list must not pick them up."""
+    table = cohort.table.assign(efs_days=cohort.table["os_days"] * 0.8, vitalStatus=cohort.table["os_event"],
+                                dce_time_to_peak=30.0 + cohort.table["noise_1"])
+    with pytest.warns(DataWarning, match="look like outcomes.*os_days, os_event, efs_days, vitalStatus") as caught:
+        dataset = prepare_dataset(table, "mycn_amplified")
+    assert not {"os_days", "os_event", "efs_days", "vitalStatus"} & set(dataset.features)
+    assert {"adc_mean", "age_months", "dce_time_to_peak"} <= set(dataset.features)  # image and clinical features stay
+    assert any("os_days" in w for w in dataset.warnings)  # ... and the warning goes into the model card
+    assert not any("look like outcomes" in str(w.message) and "mycn" in str(w.message) for w in caught)
+    # a survival endpoint: the other outcome columns are left out too, the biomarker mycn_amplified is kept
+    with pytest.warns(DataWarning, match="look like outcomes.*efs_days, vitalStatus"):
+        survival = prepare_dataset(table, time="os_days", event="os_event")
+    assert "mycn_amplified" in survival.features and "efs_days" not in survival.features
+    # named explicitly they are used, with a warning
+    with pytest.warns(DataWarning, match="These features look like outcomes: os_days"):
+        explicit = prepare_dataset(table, "mycn_amplified", features=["adc_mean", "os_days"])
+    assert explicit.features == ["adc_mean", "os_days"]
 
 
 def test_text_columns_are_reported_and_left_out(cohort):

@@ -16,13 +16,8 @@ from virtualbiopsy.logic.outcome_predictor import (
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.prediction.cohort import SIGNATURE, generate_cohort
-from virtualbiopsy.selftests.outcome_predictor_checks import check_outcome_predictor
 
 pytestmark = pytest.mark.slow
-
-
-def test_self_check_passes(context, tmp_path):
-    check_outcome_predictor(context, str(tmp_path))
 
 
 def test_cox_training_and_survival_add_tables_and_charts(context):

@@ -85,7 +85,9 @@ def _add_table_arguments(parser, features: bool = True) -> None:
                         help="CSV of cases; repeat to join several tables (e.g. features and clinical) on --key")
     parser.add_argument("--key", default="case_id", help="case id column (default case_id)")
     if features:
-        parser.add_argument("--features", nargs="+", help="feature columns (default: every numeric column)")
+        parser.add_argument("--features", nargs="+",
+                            help="feature columns (default: every numeric column except the key, the endpoint and "
+                                 "columns that look like outcomes, e.g. os_days, efs_event: those leak the answer)")
 
 
 def _features(args):

@@ -74,7 +74,8 @@ def is_missing(value) -> bool:
 
 @dataclass
 class EndpointParameters:
-    """Which columns are the case id, the endpoint (or time + event) and the features (None: all numeric)."""
+    """Which columns are the case id, the endpoint (or time + event) and the features (None: all numeric
+    columns except outcome-like ones such as ``os_days``; see ``prediction.data.outcome_like``)."""
 
     endpoint: str | None = None
     time: str | None = None

@@ -10,6 +10,7 @@ know about (a constant feature, few events per feature, much missingness) are
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,31 @@ MAX_CLASSES = 10
 MIN_EVENTS = 10  # fewer events than this: no Cox model at all
 EVENTS_PER_FEATURE = 10  # the usual rule of thumb for Cox models
 MISSING_WARN = 0.3  # warn when a feature misses more than this share of its values
+
+
+# Name parts that mark a column as an outcome (follow-up, events, survival, response): recorded AFTER
+# the time of prediction, such a column leaks the answer when used as a feature. Abbreviations are
+# whole name parts (``os_days``, ``EFS.event``), so ``dce_ttp`` (time to peak) or ``age_months`` are not
+# outcomes; ``*_status`` alone is not one either (``mycn_status`` is a tumour biomarker).
+OUTCOME_WORDS = frozenset({
+    "os", "efs", "pfs", "dfs", "rfs", "dss", "css", "mfs", "lfs", "ttr", "survival", "surv", "survived",
+    "event", "events", "death", "dead", "died", "deceased", "alive", "vital", "relapse", "relapsed",
+    "recurrence", "progression", "progressed", "censor", "censored", "censoring", "outcome", "outcomes",
+    "followup", "fu", "response", "responder", "remission",
+})
+OUTCOME_PHRASES = ("follow_up",)  # "time_to_" alone is no outcome: "time_to_peak" is a DCE feature
+
+
+def outcome_like(name) -> bool:
+    """Whether a column name looks like an outcome (``os_days``, ``efs_event``, ``vital_status``, ``followUp``).
+
+    >>> [outcome_like(n) for n in ("os_days", "EFS.event", "vitalStatus", "adc_mean", "dce_ttp", "age_months")]
+    [True, True, True, False, False, False]
+    """
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower()
+    parts = [p for p in re.split(r"[^a-z0-9]+", text) if p]
+    joined = "_".join(parts) + "_"
+    return any(p in OUTCOME_WORDS for p in parts) or any(phrase in joined for phrase in OUTCOME_PHRASES)
 
 
 class DataWarning(UserWarning):
@@ -182,8 +208,11 @@ def prepare_dataset(
 
     ``endpoint`` names a class column (binary or multi-class); ``time`` + ``event`` make a
     time-to-event endpoint instead. ``features`` defaults to every numeric column other than the
-    key and the endpoint columns. ``positive`` is the class of a binary endpoint whose probability
-    is predicted (default: the larger label, 1 for 0/1).
+    key, the endpoint columns and columns whose names look like outcomes (:func:`outcome_like`:
+    ``os_days``, ``efs_event``, ... are known only after the prediction; using them would leak the
+    answer), with a warning naming those left out; name them in ``features`` to use them anyway.
+    ``positive`` is the class of a binary endpoint whose probability is predicted (default: the
+    larger label, 1 for 0/1).
     """
     frame = frame_from_table(table)
     collected: list[str] = []
@@ -202,8 +231,14 @@ def prepare_dataset(
     excluded = {key, *outcome_columns}
     if features is None:
         candidates = [c for c in frame.columns if c not in excluded]
+        outcomes = [c for c in candidates if outcome_like(c)]
+        candidates = [c for c in candidates if c not in outcomes]
         features = [c for c in candidates if pd.api.types.is_numeric_dtype(frame[c])]
         text = [c for c in candidates if c not in features]
+        if outcomes:
+            warn(f"Columns that look like outcomes are not used as features (known only after the prediction, "
+                 f"they would leak the answer): {', '.join(map(str, outcomes))}. Name them in the feature list "
+                 "to use them anyway.", collected)
         if text:
             warn(f"Text columns not used as features: {', '.join(text)}.", collected)
     else:
@@ -217,6 +252,11 @@ def prepare_dataset(
             examples = "; ".join(f"{f} = {frame[f].dropna().iloc[0]!r}" for f in text if frame[f].notna().any())
             raise InputError(f"These features are not numeric: {', '.join(text)} ({examples}). "
                              "Encode them as numbers or leave them out.")
+        outcomes = [f for f in features if outcome_like(f)]
+        if outcomes:
+            warn(f"These features look like outcomes: {', '.join(map(str, outcomes))}. If they are recorded after "
+                 "the time of prediction (follow-up, events, response), they leak the answer into the model.",
+                 collected)
     if not features:
         raise InputError("The table has no numeric feature column besides the case id and the endpoint.")
 

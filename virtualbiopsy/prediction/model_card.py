@@ -207,7 +207,8 @@ def load_model(folder: str | Path) -> TrainedModel:
     if not isinstance(bundle, dict) or bundle.get("format_version") != FORMAT_VERSION:
         raise FileFormatError(f"'{path}' is not a Virtual Biopsy model (format {FORMAT_VERSION}).")
     endpoint = bundle["endpoint"]
-    metrics = pd.DataFrame(card["validation"]["metrics"]) if card["validation"]["metrics"] else None
+    records = (card.get("validation") or {}).get("metrics")
+    metrics = pd.DataFrame(records) if records else None
     return TrainedModel(
         name=bundle["name"], pipeline=bundle["pipeline"], features=list(bundle["features"]),
         endpoint=Endpoint(endpoint["kind"], endpoint["column"], endpoint["time"], endpoint["event"],
