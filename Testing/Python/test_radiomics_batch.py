@@ -189,3 +189,11 @@ def test_cli_one_case_and_manifest(cohort, tmp_path, capsys):
         _cli(["radiomics", "--image", str(data / "c1_t2w.nrrd"), "--out", str(out)])
     direct = extraction.extract_files([data / "c1_t2w.nrrd"], data / "c1_mask.nrrd")
     assert len(direct) == 107  # shape 14 + first order 18 + GLCM 24 + GLRLM 16 + GLSZM 16 + GLDM 14 + NGTDM 5
+
+
+def test_non_integer_label_is_an_error_not_a_rounded_label(cohort, tmp_path):
+    case = batch.read_manifest(cohort)[0]
+    case.label = "1.5"  # must not be read as label 1
+    parameters = extraction.ExtractionParameters()
+    record = batch.compute_case(case, parameters, parameters.pyradiomics_params(), "key", str(tmp_path))
+    assert record["features"] == {} and "'1.5' is not an integer label" in record["error"]

@@ -154,9 +154,12 @@ def compute_case(case: Case, parameters: extraction.ExtractionParameters, params
         if params_key not in _EXTRACTORS:
             _EXTRACTORS[params_key] = extraction.make_extractor(params)
         try:
-            label = int(float(case.label))
+            value = float(case.label)
         except ValueError as error:
             raise InputError(f"The label '{case.label}' is not an integer label value.") from error
+        if not value.is_integer():  # '1.5' must not silently become label 1
+            raise InputError(f"The label '{case.label}' is not an integer label value.")
+        label = int(value)
         if not case.mask:
             raise InputError("No mask file given.")
         if not case.images or not all(case.images.values()):

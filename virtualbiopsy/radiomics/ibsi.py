@@ -352,8 +352,11 @@ def compliance_report(phantom_dir: str | Path | None = None, progress=None) -> l
 def matches(value: float, reference: Reference) -> bool:
     """Within the IBSI tolerance, or equal to the reference at its 3 significant digits.
 
-    IBSI tabulates the phantom's values to 3 significant digits, most with tolerance 0: a value
-    matches when it rounds to the reference (e.g. 2.1486 matches 2.15).
+    IBSI tabulates the phantom's values to 3 significant digits, most with tolerance 0 (exact
+    arithmetic on a tiny phantom leaves no uncertainty): a value matches when it rounds to the
+    reference (e.g. 2.1486 matches 2.15), i.e. lies within half a unit of the reference's 3rd
+    significant digit. Where IBSI gives a tolerance (morphology) it is at least one unit of that
+    digit, so the rounding never widens it.
     """
     if reference.value is None:
         return False
@@ -396,7 +399,8 @@ def configuration_settings() -> dict[str, dict]:
 
 def summary_line(counts: dict[str, int]) -> str:
     return (f"IBSI digital phantom: {counts['matching']} of {counts['with_reference']} reference values of the "
-            f"{counts['implemented']} IBSI features pyradiomics computes match within tolerance "
+            f"{counts['implemented']} IBSI features pyradiomics computes match the IBSI reference: within its "
+            "tolerance, or equal at the reference's 3 significant digits where the tolerance is 0 "
             f"({counts['matching_without_conversion']} without convention conversions); "
             f"{counts['ibsi_tags'] - counts['implemented']} of the {counts['ibsi_tags']} IBSI tags are not computed by "
             "pyradiomics.")

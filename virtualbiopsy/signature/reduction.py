@@ -17,10 +17,11 @@ The steps, in order (parameters in :class:`ReductionParameters`):
    from a few cases: e.g. one outlier case with every other case equal gives about 1/n.
    Constant features are always dropped. The threshold comes from the distribution of these
    variances: ``rule="percentile"`` (default: features below the 10th percentile are dropped),
-   ``"knee"`` (the knee of the sorted variance curve: the point farthest below the chord from
-   the smallest to the largest variance, as in the Kneedle method; it and the features below it
-   are dropped; nothing beyond constants is dropped when the curve has no knee, i.e. bends less
-   than 0.05 of the normalised range),
+   ``"knee"`` (the knee of the ascending sorted variance curve where its steep rise out of the
+   low tail levels off into the bulk: the point farthest above the chord from the smallest to
+   the largest variance, as in the Kneedle method; the features before it are dropped; nothing
+   beyond constants is dropped when the curve has no such knee, i.e. bends less than 0.05 of
+   the normalised range, as for a right-skewed curve whose only bend is a few high variances),
    ``"fixed"`` (a given minimum) or ``"off"`` (constants only).
 3. **Normalisation**: z-score with the training mean and standard deviation (ddof = 1) of each
    remaining feature; factor analysis and factor scores use it.
@@ -144,22 +145,25 @@ def scaled_variance(values: pd.DataFrame) -> pd.Series:
 
 
 def knee_threshold(variances: np.ndarray, min_bend: float = 0.05) -> float:
-    """A threshold just above the knee of the ascending sorted curve, or 0 when it has no clear knee.
+    """A threshold just below the knee that ends the low-variance tail, or 0 when there is none.
 
-    Both axes are normalised to [0, 1]; the knee is the point farthest below the chord joining
-    the first and last points (a convex bend up), the last of the low-variance features. The
-    threshold is midway between it and the next variance, so the knee and everything below go.
+    Both axes are normalised to [0, 1]. A low tail makes the ascending sorted curve rise steeply
+    and then level off (a concave bend): the knee is the point farthest above the chord joining
+    the first and last points, the first feature of the bulk. The threshold is midway between it
+    and the previous variance, so every feature before the knee goes. A convex bend (a flat bulk
+    and a few high variances, e.g. a right-skewed distribution) lies below the chord and is not a
+    low-variance tail: nothing goes.
     """
     values = np.sort(np.asarray(variances, dtype=float))
     if values.size < 3 or values[-1] <= values[0]:
         return 0.0
     x = np.linspace(0.0, 1.0, values.size)
     y = (values - values[0]) / (values[-1] - values[0])
-    gap = x - y
+    gap = y - x
     index = int(np.argmax(gap))
-    if gap[index] < min_bend or index == values.size - 1:
+    if gap[index] < min_bend or index == 0:
         return 0.0
-    return float(values[index] + values[index + 1]) / 2.0
+    return float(values[index - 1] + values[index]) / 2.0
 
 
 def prune_correlated(z: pd.DataFrame, threshold: float, task=None) -> tuple[list[str], list[dict], np.ndarray]:
