@@ -74,6 +74,12 @@ def test_voxel_maps_are_vectorised_and_refuse_negative_signal():
     assert np.mean(maps.iauc[mask]) == pytest.approx(rim.iauc60, rel=0.03)
     voxel = dce.dce_maps(signals, TIMES, mask, arrival="voxel")
     assert voxel.region_arrival_s is None and np.median(voxel.arrival_s) == pytest.approx(30.0, abs=2.0)
+    with pytest.raises(InputError, match="'region', 'voxel' or a time"):
+        dce.dce_maps(signals, TIMES, mask, arrival="late")
+    # a bolus arriving less than 60 s before the series ends is refused, not moved earlier
+    late = rim.s_pre * (1 + dce_enhancement(TIMES, 150.0, rim.amplitude, rim.tau_in, rim.tau_out))
+    with pytest.raises(InputError, match=r"about 1[45]\d\.\d s.*ends at 195 s"):
+        dce.dce_maps(np.broadcast_to(late[:, None, None, None], signals.shape), TIMES, mask)
     signals[5, 0, 0, 0] = -3.0
     with pytest.raises(InvalidValuesError, match="negative"):
         dce.dce_maps(signals, TIMES, mask)

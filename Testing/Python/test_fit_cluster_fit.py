@@ -242,6 +242,11 @@ def test_bad_inputs_are_named_and_leave_the_scene_unchanged(context, dro_scene):
     ]
     negative = arrays.add_volume_from_array(context, -np.abs(dro.signals[3]), geometry, "phase")
     cases.append((InvalidValuesError, lambda: logic.fit_cluster_fit(volumes[:3] + [negative], b, tumour), "negative"))
+    blank = arrays.add_volume_from_array(context, np.zeros(geometry.shape, np.float32), geometry, "blank b800")
+    cases.append((InvalidValuesError, lambda: logic.fit_cluster_fit(volumes[:3] + [blank], b, tumour),
+                  r"zero signal in DWI volume 4 \(b = 800"))
+    cases.append((InvalidValuesError, lambda: logic.fit_cluster_fit(volumes, b[::-1], tumour), "rises with b"))
+    cases.append((InvalidValuesError, lambda: logic.voxel_fit(volumes, b[::-1], tumour), "order of the DWI"))
     empty = arrays.add_volume_from_array(context, np.zeros(geometry.shape, np.uint8), geometry, "empty",
                                          "vtkMRMLLabelMapVolumeNode")
     cases.append((EmptyMaskError, lambda: logic.fit_cluster_fit(volumes, b, empty), "no non-zero"))

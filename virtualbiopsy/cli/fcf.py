@@ -53,6 +53,9 @@ def add_parser(subparsers) -> None:
     cluster.add_argument("--features", default="adc", help="fitted parameters to cluster on, comma separated: "
                                                            "adc, s0, and with --dce iauc60, wash_in, ttp (default adc)")
     cluster.add_argument("--min-habitat-voxels", type=int, default=20, help="smallest habitat when choosing k")
+    cluster.add_argument("--erode", type=int, default=1,
+                         help="voxels of the tumour's outer shell (partial volume) fitted but not clustered "
+                              "(default 1; 0 for a small tumour)")
     cluster.add_argument("--ci", default="bootstrap", choices=("bootstrap", "t"), help="ADC confidence interval")
     cluster.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples (default 500)")
     cluster.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
@@ -149,7 +152,7 @@ def parameters_from_args(args):
         threshold=args.threshold_se if absolute else args.threshold_percentile, method=args.method, k=args.k,
         k_max=args.k_max, features=tuple(f.strip() for f in args.features.split(",") if f.strip()),
         min_habitat_voxels=args.min_habitat_voxels, ci_method=args.ci, n_bootstrap=args.bootstrap,
-        confidence=args.confidence, seed=args.seed)
+        confidence=args.confidence, seed=args.seed, erode_voxels=args.erode)
 
 
 def arrival_from_text(text: str):

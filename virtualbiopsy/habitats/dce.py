@@ -24,8 +24,8 @@ Definitions (signal S(t) of one voxel or of a habitat's averaged curve; times in
 
 **Against PkModeling** (Slicer's DCE pharmacokinetic module): its "AUC" output integrates the
 contrast-agent *concentration* (from a T1 conversion of the signal), by the trapezoidal rule from
-its bolus-arrival *frame* (walking back from the steepest frame-to-frame gradient until the
-gradient falls below a tenth of it) over an "AUC time interval" of 90 s by default, and divides it
+its bolus-arrival *frame* (walking back from the frame of steepest central-difference gradient
+until the gradient falls below a tenth of it) over an "AUC time interval" of 90 s by default, and divides it
 by the same area of the arterial input function (a dimensionless ratio). iAUC60 here integrates the
 *relative signal enhancement* (no T1 map, flip angle or AIF needed), over 60 s from a sub-frame
 arrival time, un-normalised (unit s). The two agree in shape only where concentration is
@@ -249,16 +249,23 @@ def dce_maps(signals: np.ndarray, times, mask: np.ndarray, window_s: float = IAU
         raise InvalidValuesError(
             f"The DCE series has {int((curves < 0).any(0).sum())} voxels with negative signal inside the mask; "
             "magnitude images are never negative (is it a subtraction or phase series?).")
-    region = curve_metrics(curves.mean(1), t, None if arrival in ("region", "voxel") else float(arrival), window_s)
-    if arrival == "region":
-        per_voxel_arrival: float | None = float(region.arrival_s)
-    elif arrival == "voxel":
-        per_voxel_arrival = None
+    mean_curve = curves.mean(1)
+    if arrival in ("region", "voxel"):
+        # detected without the window bound, so that a bolus arriving too late is refused, not moved earlier
+        region_arrival = float(detect_arrival(mean_curve, t))
+        if region_arrival + window_s > t[-1] + 1e-9:
+            raise InputError(
+                f"The bolus reaches the region at about {region_arrival:.1f} s, but the DCE series ends at "
+                f"{t[-1]:g} s: "
+                f"there are not {window_s:g} s of frames after it for the iAUC{window_s:g}. Use a shorter window, or "
+                "give the arrival time (s) if the detection is wrong (e.g. a tumour that barely enhances).")
     else:
         try:
-            per_voxel_arrival = float(arrival)
+            region_arrival = float(arrival)
         except (TypeError, ValueError) as error:
             raise InputError(f"Arrival must be 'region', 'voxel' or a time in s, got {arrival!r}.") from error
+    region = curve_metrics(mean_curve, t, region_arrival, window_s)
+    per_voxel_arrival: float | None = None if arrival == "voxel" else region_arrival
     n = curves.shape[1]
     maps = {name: np.zeros(n) for name in ("iauc", "ttp", "wash", "peak", "arrival")}
     valid = np.zeros(n, bool)

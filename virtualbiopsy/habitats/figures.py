@@ -98,15 +98,17 @@ def habitat_map(path, background: np.ndarray, labels: np.ndarray, names, colours
     return _save(fig, path)
 
 
-def enhancement_curves(path, times, curves: dict, arrival_s: float, window_s: float = 60.0) -> Path:
-    """Relative enhancement S/S_pre − 1 of mean curves (one per region) with the iAUC window shaded."""
+def enhancement_curves(path, times, curves: dict, arrival_s: float, window_s: float = 60.0, colours=None) -> Path:
+    """Relative enhancement S/S_pre − 1 of mean curves (one per region) with the iAUC window shaded;
+    ``colours`` (one per curve, e.g. the habitats' map colours) default to matplotlib's cycle."""
     t = np.asarray(times, float)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for index, (name, curve) in enumerate(curves.items()):
         curve = np.asarray(curve, float)
         before = t < arrival_s
         base = curve[before].mean() if before.any() else curve[0]
-        ax.plot(t, curve / base - 1.0, "o-", ms=3, lw=1, color=f"C{index}", label=name)
+        colour = colours[index % len(colours)] if colours else f"C{index}"
+        ax.plot(t, curve / base - 1.0, "o-", ms=3, lw=1, color=colour, label=name)
     ax.axvspan(arrival_s, arrival_s + window_s, color="0.9", zorder=0, label=f"iAUC window ({window_s:g} s)")
     ax.axvline(arrival_s, color="0.4", ls="--", lw=1, label=f"bolus arrival {arrival_s:.1f} s")
     ax.set_xlabel("time (s)")

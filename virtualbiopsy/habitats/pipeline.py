@@ -10,7 +10,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from virtualbiopsy.diffusion import MonoexpFit, NoiseEstimate, check_b_values, estimate_noise_sigma, fit_monoexp
+from virtualbiopsy.diffusion import (
+    MonoexpFit,
+    NoiseEstimate,
+    check_b_values,
+    estimate_noise_sigma,
+    fit_monoexp,
+    select_b_values,
+)
 from virtualbiopsy.errors import EmptyMaskError, InputError, InvalidValuesError
 from virtualbiopsy.habitats import clustering, refit
 from virtualbiopsy.habitats import dce as dce_module
@@ -122,19 +129,41 @@ class FitClusterFitResult:
         return self.clustering.k
 
 
-def check_signals(signals: np.ndarray, mask: np.ndarray, what: str = "DWI") -> None:
-    """Refuse negative magnitudes and masks on zero signal (the validation the issue asks for)."""
+def check_signals(signals: np.ndarray, mask: np.ndarray, what: str = "DWI", b_values=None,
+                  used=None) -> None:
+    """Refuse negative magnitudes, masks on zero signal, and volumes that are zero in much of the tumour.
+
+    ``used``: indices of the volumes that will be fitted (default all); ``b_values`` only name them in
+    messages. A fitted volume with more than 5 % of the tumour at zero (a missing or blanked volume)
+    is refused: the fit would silently leave it out of those voxels."""
     inside = signals[:, mask]
     negative = int((inside < 0).any(0).sum())
     if negative:
         raise InvalidValuesError(
             f"The {what} series has {negative} voxels with negative signal inside the tumour mask; magnitude images "
             "are never negative (is it a phase, subtraction or already log-transformed image?).")
-    first_zero = float(np.mean(inside[0] <= 0))
-    if first_zero > 0.05:
+    zero = np.mean(inside <= 0, axis=1)
+    if zero[0] > 0.05:
         raise InvalidValuesError(
-            f"{100 * first_zero:.0f} % of the tumour-mask voxels have zero signal in the first {what} volume; is the "
+            f"{100 * zero[0]:.0f} % of the tumour-mask voxels have zero signal in the first {what} volume; is the "
             "mask on this series, and is the background-masked image the right one?")
+    for i in range(signals.shape[0]) if used is None else used:
+        if zero[i] > 0.05:
+            name = f"volume {i + 1}" + (f" (b = {float(b_values[i]):g} s/mm²)" if b_values is not None else "")
+            raise InvalidValuesError(
+                f"{100 * zero[i]:.0f} % of the tumour-mask voxels have zero signal in {what} {name}; a magnitude "
+                "image is not zero inside tissue (a missing or blanked volume?). Fix the series or leave that "
+                "b-value out with the b-value range.")
+
+
+def check_decay(fit: MonoexpFit) -> None:
+    """Refuse a fit in which the signal rises with b in most voxels (b-values not in the volumes' order)."""
+    adc = fit.adc[fit.valid]
+    if adc.size and float(np.median(adc)) < 0:
+        raise InvalidValuesError(
+            f"The signal rises with b in most tumour voxels (median ADC {float(np.median(adc)) * 1e3:.3f} x10^-3 "
+            f"mm²/s with b = {', '.join(f'{v:g}' for v in fit.b_values)} s/mm²): are the b-values given in the "
+            "order of the DWI volumes?")
 
 
 def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
@@ -156,7 +185,7 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     if mask.sum() < MIN_VOXELS:
         raise EmptyMaskError(f"The tumour mask has {int(mask.sum())} voxels on the DWI grid; Fit-Cluster-Fit needs at "
                              f"least {MIN_VOXELS}.")
-    check_signals(signals, mask)
+    check_signals(signals, mask, "DWI", b, select_b_values(b, p.min_b, p.max_b))
     if with_dce and np.asarray(dce_signals).shape[1:] != signals.shape[1:]:
         raise InputError(f"The DCE series {np.asarray(dce_signals).shape[1:]} is not on the DWI grid "
                          f"{signals.shape[1:]}.")
@@ -167,6 +196,7 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     voxels = signals[:, mask]
     fit = fit_monoexp(voxels, b, min_b=p.min_b, max_b=p.max_b, nonlinear=p.nonlinear,
                       noise_floor=p.voxel_noise_floor, noise_sigma=sigma, progress=task.sub(0.02, 0.3))
+    check_decay(fit)
     dce_maps = None
     if with_dce:
         dce_maps = dce_module.dce_maps(dce_signals, dce_times, mask, d.window_s, d.arrival, task.sub(0.3, 0.4))

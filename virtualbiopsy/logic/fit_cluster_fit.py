@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from virtualbiopsy.diffusion import check_b_values, fit_adc, fit_monoexp
+from virtualbiopsy.diffusion import check_b_values, fit_adc, fit_monoexp, select_b_values
 from virtualbiopsy.errors import EmptyMaskError, InputError, InvalidValuesError
 from virtualbiopsy.habitats import dce as dce_module
 from virtualbiopsy.habitats.pipeline import (
@@ -24,6 +24,7 @@ from virtualbiopsy.habitats.pipeline import (
     DceParameters,
     FitClusterFitParameters,
     FitClusterFitResult,
+    check_decay,
     check_signals,
     noise_estimate,
     run_fit_cluster_fit,
@@ -199,12 +200,13 @@ class FitClusterFitLogic:
         reference = self.dwi_volumes(dwi, b_values)[0][0]
         with self.context.transaction():
             tumour = self.tumour_mask(mask, reference, segments, label)
-            check_signals(signals, tumour)
+            check_signals(signals, tumour, "DWI", b, select_b_values(b, p.min_b, p.max_b))
             noise = noise_estimate(signals, b, tumour, p)
             sigma = noise.sigma if noise is not None else None
             fit = fit_monoexp(signals, b, tumour, min_b=p.min_b, max_b=p.max_b, nonlinear=p.nonlinear,
                               noise_floor=p.noise_floor or p.voxel_noise_floor, noise_sigma=sigma,
                               progress=task.sub(0.0, 0.9))
+            check_decay(fit)
             maps = self._add_fit_maps(fit.adc, fit.adc_se, fit.r2, fit.s0, fit.valid, reference, fit.b_values)
         task.update(1.0, "Voxel fit ready")
         return VoxelFitOutputs(*maps, noise_sigma=sigma)
@@ -413,7 +415,7 @@ def demo_step(context, study, nodes: dict, out_dir, progress=None) -> dict:
         "habitat_enhancement": figures.enhancement_curves(
             out / "habitat_enhancement.png", result.dce_times,
             {name: result.dce_mean_curves[:, i] for i, name in enumerate(names)}, summary["dce_arrival_s"],
-            summary["dce_window_s"]),
+            summary["dce_window_s"], HABITAT_COLOURS),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     t0 = getattr(study, "t0", None)
