@@ -3,7 +3,6 @@ the FitClusterFit logic on a real MRML scene, and the ``fcf`` command."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 
 import numpy as np
@@ -299,11 +298,9 @@ def test_figures_are_written(tmp_path):
 
 
 def _cli():
-    from virtualbiopsy.cli import fcf
+    from virtualbiopsy.cli.main import build_parser
 
-    parser = argparse.ArgumentParser(prog="virtualbiopsy")
-    fcf.add_parser(parser.add_subparsers(dest="command"))
-    return parser
+    return build_parser()
 
 
 def test_fcf_command_writes_the_habitat_table_and_maps(context, dro_scene, tmp_path):
@@ -326,6 +323,41 @@ def test_fcf_command_writes_the_habitat_table_and_maps(context, dro_scene, tmp_p
         assert (out / name).is_file(), name
     args = _cli().parse_args(["fcf", "--dwi", str(paths[0]), "--bvalues", "0", "--mask", str(mask), "--out", str(out)])
     with pytest.raises(InputError, match="single 3D volume"):
+        args.run(args)
+    _fcf_cohort_from_the_case_folders(out, tmp_path)
+
+
+def _fcf_cohort_from_the_case_folders(case_out, tmp_path):
+    """``fcf-cohort --cases``: real fcf summaries, three cases per group, the second group with its ADCs
+    raised 30 % (the summary is the fcf output format; only the values are scaled)."""
+    import json
+    import shutil
+
+    summary = json.loads((case_out / "summary.json").read_text())
+    cases = []
+    for index in range(6):
+        folder = tmp_path / "cohort" / f"NB{index:02d}"
+        shutil.copytree(case_out, folder)
+        scaled = dict(summary)
+        factor = (1.0 + 0.01 * index) * (1.3 if index >= 3 else 1.0)
+        for key in ("habitat_adc_min", "voxel_mean_adc_tumour"):
+            scaled[key] = summary[key] * factor
+        (folder / "summary.json").write_text(json.dumps(scaled))
+        cases.append(str(folder))
+    groups = tmp_path / "groups.csv"
+    groups.write_text("case_id,diagnosis\n" + "".join(f"NB{i:02d},{'benign' if i >= 3 else 'malignant'}\n"
+                                                       for i in range(6)))
+    args = _cli().parse_args(["fcf-cohort", "--cases", *cases, "--groups", str(groups), "--group", "diagnosis",
+                              "--out", str(tmp_path / "cohort_out")])
+    assert args.run(args) == 0
+    with open(tmp_path / "cohort_out" / "comparison.csv") as stream:
+        rows = {row["measure"]: row for row in csv.DictReader(stream)}
+    assert set(rows) == {"habitat_adc_min", "voxel_mean_adc"}
+    for row in rows.values():  # every benign value above every malignant one: U = n_a n_b, exact p = 0.1
+        assert row["group_a"] == "benign" and float(row["common_language"]) == 1.0
+        assert float(row["p_value"]) == pytest.approx(0.1)
+    args = _cli().parse_args(["fcf-cohort", "--cases", *cases, "--out", str(tmp_path / "x")])
+    with pytest.raises(InputError, match="--groups"):
         args.run(args)
 
 

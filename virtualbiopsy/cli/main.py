@@ -14,7 +14,7 @@ from virtualbiopsy import __version__
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 
 COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "radiomics", "ibsi-report", "reduce", "harmonise",
-            "fcf", "dce", "predict", "deps")
+            "fcf", "fcf-cohort", "dce", "predict", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo,
         deps,
         fcf,
+        fcf_cohort,
         ibsi_report,
         phantom,
         predict,
@@ -42,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         signature,
     )
 
-    for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, dce, predict,
-                   deps):
+    for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, fcf_cohort,
+                   dce, predict, deps):
         module.add_parser(subparsers)
     return parser
 
