@@ -223,6 +223,75 @@ def test_table_with_failed_cases():
         harmonise_table(table, "batch", ["batch"])
 
 
+def staged_cohort(seed=11):
+    """Stage coded 1-3 whose effect is not a line (stage 2 highest), imbalanced across three shifted sites."""
+    rng = np.random.default_rng(seed)
+    counts = {"A": (20, 4, 4), "B": (4, 20, 4), "C": (4, 4, 20)}
+    site = np.concatenate([[name] * sum(c) for name, c in counts.items()])
+    stage = np.concatenate([np.repeat([1, 2, 3], c) for c in counts.values()])
+    clean = rng.normal(size=(site.size, 8)) + np.array([0.0, 3.0, 1.0])[stage - 1][:, None]
+    shift = np.array([{"A": 0.0, "B": 2.0, "C": -1.5}[name] for name in site])
+    table = pd.DataFrame(clean + shift[:, None], columns=[f"f{i}" for i in range(8)])
+    table.insert(0, "stage", stage)
+    table.insert(0, "site", site)
+    return table, pd.DataFrame(clean, columns=table.columns[2:])
+
+
+def test_numeric_covariate_listed_as_categorical_keeps_each_category(tmp_path):
+    import argparse
+
+    from neuroCombat import neuroCombat
+
+    from virtualbiopsy.cli import signature
+
+    table, clean = staged_cohort()
+    features = list(clean.columns)
+
+    def stage_gaps(frame):  # per feature: mean of stage 2 minus stage 1, and of stage 3 minus stage 1
+        means = frame[features].groupby(table["stage"].to_numpy()).mean()
+        return np.stack([means.loc[2] - means.loc[1], means.loc[3] - means.loc[1]])
+
+    truth = stage_gaps(clean)
+    categories, model = harmonise_table(table, "site", ["stage"], categorical=["stage"])
+    assert model.categorical == {"stage": ["1", "2", "3"]} and model.continuous == []
+    error = np.abs(stage_gaps(categories) - truth)
+    assert error.mean() < 0.15 and error.max() < 0.4  # every stage's mean kept
+    line, linear = harmonise_table(table, "site", ["stage"])  # numeric: a linear term, by default
+    assert linear.continuous == ["stage"] and linear.categorical == {}
+    assert (truth[0] - stage_gaps(line)[0]).mean() > 0.6  # the stage-2 bump is partly "harmonised" away
+    covars = table[["site", "stage"]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference = neuroCombat(table[features].to_numpy().T.copy(), covars, "site",
+                                categorical_cols=["stage"])["data"].T
+    assert np.max(np.abs(categories[features].to_numpy() - reference)) < 1e-6
+    assert np.max(np.abs(categories[features].to_numpy() - line[features].to_numpy())) > 1.0
+    with pytest.raises(InputError, match="'grade' are not among the covariates"):
+        harmonise_table(table, "site", ["stage"], categorical=["grade"])
+
+    parser = argparse.ArgumentParser()
+    signature.add_parser(parser.add_subparsers(dest="command"))
+    table.to_csv(tmp_path / "staged.csv", index=False)
+    args = parser.parse_args(["harmonise", "--table", str(tmp_path / "staged.csv"), "--batch", "site",
+                              "--covariate", "stage", "--categorical", "stage", "--out", str(tmp_path / "out")])
+    assert args.run(args) == 0
+    written = pd.read_csv(tmp_path / "out" / "harmonised.csv")
+    assert np.allclose(written[features].to_numpy(), reference, atol=1e-6)
+    saved = load_model(tmp_path / "out" / "combat_model.json")
+    assert saved.categorical == {"stage": ["1", "2", "3"]}
+    assert np.allclose(apply_to_table(saved, table)[features].to_numpy(), reference, atol=1e-6)
+
+
+def test_logic_passes_categorical_covariates(context):
+    table, _ = staged_cohort()
+    node = arrays.add_table(context, _node_columns(table), "staged")
+    logic = SignatureLogic(context)
+    linear = logic.fitted_model(logic.harmonise_feature_table(node, "site", ["stage"]))
+    out = logic.harmonise_feature_table(node, "site", ["stage"], categorical=["stage"])
+    assert linear.continuous == ["stage"] and logic.fitted_model(out).categorical == {"stage": ["1", "2", "3"]}
+    expected, _ = harmonise_table(table, "site", ["stage"], categorical=["stage"])
+    assert np.allclose(arrays.table_columns(out)["f1"], expected["f1"], atol=1e-9)
+
+
 def test_constant_feature_passes_through_unchanged():
     values, batch, _ = multisite()
     values["flat"] = 4.0

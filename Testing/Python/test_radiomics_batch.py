@@ -191,6 +191,24 @@ def test_cli_one_case_and_manifest(cohort, tmp_path, capsys):
     assert len(direct) == 107  # shape 14 + first order 18 + GLCM 24 + GLRLM 16 + GLSZM 16 + GLDM 14 + NGTDM 5
 
 
+def test_cli_errors_name_the_files_not_the_column_prefix(cohort, tmp_path):
+    from virtualbiopsy.errors import GeometryMismatchError
+
+    data = cohort.parent / "data"
+    out = tmp_path / "bad" / "features.csv"
+    with pytest.raises(GeometryMismatchError,
+                       match=r"mask 'coarse_mask.nrrd' is not on the voxel grid of the image 'c4_t2w.nrrd'"):
+        _cli(["radiomics", "--image", str(data / "c4_t2w.nrrd"), "--mask", str(data / "coarse_mask.nrrd"),
+              "--out", str(out)])
+    with pytest.raises(GeometryMismatchError, match=r"the image 'c4_t2w.nrrd'"):  # NAME=PATH: still the file
+        _cli(["radiomics", "--image", f"t2w={data / 'c4_t2w.nrrd'}", "--image", f"adc={data / 'c1_t2w.nrrd'}",
+              "--mask", str(data / "coarse_mask.nrrd"), "--out", str(out)])
+    assert not out.exists()
+    record = batch.compute_case(batch.read_manifest(cohort)[3], extraction.ExtractionParameters(),
+                                extraction.ExtractionParameters().pyradiomics_params(), "key", str(tmp_path))
+    assert "of the image 'c4_t2w.nrrd'" in record["error"]  # the cohort table names the file too
+
+
 def test_non_integer_label_is_an_error_not_a_rounded_label(cohort, tmp_path):
     case = batch.read_manifest(cohort)[0]
     case.label = "1.5"  # must not be read as label 1

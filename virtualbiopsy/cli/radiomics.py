@@ -59,6 +59,7 @@ def parameters_from_args(args):
 
 
 def _images(values: list[str]) -> dict[str, str]:
+    """``{name: path}`` from the --image values; the names only prefix columns, messages name the files."""
     from virtualbiopsy.radiomics.extraction import sequence_name
 
     named = {}

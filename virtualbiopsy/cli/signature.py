@@ -58,7 +58,11 @@ def add_parser(subparsers) -> None:
     harmonise.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     harmonise.add_argument("--batch", help="batch / site column (required unless --apply)")
     harmonise.add_argument("--covariate", action="append", default=[], metavar="COL",
-                           help="biological covariate to preserve (repeatable; text columns are categorical)")
+                           help="biological covariate to preserve (repeatable; text columns are categorical, "
+                                "numeric ones linear unless also given with --categorical)")
+    harmonise.add_argument("--categorical", action="append", default=[], metavar="COL",
+                           help="treat this numeric covariate as categories, one term per level (repeatable; "
+                                "e.g. a stage coded 1-4); it must also be a --covariate")
     harmonise.add_argument("--non-parametric", action="store_true", help="non-parametric empirical Bayes")
     harmonise.add_argument("--apply", type=Path, metavar="MODEL.json", help="apply this saved ComBat model")
     harmonise.set_defaults(run=run_harmonise)
@@ -156,7 +160,7 @@ def run_harmonise(args) -> int:
         task = Task(bar)
         output, model = combat.harmonise_table(table, args.batch, args.covariate,
                                                combat.ComBatParameters(parametric=not args.non_parametric),
-                                               task.sub(0.0, 0.7))
+                                               task.sub(0.0, 0.7), categorical=args.categorical)
         output.to_csv(args.out / "harmonised.csv", index=False)
         save_model(model, args.out / "combat_model.json")
         fitted = ~failed_rows(table).to_numpy()

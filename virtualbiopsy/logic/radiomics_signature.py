@@ -118,16 +118,18 @@ class RadiomicsSignatureMixin:
     # -- harmonisation --------------------------------------------------------------------------
 
     def harmonise_feature_table(self, table_node, batch_column, covariates: Iterable[str] = (), parametric=True,
-                                progress=None):
+                                progress=None, categorical: Iterable[str] = ()):
         """A new table: the input with its feature columns ComBat-harmonised by ``batch_column``.
 
         ``covariates``: columns whose (biological) effects are preserved; text columns are
-        categorical, numeric ones linear. The fitted model is stored on the new node.
+        categorical, numeric ones linear unless also listed in ``categorical`` (e.g. a stage
+        coded 1-4). The fitted model is stored on the new node.
         """
         task = as_task(progress)
         frame = self._table_frame(table_node)
         params = combat.ComBatParameters(parametric=bool(parametric))
-        output, model = combat.harmonise_table(frame, batch_column, list(covariates), params, task.sub(0.0, 0.9))
+        output, model = combat.harmonise_table(frame, batch_column, list(covariates), params, task.sub(0.0, 0.9),
+                                               categorical=list(categorical))
         with self.context.transaction():
             node = self._add_table(output, f"{table_node.GetName()} harmonised")
             node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(model))

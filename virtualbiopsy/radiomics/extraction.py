@@ -305,6 +305,7 @@ def extract_case(
     mask_name: str = "mask",
     extractor=None,
     progress=None,
+    image_names: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """pyradiomics features of the region ``mask == label`` in one or several images.
 
@@ -312,7 +313,8 @@ def extract_case(
     the mask's grid; or give ``mask`` as ``{sequence_name: mask}`` for one mask per grid).
     Returns ``{column: value}`` in pyradiomics' order, without diagnostics; columns are prefixed
     ``<sequence>:`` when there are several images. ``extractor`` (from :func:`make_extractor`)
-    saves re-validating the parameters when many cases share them.
+    saves re-validating the parameters when many cases share them. ``image_names``: how error
+    and progress messages name each image (e.g. its file name; default its key).
     """
     task = as_task(progress)
     images = _normalise_images(images)
@@ -324,16 +326,17 @@ def extract_case(
     prefix = len(images) > 1
     features: dict[str, float] = {}
     for index, (name, image) in enumerate(images.items()):
-        task.update(index / len(images), f"Extracting features of {name}")
+        shown = (image_names or {}).get(name, name)
+        task.update(index / len(images), f"Extracting features of {shown}")
         if name not in masks:
-            raise InputError(f"No mask given for the image '{name}'.")
+            raise InputError(f"No mask given for the image '{shown}'.")
         label_image = as_label_image(masks[name])
-        check_inputs(image, label_image, label, name, mask_name, minimum_dimensions)
+        check_inputs(image, label_image, label, shown, mask_name, minimum_dimensions)
         try:
             result = extractor.execute(canonical_axes(image), canonical_axes(label_image), label=int(label))
         except (ValueError, RuntimeError, IndexError) as error:
             raise InputError(
-                f"pyradiomics could not extract features of '{name}' in label {label} of '{mask_name}': "
+                f"pyradiomics could not extract features of '{shown}' in label {label} of '{mask_name}': "
                 f"{str(error).strip()}"
             ) from error
         for key, value in result.items():
@@ -363,7 +366,10 @@ def extract_files(
     label: int = 1,
     extractor=None,
 ) -> dict[str, float]:
-    """:func:`extract_case` on image and mask files (read with SimpleITK; no MRML)."""
+    """:func:`extract_case` on image and mask files (read with SimpleITK; no MRML).
+
+    Error messages name the image and mask files; the keys of ``images`` only prefix the columns.
+    """
     if not isinstance(images, Mapping):
         images = list(images)
         names = [sequence_name(p) for p in images] if len(images) > 1 else ["image"]
@@ -371,7 +377,8 @@ def extract_files(
             names = [f"image{i + 1}" for i in range(len(images))]
         images = dict(zip(names, images))
     loaded = {name: read_image(path) for name, path in images.items()}
-    return extract_case(loaded, read_image(mask, "mask"), parameters, label, Path(mask).name, extractor)
+    return extract_case(loaded, read_image(mask, "mask"), parameters, label, Path(mask).name, extractor,
+                        image_names={name: Path(path).name for name, path in images.items()})
 
 
 def sequence_name(path: str | Path) -> str:

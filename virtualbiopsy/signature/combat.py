@@ -161,9 +161,13 @@ class ComBatModel:
 
 
 def _covariate_spec(covariates: pd.DataFrame | None, categorical: Iterable[str] | None):
+    forced = set(categorical or ())
+    given = set() if covariates is None else set(covariates.columns)
+    if forced - given:
+        raise InputError("Categorical column(s) " + ", ".join(sorted(f"'{n}'" for n in forced - given))
+                         + " are not among the covariates given.")
     if covariates is None or covariates.shape[1] == 0:
         return {}, []
-    forced = set(categorical or ())
     cats, nums = {}, []
     for name in covariates.columns:
         column = covariates[name]
@@ -339,26 +343,34 @@ def harmonise(values: pd.DataFrame, batch: Sequence, covariates: pd.DataFrame | 
 
 
 def harmonise_table(table: pd.DataFrame, batch_column: str, covariates: Sequence[str] = (),
-                    parameters: ComBatParameters | None = None, progress=None) -> tuple[pd.DataFrame, ComBatModel]:
+                    parameters: ComBatParameters | None = None, progress=None,
+                    categorical: Sequence[str] | None = None) -> tuple[pd.DataFrame, ComBatModel]:
     """A cohort table (ids, batch, covariates, features) -> (a copy with its features harmonised, the model).
 
     Features are the numeric columns other than identifiers, the batch and the covariates
-    (:func:`~virtualbiopsy.signature.tables.split_columns`). Cases whose ``error`` column holds a
-    message (failed extraction) are left out of the fit and copied unchanged.
+    (:func:`~virtualbiopsy.signature.tables.split_columns`). Text covariates are categorical;
+    numeric ones are linear terms unless named in ``categorical`` (e.g. a stage coded 1-4,
+    which then gets one term per level instead of a straight line). Cases whose ``error``
+    column holds a message (failed extraction) are left out of the fit and copied unchanged.
     """
     covariates = list(covariates)
+    categorical = list(categorical or ())
     if not batch_column:
         raise InputError("Name the batch / site column to harmonise by.")
     require_columns(table, [batch_column, *covariates], "feature table")
     if batch_column in covariates:
         raise InputError(f"'{batch_column}' is the batch column; it cannot also be a covariate.")
+    stray = [name for name in categorical if name not in covariates]
+    if stray:
+        raise InputError("Categorical column(s) " + ", ".join(f"'{name}'" for name in stray) + " are not among the "
+                         "covariates (" + (", ".join(covariates) or "none") + "); name them as covariates too.")
     features, _ = split_columns(table, [batch_column, *covariates])
     if not features:
         raise InputError("The table has no numeric feature columns to harmonise.")
     ok = ~failed_rows(table).to_numpy()
     rows = table.loc[ok]
     adjusted, model = harmonise(rows[features], rows[batch_column].tolist(), rows[covariates] if covariates else None,
-                                parameters, batch_column=batch_column, progress=progress)
+                                parameters, categorical, batch_column=batch_column, progress=progress)
     if not ok.all():
         model.notes.append(f"{int((~ok).sum())} case(s) whose feature extraction failed were left out and unchanged")
     output = table.copy()
