@@ -164,8 +164,13 @@ def background_mask(image: np.ndarray, margin_voxels: int = 2) -> np.ndarray:
 
 
 def estimate_noise_sigma(signals: np.ndarray, b_values, mask: np.ndarray | None = None,
-                         method: str = "auto") -> NoiseEstimate:
+                         method: str = "auto", *, min_b: float | None = None,
+                         max_b: float | None = None) -> NoiseEstimate:
     """Estimate the Rician σ of DWI magnitude images ``signals[n_b, ...]`` from the data itself.
+
+    Only the volumes whose b-value lies in ``[min_b, max_b]`` (the ones fitted, see
+    :func:`select_b_values`) count: a volume left out of the fit (e.g. a corrupt or blank one) must not
+    change σ. The air itself is still found on the lowest-b volume of all (the best body/air contrast).
 
     ``"background"``: in air the magnitude is Rayleigh distributed, median = σ·√(2 ln 2). The
     median over the background voxels (:func:`background_mask` of the lowest-b volume) of every
@@ -184,16 +189,18 @@ def estimate_noise_sigma(signals: np.ndarray, b_values, mask: np.ndarray | None 
     ``"auto"``: background if usable, else residual.
     """
     signals = np.asarray(signals)
-    b = np.asarray(b_values, dtype=float)
+    b_all = np.asarray(b_values, dtype=float)
     if method not in ("auto", "background", "residual"):
         raise InputError(f"Unknown noise-estimation method '{method}'; use auto, background or residual.")
+    used = select_b_values(b_all, min_b, max_b)
+    b = b_all[used]
     reasons = []
     if method in ("auto", "background"):
         if signals.ndim >= 3:
-            air = background_mask(signals[int(np.argmin(b))])
+            air = background_mask(signals[int(np.argmin(b_all))])
             if mask is not None:
                 air &= ~np.asarray(mask, bool)
-            values = signals[:, air].astype(np.float64).ravel()
+            values = signals[used][:, air].astype(np.float64).ravel()
             zeros = float(np.mean(values == 0)) if values.size else 1.0
             if values.size >= MIN_BACKGROUND_VOXELS * len(b) and zeros < 0.5:
                 sigma = float(np.median(values) / math.sqrt(2.0 * math.log(2.0)))
@@ -212,7 +219,7 @@ def estimate_noise_sigma(signals: np.ndarray, b_values, mask: np.ndarray | None 
         raise InvalidValuesError(
             f"The noise could not be estimated: the background is unusable ({'; '.join(reasons) or 'not tried'}) "
             f"and the fit residuals need at least three distinct b-values (got {distinct}). Give the noise sigma.")
-    flat = signals.reshape(signals.shape[0], -1)
+    flat = signals[used].reshape(used.size, -1)
     voxels = np.flatnonzero(np.asarray(mask, bool).ravel()) if mask is not None else np.arange(flat.shape[1])
     fit = fit_monoexp(flat[:, voxels], b)
     dof = fit.n_used - 2

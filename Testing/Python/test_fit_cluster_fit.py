@@ -18,12 +18,19 @@ from virtualbiopsy.diffusion import (
     select_b_values,
 )
 from virtualbiopsy.errors import Cancelled, EmptyMaskError, GeometryMismatchError, InputError, InvalidValuesError
-from virtualbiopsy.habitats import clustering, cohort, figures, refit
+from virtualbiopsy.habitats import clustering, cohort, dce, figures, refit
 from virtualbiopsy.habitats.dro import make_dro, match_habitats
-from virtualbiopsy.habitats.pipeline import EXCLUDED_LABEL, FitClusterFitParameters, run_fit_cluster_fit
+from virtualbiopsy.habitats.pipeline import (
+    EXCLUDED_LABEL,
+    FitClusterFitParameters,
+    noise_estimate,
+    run_fit_cluster_fit,
+)
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import Geometry
+from virtualbiopsy.phantom.signals import dce_enhancement
+from virtualbiopsy.phantom.tissues import TISSUES, TUMOUR_RIM
 from virtualbiopsy.progress import CancelToken, Task
 
 B = np.array([0.0, 50.0, 400.0, 800.0])
@@ -110,6 +117,47 @@ def test_noise_is_estimated_from_air_and_from_residuals():
     assert estimate_noise_sigma(zeroed, dro.b_values, dro.mask).method == "residual"
     with pytest.raises(InvalidValuesError, match="background"):
         estimate_noise_sigma(zeroed, dro.b_values, dro.mask, "background")
+
+
+def test_noise_is_estimated_from_the_fitted_volumes_only():
+    dro = make_dro((3000, 3000), snr=20.0, seed=2)  # sigma = 50
+    blank = np.zeros((1, *dro.signals.shape[1:]), dro.signals.dtype)  # a blank b = 1000 volume, left out
+    signals, b = np.concatenate([dro.signals, blank]), np.append(dro.b_values, 1000.0)
+    for method in ("background", "residual"):
+        alone = estimate_noise_sigma(dro.signals, dro.b_values, dro.mask, method)
+        assert estimate_noise_sigma(signals, b, dro.mask, method, max_b=800).sigma == pytest.approx(alone.sigma)
+    # with the blank volume counted, a quarter of the air is 0 and the background median drops
+    assert estimate_noise_sigma(signals, b, dro.mask, "background").sigma < 0.9 * dro.sigma
+    # the pipeline passes its b-value range on
+    fitted = noise_estimate(signals, b, dro.mask, FitClusterFitParameters(max_b=800))
+    assert fitted.method == "background" and fitted.sigma == pytest.approx(50.0, rel=0.03)
+
+
+def test_voxel_arrival_at_the_search_cap_is_invalid_not_clamped():
+    times = np.arange(40) * 5.0  # the series ends at 195 s: a 60 s window caps the arrival search at 135 s
+    rim = TISSUES[TUMOUR_RIM]
+    on_time = rim.s_pre * (1 + dce_enhancement(times, 30.0, rim.amplitude, rim.tau_in, rim.tau_out))
+    too_late = rim.s_pre * (1 + dce_enhancement(times, 160.0, rim.amplitude, rim.tau_in, rim.tau_out))
+    signals = np.empty((40, 2, 4, 4))
+    signals[:, 0], signals[:, 1] = on_time[:, None, None], too_late[:, None, None]
+    mask = np.ones((2, 4, 4), bool)
+    maps = dce.dce_maps(signals, times, mask, arrival="voxel")
+    late = np.zeros((2, 4, 4), bool)
+    late[1] = True
+    assert np.array_equal(maps.capped, late) and np.array_equal(maps.valid, ~late)
+    for values in (maps.iauc, maps.time_to_peak_s, maps.wash_in_per_s, maps.peak_enhancement, maps.arrival_s):
+        assert np.all(np.isnan(values[late])) and np.all(np.isfinite(values[~late]))
+    assert np.all(np.abs(maps.arrival_s[~late] - 30.0) < 0.75)
+    assert maps.iauc[~late] == pytest.approx(rim.iauc60, rel=0.03)
+    # a habitat holding both kinds averages only the voxels that have a value
+    table = refit.refit_dce_habitats(signals[:, mask], times, np.ones(mask.sum(), int), 1, 30.0, maps.iauc[mask],
+                                     n_bootstrap=0)["table"]
+    assert table["voxel_mean_iauc60"][0] == pytest.approx(float(np.mean(maps.iauc[~late])))
+    # the region's arrival and a given one are never capped
+    region = dce.dce_maps(signals, times, mask)
+    assert not region.capped.any() and region.valid.all() and np.all(np.isfinite(region.iauc))
+    with pytest.raises(InputError, match="not 60 s of frames"):  # a region that is all too late is refused
+        dce.dce_maps(signals[:, 1:], times, mask[1:], arrival="voxel")
 
 
 # -- clustering and refit ------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ Definitions (signal S(t) of one voxel or of a habitat's averaged curve; times in
   for the kidneys, which enhance within about one frame.
   By default one arrival is detected on the mean curve of the region (the tumour): the bolus
   reaches the whole lesion at once, and a single voxel's curve, or a barely enhancing habitat's,
-  is too noisy to time it (``arrival="voxel"`` fits every voxel anyway).
+  is too noisy to time it (``arrival="voxel"`` fits every voxel anyway). Detected per voxel, the
+  search stops at the series end minus the iAUC window; a voxel whose arrival reaches that cap
+  (typically one that does not enhance, or enhances too late) has no arrival and no metrics: it is
+  marked invalid, with NaN in every map, rather than timed at the cap.
 * **Baseline** S_pre: mean of the frames before t_a (the first frame if none).
 * **Relative enhancement** E(t) = S(t)/S_pre − 1 (dimensionless).
 * **iAUC60** = ∫ E(t) dt over [t_a, t_a + 60 s], in s: trapezoidal rule on the curve that is 0 at
@@ -93,6 +96,11 @@ def _as_curves(signals) -> tuple[np.ndarray, tuple]:
     return s.reshape(s.shape[0], -1), spatial
 
 
+def arrival_step(times) -> float:
+    """Grid step (s) of the arrival search: 1/20 of the shortest frame interval."""
+    return float(np.min(np.diff(np.asarray(times, dtype=np.float64)))) / 20.0
+
+
 def detect_arrival(signals, times, half_fraction: float = 0.5, extra_frames: int = 2,
                    latest: float | None = None) -> np.ndarray:
     """Bolus arrival time (s) of each curve of ``signals[n_t, ...]`` (linear-quadratic model; module doc).
@@ -109,7 +117,7 @@ def detect_arrival(signals, times, half_fraction: float = 0.5, extra_frames: int
     reached = rise >= half_fraction * peak[None, :]
     first = np.where(peak > 0, np.argmax(reached, axis=0), n_t - 1)
     end = np.clip(first + extra_frames, 2, n_t - 1)
-    step = float(np.min(np.diff(t))) / 20.0
+    step = arrival_step(t)
     arrival = np.full(n, t[0])
     for last in np.unique(end):
         group = np.flatnonzero(end == last)
@@ -178,23 +186,31 @@ class CurveMetrics:
     time_to_peak_s: np.ndarray
     wash_in_per_s: np.ndarray
     peak_enhancement: np.ndarray
-    valid: np.ndarray  # baseline > 0
+    valid: np.ndarray  # baseline > 0 and the arrival not capped
     window_s: float = IAUC_WINDOW_S
+    capped: np.ndarray | None = None  # detected arrival reached the cap (series end − window): NaN metrics
 
 
 def curve_metrics(signals, times, arrival=None, window_s: float = IAUC_WINDOW_S) -> CurveMetrics:
     """All metrics of the module docstring for each curve of ``signals[n_t, ...]``.
 
     ``arrival``: None (detect per curve), or a time in s (scalar or per curve) to use as given.
-    Curves whose baseline is not positive get 0 everywhere and ``valid`` False.
+    Curves whose baseline is not positive get 0 everywhere and ``valid`` False. Detected arrivals
+    that reach the cap of the search (series end − ``window_s``, within one search step) are not
+    arrivals: those curves get NaN in every output (arrival included), ``valid`` and ``capped`` set.
     """
     curves, spatial = _as_curves(signals)
     t = check_times(times, curves.shape[0])
     n = curves.shape[1]
-    ta = (detect_arrival(curves, t, latest=t[-1] - window_s).ravel() if arrival is None
-          else np.broadcast_to(np.asarray(arrival, dtype=np.float64), (n,)).astype(np.float64))
+    if arrival is None:
+        latest = t[-1] - window_s
+        ta = detect_arrival(curves, t, latest=latest).ravel()
+        capped = ta >= latest - arrival_step(t) - 1e-9
+    else:
+        ta = np.broadcast_to(np.asarray(arrival, dtype=np.float64), (n,)).astype(np.float64)
+        capped = np.zeros(n, bool)
     s_pre = baseline(curves, t, ta)
-    valid = s_pre > 0
+    valid = (s_pre > 0) & ~capped
     e = np.where(valid, curves / np.where(valid, s_pre, 1.0) - 1.0, 0.0)
     area = iauc(e, t, ta, window_s)
     after = t[:, None] >= ta[None, :]
@@ -209,13 +225,15 @@ def curve_metrics(signals, times, arrival=None, window_s: float = IAUC_WINDOW_S)
     in_rise = (idx >= start[None, :]) & (idx < np.maximum(peak_index, start + 1)[None, :])
     wash_in = np.where(in_rise, slopes, -np.inf).max(0)
     wash_in = np.where(np.isfinite(wash_in), wash_in, 0.0)
-    out = [np.where(valid, v, 0.0).reshape(spatial) for v in (area, ttp, wash_in, peak)]
-    return CurveMetrics(ta.reshape(spatial), s_pre.reshape(spatial), *out, valid.reshape(spatial), window_s)
+    out = [np.where(capped, np.nan, np.where(valid, v, 0.0)).reshape(spatial) for v in (area, ttp, wash_in, peak)]
+    return CurveMetrics(np.where(capped, np.nan, ta).reshape(spatial), s_pre.reshape(spatial), *out,
+                        valid.reshape(spatial), window_s, capped.reshape(spatial))
 
 
 @dataclass
 class DceMaps:
-    """Voxel-wise DCE metrics over a mask, with the arrival used (float32 maps, 0 outside the mask)."""
+    """Voxel-wise DCE metrics over a mask, with the arrival used (float32 maps, 0 outside the mask,
+    NaN where a voxel's detected arrival reached the search cap)."""
 
     iauc: np.ndarray
     time_to_peak_s: np.ndarray
@@ -227,6 +245,7 @@ class DceMaps:
     region_metrics: CurveMetrics  # of the region's mean curve
     arrival_mode: str
     window_s: float
+    capped: np.ndarray | None = None  # "voxel" mode: arrival reached the search cap (invalid, NaN in the maps)
 
 
 def dce_maps(signals: np.ndarray, times, mask: np.ndarray, window_s: float = IAUC_WINDOW_S,
@@ -234,7 +253,8 @@ def dce_maps(signals: np.ndarray, times, mask: np.ndarray, window_s: float = IAU
     """Voxel-wise iAUC, time to peak, wash-in slope and peak enhancement of ``signals[n_t, k, j, i]``.
 
     ``arrival``: ``"region"`` (one arrival from the mean curve of the voxels in ``mask``), ``"voxel"``
-    (detected per voxel) or a time in s.
+    (detected per voxel) or a time in s. With ``"voxel"``, voxels whose arrival reaches the cap of
+    the search (series end − ``window_s``) are invalid and NaN in every map (``capped``).
     """
     task = as_task(progress)
     signals = np.asarray(signals)
@@ -268,14 +288,20 @@ def dce_maps(signals: np.ndarray, times, mask: np.ndarray, window_s: float = IAU
     per_voxel_arrival: float | None = None if arrival == "voxel" else region_arrival
     n = curves.shape[1]
     maps = {name: np.zeros(n) for name in ("iauc", "ttp", "wash", "peak", "arrival")}
-    valid = np.zeros(n, bool)
+    valid, capped = np.zeros(n, bool), np.zeros(n, bool)
     starts = range(0, n, chunk_voxels)
     for start in task.steps(starts, "DCE curve metrics", total=len(starts)):
         part = slice(start, start + chunk_voxels)
         m = curve_metrics(curves[:, part], t, per_voxel_arrival, window_s)
         maps["iauc"][part], maps["ttp"][part], maps["wash"][part] = m.iauc, m.time_to_peak_s, m.wash_in_per_s
         maps["peak"][part], maps["arrival"][part], valid[part] = m.peak_enhancement, m.arrival_s, m.valid
+        capped[part] = m.capped
     if not valid.any():
+        if capped.any():
+            raise InvalidValuesError(
+                f"No DCE voxel in the mask has a usable bolus arrival: {int(capped.sum())} of {n} voxels reach the "
+                f"search cap (series end {t[-1]:g} s minus the {window_s:g} s window) and the others have a zero "
+                "pre-contrast signal. Use the region's arrival (the default) or a shorter window.")
         raise InvalidValuesError("Every DCE voxel in the mask has a zero pre-contrast signal; is the mask on the "
                                  "DCE series?")
 
@@ -286,4 +312,5 @@ def dce_maps(signals: np.ndarray, times, mask: np.ndarray, window_s: float = IAU
 
     return DceMaps(spatial(maps["iauc"]), spatial(maps["ttp"]), spatial(maps["wash"]), spatial(maps["peak"]),
                    spatial(maps["arrival"]), spatial(valid, bool),
-                   float(region.arrival_s) if arrival != "voxel" else None, region, str(arrival), window_s)
+                   float(region.arrival_s) if arrival != "voxel" else None, region, str(arrival), window_s,
+                   spatial(capped, bool))

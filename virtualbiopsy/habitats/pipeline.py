@@ -205,9 +205,16 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     exclusion = clustering.reliable_voxels(fit.adc_se[inner], fit.valid[inner], p.threshold_kind, p.threshold)
     kept = np.zeros(inner.size, bool)
     kept[inner] = exclusion.keep
+    dce_features = [name for name in p.features if name in ("iauc60", "wash_in", "ttp")]
+    dce_invalid = 0
+    if dce_maps is not None and dce_features:  # no DCE value (zero baseline, arrival capped): not clustered
+        dce_invalid = int((kept & ~dce_maps.valid[mask]).sum())
+        kept &= dce_maps.valid[mask]
     if kept.sum() < MIN_VOXELS:
         raise InputError(f"Only {int(kept.sum())} tumour voxels remain after excluding uncertain fits "
-                         f"({exclusion.describe()}); loosen the uncertainty threshold.")
+                         f"({exclusion.describe()}"
+                         + (f"; {dce_invalid} without a DCE value" if dce_invalid else "")
+                         + "); loosen the uncertainty threshold.")
     available = {"adc": fit.adc, "s0": fit.s0}
     if dce_maps is not None:
         available.update({"iauc60": dce_maps.iauc[mask], "wash_in": dce_maps.wash_in_per_s[mask],
@@ -225,7 +232,7 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     mean_curves = None
     if dce_maps is not None:
         arrival = dce_maps.region_arrival_s if dce_maps.region_arrival_s is not None else float(
-            np.median(dce_maps.arrival_s[mask]))
+            np.nanmedian(dce_maps.arrival_s[mask & dce_maps.valid]))
         curves = np.asarray(dce_signals)[:, mask]
         dce_refit = refit.refit_dce_habitats(
             curves, dce_times, voxel_labels, clusters.k, arrival, dce_maps.iauc[mask], window_s=d.window_s,
@@ -238,6 +245,7 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     summary = _summary(p, noise, fit, exclusion, clusters, table, voxel_volume_ml, dce_maps, mask)
     summary["analysed_voxels"] = int(analysed.sum())
     summary["boundary_voxels"] = int(mask.sum() - analysed.sum())
+    summary["excluded_dce_invalid"] = dce_invalid
     task.update(1.0, "Fit-Cluster-Fit done")
     return FitClusterFitResult(fit, noise, exclusion, clusters, labels, table, refitted["mean_signals"],
                                refitted["s0"], refitted["adc"], refitted["b_values_fitted"], summary, dce_maps,
@@ -258,11 +266,12 @@ def _erode(mask: np.ndarray, voxels: int) -> np.ndarray:
 
 
 def noise_estimate(signals, b, mask, p: FitClusterFitParameters) -> NoiseEstimate | None:
-    """σ as given, else estimated (``p.noise_method``); None if it cannot be and no correction needs it."""
+    """σ as given, else estimated (``p.noise_method``) from the fitted volumes only (``p.min_b``/``p.max_b``);
+    None if it cannot be and no correction needs it."""
     if p.noise_sigma is not None:
         return NoiseEstimate(float(p.noise_sigma), "given", 0, "given by the user")
     try:
-        return estimate_noise_sigma(signals, b, mask, p.noise_method)
+        return estimate_noise_sigma(signals, b, mask, p.noise_method, min_b=p.min_b, max_b=p.max_b)
     except InvalidValuesError:
         if p.noise_floor or p.voxel_noise_floor:
             raise
@@ -298,4 +307,6 @@ def _summary(p, noise, fit, exclusion, clusters, table, voxel_volume_ml, dce_map
         summary["dce_arrival_mode"] = dce_maps.arrival_mode
         summary["dce_window_s"] = dce_maps.window_s
         summary["voxel_mean_iauc_tumour"] = float(dce_maps.iauc[mask & dce_maps.valid].mean())
+        summary["dce_invalid_voxels"] = int((mask & ~dce_maps.valid).sum())
+        summary["dce_arrival_capped_voxels"] = 0 if dce_maps.capped is None else int((mask & dce_maps.capped).sum())
     return summary

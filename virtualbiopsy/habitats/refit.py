@@ -163,6 +163,7 @@ def refit_dce_habitats(signals: np.ndarray, times, labels: np.ndarray, k: int, a
         else:
             low = high = float("nan")
         voxel = np.asarray(voxel_iauc).ravel()[members] if voxel_iauc is not None else np.array([])
+        voxel = voxel[np.isfinite(voxel)]  # NaN: no voxel-wise value (arrival capped)
         table[name].append(float(metrics.iauc[i]))
         table[f"{name}_ci_low"].append(low)
         table[f"{name}_ci_high"].append(high)

@@ -309,7 +309,7 @@ class FitClusterFitLogic:
             tumour = self.tumour_mask(mask, reference, segments, label)
             maps = dce_module.dce_maps(signals, t, tumour, d.window_s, d.arrival, task.sub(0.0, 0.7))
             arrival = maps.region_arrival_s if maps.region_arrival_s is not None else float(
-                np.median(maps.arrival_s[tumour]))
+                np.nanmedian(maps.arrival_s[tumour & maps.valid]))
             regions = [("tumour", tumour)]
             if habitats is not None:
                 for segment_id in arrays.segment_ids(habitats):
@@ -340,6 +340,7 @@ class FitClusterFitLogic:
             table = arrays.add_table(self.context, columns, name)
             summary = {"arrival_s": float(arrival), "arrival_mode": maps.arrival_mode, "window_s": d.window_s,
                        "tumour_voxels": int(tumour.sum()), "invalid_voxels": int((tumour & ~maps.valid).sum()),
+                       "arrival_capped_voxels": 0 if maps.capped is None else int((tumour & maps.capped).sum()),
                        "times_s": [float(v) for v in t]}
             table.SetAttribute("VirtualBiopsy.Summary", json.dumps(summary))
         task.update(1.0, "DCE metrics ready")
