@@ -104,3 +104,45 @@ def test_missing_values_in_a_new_table_are_imputed_with_a_warning(saved):
     with pytest.warns(UserWarning, match=r"t2_entropy \(1\)"):
         predictions, _ = apply_model(model, new)
     assert predictions["p_1"].between(0, 1).all()
+
+
+def test_a_table_without_the_case_id_column_is_refused_not_numbered(saved):
+    _, model, _ = saved
+    new = generate_cohort(n_patients=10, seed=1, constant_feature=True).table
+    with pytest.raises(InputError, match=r"no case id column 'case_id' \(it has: .*adc_mean"):
+        apply_model(model, new.drop(columns=["case_id"]))
+    # a key other than the model's: the error names the model's case id column, which this table has
+    with pytest.raises(InputError, match=r"no case id column 'patient'.*trained with case ids in 'case_id', "
+                                         r"which the table has.*--key case_id"):
+        apply_model(model, new, key="patient")
+    predictions, _ = apply_model(model, new.rename(columns={"case_id": "patient"}), key="patient")
+    assert list(predictions.iloc[:, 0]) == list(new["case_id"])
+
+
+def test_the_saved_cohort_summary_keeps_no_minimum_or_maximum(saved, tmp_path):
+    cohort, model, folder = saved
+    loaded = load_model(folder)
+    quantiles = loaded.feature_quantiles
+    assert list(quantiles.index) == pytest.approx([0.05 * i for i in range(1, 20)])
+    X = cohort.table[cohort.features]
+    text = (folder / CARD_JSON).read_text() + (folder / CARD_MD).read_text()
+    checked = 0
+    for feature in cohort.features:
+        values = X[feature]
+        for extreme in (values.min(), values.max()):
+            if (values == extreme).sum() == 1:  # a single patient's value
+                checked += 1
+                assert not np.isclose(quantiles[feature].to_numpy(), extreme).any(), (feature, extreme)
+                assert float(extreme).is_integer() or repr(float(extreme)) not in text
+    assert checked >= 16
+    assert (quantiles.diff().dropna() >= 0).all().all()
+
+    from virtualbiopsy.prediction.figures import _percentile_text, patient_in_cohort
+
+    q = quantiles["adc_mean"]
+    assert _percentile_text(float(X["adc_mean"].max()), q) == "above the 95th percentile"
+    assert _percentile_text(float(X["adc_mean"].min()), q) == "below the 5th percentile"
+    assert _percentile_text(float(q.loc[0.5]), q) == "percentile 50"
+    patient = X.loc[X["adc_mean"].idxmax()]
+    path = patient_in_cohort(tmp_path / "in_cohort.png", quantiles, patient, loaded.used_features)
+    assert path.is_file() and path.stat().st_size > 5000

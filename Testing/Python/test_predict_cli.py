@@ -44,6 +44,14 @@ def test_predict_train_apply_and_survival(tmp_path, capsys):
     assert len(predictions) == len(shap) == 120 and {"p_0", "p_1", "predicted"} <= set(predictions.columns)
     assert set(shap.columns) >= {"case_id", "model_output", "base_value", *(f"shap_{f}" for f in features)}
     assert (applied / "figures" / "NB0001_waterfall.png").is_file()
+    no_key = tmp_path / "no_key.csv"
+    pd.read_csv(data / "cohort.csv").drop(columns=["case_id"]).head(5).to_csv(no_key, index=False)
+    with pytest.raises(InputError, match=r"no case id column 'case_id' \(it has: .*adc_mean"):
+        run("apply", "--model", str(model), "--table", str(no_key), "--out", str(tmp_path / "no_key"))
+    with pytest.raises(InputError, match=r"no case id column 'patient'.*trained with case ids in 'case_id'"):
+        run("apply", "--model", str(model), "--table", str(data / "cohort.csv"), "--key", "patient",
+            "--out", str(tmp_path / "no_key"))
+    assert not (tmp_path / "no_key").exists()
 
     assert run("survival", "--table", str(data / "cohort.csv"), "--time", "os_days", "--event", "os_event",
                "--features", "adc_mean,t2_entropy,dce_iauc60", "--k", "2", "--out", str(survival)) == 0
@@ -63,3 +71,24 @@ def test_predict_errors_name_the_problem(tmp_path):
             "--out", str(tmp_path / "m"))
     with pytest.raises(InputError, match="not a model folder|no model_card"):
         run("apply", "--model", str(tmp_path / "data"), "--table", table, "--out", str(tmp_path / "a"))
+    assert not (tmp_path / "m").exists() and not (tmp_path / "a").exists()  # refused before --out was created
+    with pytest.raises(InputError, match="'cox' needs a time-to-event endpoint"):
+        run("train", "--table", table, "--endpoint", "mycn_amplified", "--model", "logistic,cox",
+            "--out", str(tmp_path / "m"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_failed_run_removes_only_the_folder_it_created(tmp_path):
+    assert run("cohort", "--out", str(tmp_path / "data"), "--n", "40") == 0
+    table = str(tmp_path / "data" / "cohort.csv")
+    survival = ("survival", "--table", table, "--time", "os_days", "--event", "os_event",
+                "--features", "adc_mean,t2_entropy", "--k", "30")
+    with pytest.raises(InputError, match="k = 30 clusters is not possible"):  # fails after --out is created
+        run(*survival, "--out", str(tmp_path / "new" / "s"))
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("user file")
+    with pytest.raises(InputError, match="k = 30"):
+        run(*survival, "--out", str(kept))
+    assert (kept / "notes.txt").read_text() == "user file"

@@ -7,7 +7,9 @@ new table) and ``survival`` (k-means groups, Kaplan–Meier figure, log-rank tes
 
 from __future__ import annotations
 
+import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from virtualbiopsy.errors import InputError
@@ -106,16 +108,32 @@ def _table(args):
 
 
 def run(args) -> int:
+    """Run one step. Each step creates --out only once its inputs are checked; if this run created --out
+    and then fails (or is interrupted), the folder and its partial outputs are removed again."""
     steps = {"cohort": _cohort, "train": _train, "apply": _apply, "survival": _survival}
-    args.out.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        code = steps[args.predict_command](args)
+    # the outermost folder of --out that does not exist yet: what this run may create, and remove again
+    created = next((p for p in reversed([args.out, *args.out.parents]) if not p.exists()), None)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = steps[args.predict_command](args)
+    except BaseException:
+        if created is not None and created.is_dir():
+            shutil.rmtree(created, ignore_errors=True)  # holds only what this run wrote: it did not exist before
+        raise
     from virtualbiopsy.prediction.data import DataWarning
 
     for message in {str(w.message) for w in caught if issubclass(w.category, DataWarning)}:
         print(f"warning: {message}")
     return code
+
+
+def _output_folder(path: Path) -> Path:
+    """Create --out (called once a step's inputs are checked, so bad input leaves no empty folder)."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--out '{path}' is a file, not a folder.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _cohort(args) -> int:
@@ -124,6 +142,7 @@ def _cohort(args) -> int:
     cohort = generate_cohort(n_patients=args.n, seed=args.seed)
     if args.shuffled:
         cohort = shuffled(cohort, args.seed + 1)
+    _output_folder(args.out)
     cohort.table.to_csv(args.out / "cohort.csv", index=False)
     image, clinical = clinical_split(cohort)
     image.to_csv(args.out / "image_features.csv", index=False)
@@ -139,7 +158,7 @@ def _train(args) -> int:
     from virtualbiopsy.prediction.data import prepare_dataset
     from virtualbiopsy.prediction.explain import explain, ranking
     from virtualbiopsy.prediction.model_card import CARD_JSON, save_model
-    from virtualbiopsy.prediction.models import MODEL_NAMES, TrainParameters, compare_models, train
+    from virtualbiopsy.prediction.models import MODEL_NAMES, TrainParameters, check_model, compare_models, train
 
     names = [m.strip() for m in args.model.split(",") if m.strip()]
     survival = bool(args.time or args.event)
@@ -152,10 +171,13 @@ def _train(args) -> int:
         raise InputError(f"'{args.out}' already holds a model; choose another --out (nothing was overwritten).")
     dataset = prepare_dataset(_table(args), args.endpoint, time=args.time, event=args.event,
                               features=_features(args), key=args.key)
-    dataset.missing.to_csv(args.out / "missing_values.csv", index=False)
     parameters = TrainParameters(model=names[0], outer_folds=args.folds, inner_folds=args.inner_folds,
                                  n_bootstrap=args.bootstrap, threshold=args.threshold, seed=args.seed,
                                  n_trees=args.trees)
+    for name in names:
+        check_model(dataset, replace(parameters, model=name))
+    _output_folder(args.out)
+    dataset.missing.to_csv(args.out / "missing_values.csv", index=False)
     with ConsoleProgress("predict train") as bar:
         task = Task(bar)
         if len(names) == 1:
@@ -205,6 +227,7 @@ def _apply(args) -> int:
 
     model = load_model(args.model)
     predictions, X = apply_model(model, _table(args), args.key)
+    _output_folder(args.out)
     predictions.to_csv(args.out / "predictions.csv", index=False)
     if not args.no_shap:
         with ConsoleProgress("predict apply") as bar:
@@ -229,6 +252,7 @@ def _survival(args) -> int:
     from virtualbiopsy.prediction.survival import cluster_survival
 
     dataset = prepare_dataset(_table(args), time=args.time, event=args.event, features=_features(args), key=args.key)
+    _output_folder(args.out)
     with ConsoleProgress("predict survival") as bar:
         clustering, analysis = cluster_survival(dataset.X, dataset.time, dataset.event, args.k, args.seed,
                                                 progress=Task(bar))

@@ -361,9 +361,22 @@ def check_classes_for_cv(dataset: Dataset, folds: int) -> None:
                          f"{', '.join(small)} for {folds}-fold cross-validation (at least {folds} each).")
 
 
-def rows_for(dataset_features: Sequence[str], table, key: str = "case_id") -> tuple[list[str], pd.DataFrame]:
-    """Case ids and the feature matrix of a NEW table for a trained model (missing columns: error)."""
+def rows_for(dataset_features: Sequence[str], table, key: str = "case_id",
+             model_key: str | None = None) -> tuple[list[str], pd.DataFrame]:
+    """Case ids and the feature matrix of a NEW table for a trained model (missing columns: error).
+
+    The case id column ``key`` is required (cases are never numbered silently); ``model_key`` (the
+    trained model's case id column) is named in the error when it differs from ``key``.
+    """
     frame = frame_from_table(table)
+    if key not in frame.columns:
+        listed = ", ".join(map(str, frame.columns[:30])) + (" ..." if len(frame.columns) > 30 else "")
+        hint = ""
+        if model_key and model_key != key:
+            present = model_key in frame.columns
+            hint = (f" The model was trained with case ids in '{model_key}'"
+                    + (f", which the table has: use it as the key (--key {model_key})." if present else "."))
+        raise InputError(f"The table has no case id column '{key}' (it has: {listed}).{hint}")
     absent = [f for f in dataset_features if f not in frame.columns]
     if absent:
         raise InputError(f"The table lacks {len(absent)} feature(s) the model was trained on: "
@@ -371,6 +384,6 @@ def rows_for(dataset_features: Sequence[str], table, key: str = "case_id") -> tu
     text = [f for f in dataset_features if not pd.api.types.is_numeric_dtype(frame[f]) and frame[f].notna().any()]
     if text:
         raise InputError(f"These features are not numeric in the table: {', '.join(text)}.")
-    ids = frame[key].astype(str).tolist() if key in frame.columns else [str(i + 1) for i in range(len(frame))]
+    ids = frame[key].astype(str).tolist()
     return ids, frame[list(dataset_features)].astype(float).reset_index(drop=True)
 

@@ -136,19 +136,28 @@ def probability_calibration(path, y, p, bins: int = 10, label: str = "positive")
     return _save(fig, path)
 
 
-def _percentile_of(value: float, quantiles: pd.Series) -> float:
-    levels = np.asarray(quantiles.index, float)
+def _percentile_text(value: float, quantiles: pd.Series) -> str:
+    """Where ``value`` lies among the stored cohort percentiles; beyond the outermost stored level (5 % / 95 %:
+    the minimum and maximum are not kept) it says "below" / "above" that level instead of a number."""
+    levels = np.asarray(quantiles.index, float) * 100
     values = quantiles.to_numpy(float)
     if not np.isfinite(value) or not np.isfinite(values).all():
-        return float("nan")
-    return float(np.interp(value, values, levels) * 100) if np.ptp(values) > 0 else 50.0
+        return "percentile n/a"
+    if np.ptp(values) == 0:
+        return "percentile n/a (constant in the cohort)"
+    if value < values[0]:
+        return f"below the {levels[0]:.0f}th percentile"
+    if value > values[-1]:
+        return f"above the {levels[-1]:.0f}th percentile"
+    return f"percentile {np.interp(value, values, levels):.0f}"
 
 
 def patient_in_cohort(path, quantiles: pd.DataFrame, patient: pd.Series, features=None, shap_row=None,
                       title: str = "Patient within the training cohort") -> Path:
     """Each feature's cohort distribution (5-95 % and 25-75 % bands, median) with the patient's value.
 
-    ``quantiles`` has percentiles (0..1) as index and features as columns (e.g. ``model.feature_quantiles``);
+    ``quantiles`` has percentile levels (fractions, e.g. 0.05..0.95) as index and features as columns (e.g.
+    ``model.feature_quantiles``; levels outside the stored range are clamped to its ends);
     ``shap_row`` (optional) orders the features by the patient's |SHAP| and prints each value.
     """
     features = list(features or quantiles.columns)
@@ -163,10 +172,9 @@ def patient_in_cohort(path, quantiles: pd.DataFrame, patient: pd.Series, feature
         ax.hlines(0, get(0.25), get(0.75), color="#888", lw=6)
         ax.plot([get(0.5)], [0], "|", color="k", ms=12)
         value = float(patient[feature])
-        percentile = _percentile_of(value, q)
         if np.isfinite(value):
             ax.plot([value], [0], "D", color="C3", ms=7)
-        text = f"{feature}: {value:.3g} (percentile {percentile:.0f})" if np.isfinite(value) else f"{feature}: missing"
+        text = f"{feature}: {value:.3g} ({_percentile_text(value, q)})" if np.isfinite(value) else f"{feature}: missing"
         if shap_row is not None:
             text += f"; SHAP {float(shap_row.get(feature, 0.0)):+.3f}"
         ax.set_title(text, fontsize=8, loc="left", pad=2)

@@ -4,8 +4,9 @@ A model folder holds:
 
 ``model.joblib``
     The fitted scikit-learn pipeline and what is needed to apply and explain it (feature names,
-    endpoint, threshold, risk cut-off, k-means background centres, feature percentiles). No patient
-    rows are stored. **joblib files are Python pickles: loading one can run arbitrary code.**
+    endpoint, threshold, risk cut-off, k-means background centres, the 5th-95th feature percentiles).
+    No patient rows are stored, nor a feature's minimum / maximum (single patients' values).
+    **joblib files are Python pickles: loading one can run arbitrary code.**
 ``model_card.json`` / ``model_card.md``
     Features, training cohort summary, nested-CV metrics with bootstrap CIs, hyper-parameters,
     library versions, date, intended use ("research use only") and the SHA-256 of ``model.joblib``.
@@ -221,9 +222,13 @@ def load_model(folder: str | Path) -> TrainedModel:
 
 
 def apply_model(model: TrainedModel, table, key: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predictions for a new table: (predictions, feature matrix). Missing feature columns: a clear error."""
+    """Predictions for a new table: (predictions, feature matrix).
+
+    ``key`` (default: the model's case id column) must be a column of the table; it and missing feature
+    columns are clear errors.
+    """
     key = key or model.key
-    case_ids, X = rows_for(model.features, table, key)
+    case_ids, X = rows_for(model.features, table, key, model_key=model.key)
     missing = X.isna().sum()
     if missing.any():
         warnings.warn("Missing values in the new table are imputed with the training medians: "

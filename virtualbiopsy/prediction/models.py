@@ -75,6 +75,17 @@ class TrainParameters:
     risk_percentile: float = 50.0  # Cox: high risk above this training percentile of the index
 
 
+QUANTILE_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 5 % .. 95 %; no 0 / 100 %: single patients
+
+
+def cohort_quantiles(X: pd.DataFrame) -> pd.DataFrame:
+    """5th..95th percentiles (5 % steps) of each training feature: the cohort summary saved with a model.
+
+    The minimum and maximum are left out on purpose: each is one patient's value.
+    """
+    return X.quantile(list(QUANTILE_LEVELS))
+
+
 def single_threaded(function):
     """Run ``function`` with one BLAS/OpenMP thread: these problems are small, and on a shared or
     busy CPU multi-threaded BLAS makes each tiny fit many times slower (measured 7x on 2 cores)."""
@@ -352,7 +363,7 @@ class TrainedModel:
     risk_cut: float | None = None
     risk_percentile: float = 50.0
     background: np.ndarray | None = None  # k-means centres of the training features (SHAP background)
-    feature_quantiles: pd.DataFrame | None = None  # 0..100 % percentiles of each training feature
+    feature_quantiles: pd.DataFrame | None = None  # 5..95 % percentiles (no min / max) of each training feature
     warnings: list = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
     trained_at: str = ""
@@ -414,7 +425,8 @@ def _strata(dataset: Dataset) -> np.ndarray:
     return dataset.event if dataset.endpoint.kind == TIME_TO_EVENT else dataset.y
 
 
-def _check_model(dataset: Dataset, params: TrainParameters) -> None:
+def check_model(dataset: Dataset, params: TrainParameters) -> None:
+    """Refuse a model / endpoint / folds combination that cannot be trained on ``dataset`` (before any fit)."""
     name = params.model
     if name not in MODEL_NAMES:
         raise InputError(f"Unknown model '{name}'; choose one of: {', '.join(MODEL_NAMES)}.")
@@ -455,7 +467,7 @@ class CrossValidation:
 def cross_validate(dataset: Dataset, params: TrainParameters, progress=None) -> CrossValidation:
     """Nested CV: an inner grid search per outer fold; returns the outer folds' predictions."""
     task = as_task(progress)
-    _check_model(dataset, params)
+    check_model(dataset, params)
     X, y, strata = dataset.X.to_numpy(float), _targets(dataset), _strata(dataset)
     survival = dataset.endpoint.kind == TIME_TO_EVENT
     n = dataset.n
@@ -525,7 +537,7 @@ def train(dataset: Dataset, params: TrainParameters | None = None, progress=None
     imputed = pipeline.named_steps["impute"].transform(X)
     centres = min(20, dataset.n)
     model.background = KMeans(centres, n_init=4, random_state=params.seed).fit(imputed).cluster_centers_
-    model.feature_quantiles = dataset.X.quantile(np.linspace(0, 1, 21))
+    model.feature_quantiles = cohort_quantiles(dataset.X)
     task.update(1.0, "Model trained")
     return model
 
