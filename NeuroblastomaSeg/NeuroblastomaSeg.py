@@ -13,7 +13,6 @@ from virtualbiopsy.errors import InputError
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
 from virtualbiopsy.mrml.arrays import segment_ids
 from virtualbiopsy.mrml.geometry import Geometry
-from virtualbiopsy.segmentation.correction import EditingTimer, RetrainingCase, stamp_segmentation
 from virtualbiopsy.segmentation.demo_model import DEMO_MODEL_NOTICE
 from virtualbiopsy.segmentation.model_source import (
     ModelArchives,
@@ -23,6 +22,7 @@ from virtualbiopsy.segmentation.model_source import (
     parse_folds,
 )
 from virtualbiopsy_slicer import dependencies
+from virtualbiopsy_slicer.correction_panel import CorrectionPanel
 from virtualbiopsy_slicer.errors import show_error
 from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
 from virtualbiopsy_slicer.preprocessing_panel import PreprocessingPanel
@@ -83,15 +83,13 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self._archives = ModelArchives()  # each model zip extracted once
         self._modelInfo = self._modelInfoKey = None  # ModelFolder last inspected or used, and its path
         self._reviewSlices, self._reviewVolumeID = [], None
-        self._timer, self._timedNodeID = EditingTimer(), None
         VirtualBiopsyModuleWidget.setup(self)
-        for name, action in (("segmentButton", self.startSegmentation), ("startEditingButton", self.startCorrecting),
-                             ("compareButton", self.compareCorrection), ("exportButton", self.exportCase)):
-            getattr(self.ui, name).connect("clicked(bool)", lambda *_, action=action: self.runAction(action))
+        self.ui.segmentButton.connect("clicked(bool)", lambda *_: self.runAction(self.startSegmentation))
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.reviewSlicesList.connect("itemDoubleClicked(QListWidgetItem*)", lambda item: self.runAction(
             self.showReviewSlice, self.ui.reviewSlicesList.row(item)))
         self.preprocessing = PreprocessingPanel(self.ui, self.logic, self.runAction)
+        self.correction = CorrectionPanel(self.ui, self.logic, self.runAction, lambda: self._modelInfo)
         self.ui.modelPathLineEdit.currentPath = default_model_path()
         self.updateModelInfo()
 
@@ -100,7 +98,7 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self.ui.summaryLabel.text = ""
         self.ui.reviewSlicesList.clear()
         self._reviewSlices, self._reviewVolumeID = [], None
-        self._timer, self._timedNodeID = EditingTimer(), None
+        self.correction.reset()
 
     def inputsReady(self):
         return self.ui.segmentationSelector.currentNode() is not None
@@ -201,70 +199,6 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         _, nj, ni = geometry.shape
         ras = geometry.ijk_to_ras @ [(ni - 1) / 2.0, (nj - 1) / 2.0, float(self._reviewSlices[row]), 1.0]
         jumpRedSliceTo([float(v) for v in ras[:3]])
-
-    # -- correction loop ---------------------------------------------------------------------
-
-    def startCorrecting(self):
-        ai, segmentId = self.ui.aiSegmentSelector.currentNode(), self.ui.aiSegmentSelector.currentSegmentID()
-        current = self.ui.correctedSegmentSelector.currentNode()
-        resume = (ai is not None and current is not None and current.GetID() == self._timedNodeID
-                  and current.GetAttribute("VirtualBiopsy.CorrectedFrom") == ai.GetID())
-        corrected = current if resume else self.logic.start_correction(ai)
-        if not resume:
-            self._timer, self._timedNodeID = EditingTimer(), corrected.GetID()
-            self.ui.correctedSegmentSelector.setCurrentNode(corrected)
-            self.ui.correctedSegmentSelector.setCurrentSegmentID(segmentId)
-        if not self._timer.running:
-            self._timer.start()
-        slicer.util.selectModule("SegmentEditor")  # creates slicer.modules.SegmentEditorWidget if needed
-        editor = slicer.modules.SegmentEditorWidget.editor
-        editor.setSegmentationNode(corrected)
-        reference = self.referenceVolume(ai)
-        if reference is not None:
-            editor.setSourceVolumeNode(reference)
-        if segmentId:
-            editor.setCurrentSegmentID(segmentId)
-        return f"{'Resumed' if resume else 'Started'} correcting '{corrected.GetName()}' (timed until Compare)."
-
-    def referenceVolume(self, segmentation):
-        """The first checked input volume, else the segmentation's reference volume."""
-        volumes = list(self.ui.inputVolumesSelector.checkedNodes())
-        if volumes or segmentation is None:
-            return volumes[0] if volumes else None
-        return segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole())
-
-    def compareCorrection(self):
-        ai, corrected = self.ui.aiSegmentSelector.currentNode(), self.ui.correctedSegmentSelector.currentNode()
-        if ai is None or corrected is None:
-            raise InputError("Select the AI segment and the corrected segment to compare.")
-        reference = self.referenceVolume(ai)
-        if reference is None:
-            raise InputError("Check the input volume(s) under Segment: the first one is the grid of the comparison.")
-        note = " Editing time not recorded (Start correcting times it)."
-        if corrected.GetID() == self._timedNodeID:
-            seconds = self._timer.stop() if self._timer.running else self._timer.seconds
-            stamp_segmentation(corrected, seconds)
-            note = f" Editing time: {seconds:.1f} s."
-        table = self.logic.compare(ai, self.ui.aiSegmentSelector.currentSegmentID(), corrected,
-                                   self.ui.correctedSegmentSelector.currentSegmentID(), reference,
-                                   table_node=self.ui.metricsTableSelector.currentNode())
-        self.ui.metricsTableSelector.setCurrentNode(table)
-        showTable(table)
-        return f"Compared the AI and corrected segments into '{table.GetName()}'.{note}"
-
-    def exportCase(self):
-        volumes, model = list(self.ui.inputVolumesSelector.checkedNodes()), self._modelInfo
-        if model is None or len(model.channel_names) != len(volumes):
-            expected = f"{len(model.channel_names)} ({', '.join(model.channel_names)})" if model else "the model's"
-            raise InputError(f"Check the model's input volumes under Segment ({expected} channels, in order; "
-                             f"{len(volumes)} checked): they are the case's image channels.")
-        corrected = self.ui.correctedSegmentSelector
-        case = RetrainingCase(self.ui.caseIdLineEdit.text.strip(), volumes, corrected.currentNode(),
-                              corrected.currentSegmentID())
-        with progress_dialog("Exporting for retraining") as task:
-            dataset = self.logic.export_for_retraining([case], self.ui.exportFolderLineEdit.currentPath.strip(),
-                                                       progress=task, channel_names=model.channel_names)
-        return f"Exported case '{case.case_id}' to {dataset}."
 
     # -- measure -----------------------------------------------------------------------------
 
