@@ -23,7 +23,7 @@ $(STAMP): requirements/constraints.txt requirements/venv.txt pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/virtualbiopsy demo --out $(OUT)
+	$(BIN)/virtualbiopsy demo --out $(OUT) --overwrite
 
 test: setup lint
 	$(BIN)/python -m pytest
