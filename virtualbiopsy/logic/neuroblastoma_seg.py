@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from virtualbiopsy.errors import InputError
+from virtualbiopsy.errors import EmptyMaskError, InputError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import require_finite, require_same_geometry, require_scalar_3d
 from virtualbiopsy.progress import as_task
@@ -48,6 +48,7 @@ class SegmentationJob:
     geometry: object
     reference: object
     name: str
+    warnings: list = field(default_factory=list)  # how the inputs differ from the model's training data
 
     def run(self, progress=None):
         spacing_kji = tuple(float(s) for s in self.geometry.spacing[::-1])
@@ -106,6 +107,7 @@ class NeuroblastomaSegLogic:
     def prepare_segmentation(self, input_volumes, parameters: SegmentParameters, name: str | None = None,
                              progress=None) -> SegmentationJob:
         """Check the inputs against the model and copy their voxels (main thread)."""
+        from virtualbiopsy.segmentation.fingerprint import input_warnings
         from virtualbiopsy.segmentation.nnunet_model import check_channels
 
         task = as_task(progress)
@@ -123,8 +125,10 @@ class NeuroblastomaSegLogic:
             values = arrays.array_from_volume(volume)
             require_finite(values, volume.GetName())
             channels.append(values.copy())  # the worker thread must not read node memory
+        warnings = input_warnings(segmenter.model, channels, tuple(float(s) for s in geometry.spacing[::-1]), names)
         task.update(1.0, "Inputs ready")
-        return SegmentationJob(segmenter, parameters, channels, names, geometry, volumes[0], name or names[0])
+        return SegmentationJob(segmenter, parameters, channels, names, geometry, volumes[0], name or names[0],
+                               warnings)
 
     def add_segmentation_results(self, job: SegmentationJob, result) -> SegmentationOutputs:
         """Add the new segmentation, uncertainty and agreement nodes for a finished job (main thread)."""
@@ -143,6 +147,8 @@ class NeuroblastomaSegLogic:
             self._code_tumour_segment(segmentation, labels[0][1])
             segmentation.SetAttribute("VirtualBiopsy.Source", "AI")
             segmentation.SetAttribute("VirtualBiopsy.Model", job.segmenter.model.describe())
+            if job.warnings:
+                segmentation.SetAttribute("VirtualBiopsy.Warnings", " | ".join(job.warnings))
             uncertainty = agreement = disagreement = fold_disagreement = None
             if job.parameters.uncertainty:
                 uncertainty = arrays.add_volume_from_array(
@@ -171,7 +177,8 @@ class NeuroblastomaSegLogic:
         entropy = result.predictive_entropy.astype(np.float32)
         summary = summarise(tumour, entropy, geometry.ijk_to_ras, job.parameters.uncertain_threshold).to_dict()
         summary.update({"model": job.segmenter.model.describe(), "members_per_tile": result.members,
-                        "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
+                        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+                        "warnings": list(job.warnings)})
         return SegmentationOutputs(segmentation, uncertainty, agreement, summary, disagreement, fold_disagreement)
 
     @staticmethod
@@ -276,14 +283,22 @@ class NeuroblastomaSegLogic:
     def segment_volumes_table(self, segmentation_node, table_node=None):
         """A table of every segment's voxel count and volume (mL) in ``segmentation_node``.
 
-        Fills ``table_node`` if given, else adds a new table named after the segmentation.
+        Fills ``table_node`` if given, else adds a new table named after the segmentation. A
+        segmentation without segments is refused before any node is touched.
         """
+        if segmentation_node is None or not segmentation_node.IsA("vtkMRMLSegmentationNode"):
+            raise InputError("Choose a segmentation to measure.")
+        if table_node is not None and not table_node.IsA("vtkMRMLTableNode"):
+            raise InputError(f"'{table_node.GetName()}' is not a table; choose a table node for the volumes.")
         rows = arrays.segment_volumes(segmentation_node)
+        if not rows:
+            raise EmptyMaskError(f"Segmentation '{segmentation_node.GetName()}' has no segments; there is nothing to "
+                                 "measure. Draw or load segments first.")
         columns = {
             "segment": [r["segment"] for r in rows],
             "voxels": [r["voxels"] for r in rows],
             "volume_ml": [r["volume_ml"] for r in rows],
         }
-        with self.context.transaction():
+        with self.context.transaction(protect=[table_node]):
             return arrays.add_table(self.context, columns, f"{segmentation_node.GetName()} volumes", table_node)
 

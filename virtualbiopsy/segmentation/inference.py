@@ -31,6 +31,7 @@ import numpy as np
 
 from virtualbiopsy.errors import ImageDimensionError, InputError, InvalidValuesError
 from virtualbiopsy.progress import Task, as_task
+from virtualbiopsy.segmentation.network_allowlist import build_network, check_resampling_arguments, preprocessor_class
 from virtualbiopsy.segmentation.nnunet_model import ModelFolder, check_channels, choose_device, load_checkpoint
 
 
@@ -164,39 +165,45 @@ def _predictor_class():
     return UncertaintyPredictor
 
 
-def _build_network(model: ModelFolder, plans_manager, configuration_manager, checkpoint: dict):
-    """The trained network: from the trainer named in the checkpoint, or from the plans.
+def _trainer_with_own_network(trainer_name: str):
+    """The installed nnU-Net trainer class named in the checkpoint if it builds its own network (e.g. the
+    BatchNorm or Primus trainers), else None: the network then comes from the validated plans.
 
-    nnU-Net's trainer search imports every trainer module; where one cannot be imported (e.g.
-    torchvision missing or mismatched), the network is built from the plans exactly as the
-    default ``nnUNetTrainer`` does.
+    The name (a Python identifier, checked by :func:`check_model_files`) is only looked up among the
+    trainers installed with nnU-Net (and in ``nnUNet_extTrainer``, a folder the user configured), never
+    imported from a path the model names. Where the trainer search fails (a trainer module that cannot
+    be imported, e.g. torchvision missing or mismatched), the network is built from the plans.
     """
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    if trainer_name == "nnUNetTrainer":
+        return None
+    try:
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+        trainer = recursive_find_trainer_class_by_name(trainer_name)
+    except Exception:  # noqa: BLE001 - any import failure: fall back to the plans, as documented
+        return None
+    own = trainer.build_network_architecture is not nnUNetTrainer.build_network_architecture
+    return trainer if own else None
+
+
+def _build_network(model: ModelFolder, plans_manager, configuration_manager, checkpoint: dict):
+    """The trained network, built from the allow-listed classes its validated plans.json names
+    (:func:`~virtualbiopsy.segmentation.network_allowlist.build_network`), or by the installed trainer
+    named in the checkpoint when that trainer builds its own network."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
     n_in = determine_num_input_channels(plans_manager, configuration_manager, model.dataset)
     n_out = plans_manager.get_label_manager(model.dataset).num_segmentation_heads
     trainer_name = checkpoint.get("trainer_name", "nnUNetTrainer")
-    builder = None
-    if trainer_name == "nnUNetTrainer":
-        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-        builder = nnUNetTrainer
-    else:
-        try:
-            from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-            builder = recursive_find_trainer_class_by_name(trainer_name)
-        except Exception:  # noqa: BLE001 - any import failure: fall back to the plans, as documented
-            builder = None
-    if builder is not None:
-        return builder.build_network_architecture(plans_manager, configuration_manager, n_in, n_out,
+    trainer = _trainer_with_own_network(trainer_name)
+    if trainer is not None:
+        return trainer.build_network_architecture(plans_manager, configuration_manager, n_in, n_out,
                                                   enable_deep_supervision=False), trainer_name
-    network = get_network_from_plans(configuration_manager.network_arch_class_name,
-                                     configuration_manager.network_arch_init_kwargs,
-                                     configuration_manager.network_arch_init_kwargs_req_import,
-                                     n_in, n_out, allow_init=True, deep_supervision=False)
-    return network, f"{trainer_name} (network built from plans.json)"
+    network = build_network(configuration_manager.configuration["architecture"], n_in, n_out,
+                            f"plans.json in '{model.path}'", model.configuration)
+    built = trainer_name if trainer_name == "nnUNetTrainer" else f"{trainer_name} (network built from plans.json)"
+    return network, built
 
 
 class NNUNetSegmenter:
@@ -222,6 +229,8 @@ class NNUNetSegmenter:
         checkpoints = [load_checkpoint(path) for path in model.checkpoints.values()]
         plans_manager = PlansManager(model.plans)
         configuration_manager = plans_manager.get_configuration(model.configuration)
+        check_resampling_arguments(configuration_manager.configuration, f"plans.json in '{model.path}'",
+                                   model.configuration)
         network, self.trainer = _build_network(model, plans_manager, configuration_manager, checkpoints[0])
         parameters = [c["network_weights"] for c in checkpoints]
         try:
@@ -250,7 +259,7 @@ class NNUNetSegmenter:
         timings = {}
         started = time.perf_counter()
         task.update(0.0, "Preprocessing")
-        preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+        preprocessor = preprocessor_class(predictor.configuration_manager.preprocessor_name)(verbose=False)
         data, _, properties = preprocessor.run_case_npy(image, None, {"spacing": [float(s) for s in spacing_kji]},
                                                         predictor.plans_manager, predictor.configuration_manager,
                                                         predictor.dataset_json)

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from virtualbiopsy.archives import DEFAULT_MAX_TOTAL_BYTES
 from virtualbiopsy.errors import DependencyError, FileFormatError, InputError, VirtualBiopsyError
 from virtualbiopsy.segmentation.demo_model import DEMO_MODEL_NOTICE, demo_model_path
 from virtualbiopsy.segmentation.nnunet_model import open_model_archive
@@ -50,12 +51,16 @@ def describe_model(model) -> str:
 class ModelArchives:
     """Resolves what a user gave as the model to its folder, extracting each ``.zip`` only once.
 
-    A zip is extracted safely (entries escaping the target are refused, the SHA-256 checked when
-    given) into a temporary folder removed when the process ends; it is extracted again when the
-    file changes or another checksum is given.
+    A zip is extracted safely (entries escaping the target, more than ``max_total_bytes`` unpacked
+    (default 4 GiB) and zip-bomb compression ratios are refused before anything is written, the
+    SHA-256 checked when given) into a temporary folder removed when the process ends; it is
+    extracted again when the file changes or another checksum is given.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> None:
+        if not max_total_bytes > 0:
+            raise InputError(f"The limit on a model zip's unpacked size must be positive (got {max_total_bytes}).")
+        self.max_total_bytes = int(max_total_bytes)
         self._extracted: dict[tuple, Path] = {}
 
     def folder(self, path: str | Path, sha256: str | None = None) -> Path:
@@ -74,7 +79,11 @@ class ModelArchives:
         if key not in self._extracted:
             target = tempfile.mkdtemp(prefix="virtualbiopsy-model-")
             atexit.register(shutil.rmtree, target, ignore_errors=True)
-            self._extracted[key] = open_model_archive(path, target, sha256 or None)
+            try:
+                self._extracted[key] = open_model_archive(path, target, sha256 or None, self.max_total_bytes)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
         return self._extracted[key]
 
     def describe(self, path: str | Path) -> tuple[object | None, str, bool]:

@@ -4,23 +4,30 @@ A model folder (as nnU-Net writes it under ``nnUNet_results``) holds ``dataset.j
 ``plans.json`` and ``fold_N/checkpoint_final.pth``. :func:`inspect_model` checks all of it
 before anything runs and says what is wrong in words a user can act on.
 
-Checkpoints are Python pickles, so a tampered file could run code when loaded. They are loaded
-with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers, with an
-allow-list of the numpy types nnU-Net stores (scalars, dtypes). nnU-Net's own loader uses
-``weights_only=False``; this module never does. Residual risk: the network *architecture* is
-built from ``plans.json`` by importing the class it names (``pydoc.locate``), so a crafted plans
-file can name any importable class; only use model folders from sources you trust, and give a
-SHA256 for downloaded zips (:func:`open_model_archive`).
+Model files are untrusted input. Checkpoints are Python pickles, so a tampered file could run code
+when loaded: they are loaded with ``torch.load(weights_only=True)``, which only rebuilds tensors and
+plain containers, with an allow-list of the numpy types nnU-Net stores (scalars, dtypes); nnU-Net's
+own loader uses ``weights_only=False``, this module never does. A damaged file is told apart from one
+carrying code. ``plans.json`` and the checkpoint's trainer name would choose code in nnU-Net (the
+network class and its building blocks are imported by name): every such name is checked against
+the allow-lists of :mod:`~virtualbiopsy.segmentation.network_allowlist` before anything is imported,
+and the network is built from the allow-listed classes. Zips are extracted with size, ratio and
+path limits (:func:`open_model_archive`).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from virtualbiopsy.archives import safe_extract
+from virtualbiopsy.archives import DEFAULT_MAX_TOTAL_BYTES, safe_extract
 from virtualbiopsy.errors import DependencyError, FileFormatError, InputError
+from virtualbiopsy.segmentation.network_allowlist import check_model_files
 
 CHECKPOINT = "checkpoint_final.pth"
 
@@ -73,9 +80,7 @@ def inspect_model(path: str | Path, folds=None, checkpoint_name: str = CHECKPOIN
         raise FileFormatError(f"No model folder at '{path}'.")
     dataset = _read_json(path / "dataset.json", "input channels and labels")
     plans = _read_json(path / "plans.json", "network and preprocessing plan")
-    for key in ("channel_names", "labels"):
-        if key not in dataset and not (key == "channel_names" and "modality" in dataset):
-            raise FileFormatError(f"dataset.json in '{path}' has no '{key}'.")
+    _check_dataset(dataset, path)
     present = sorted((p.name.removeprefix("fold_") for p in path.glob("fold_*") if (p / checkpoint_name).is_file()),
                      key=lambda f: (f == "all", int(f) if f.isdigit() else 0))
     wanted = [str(f) for f in folds] if folds is not None else present
@@ -88,12 +93,44 @@ def inspect_model(path: str | Path, folds=None, checkpoint_name: str = CHECKPOIN
                          f"fold_N/{checkpoint_name}); available: {', '.join(present) or 'none'}.")
     checkpoints = {f: path / f"fold_{f}" / checkpoint_name for f in wanted}
     first = load_checkpoint(checkpoints[wanted[0]])
-    configuration = first.get("init_args", {}).get("configuration")
-    if configuration not in plans.get("configurations", {}):
+    init_args = first.get("init_args") if isinstance(first.get("init_args"), dict) else {}
+    configuration = init_args.get("configuration")
+    configurations = plans.get("configurations") if isinstance(plans, dict) else None
+    if not (isinstance(configuration, str) and isinstance(configurations, dict) and configuration in configurations):
         raise FileFormatError(f"The checkpoint of fold {wanted[0]} was trained with configuration "
-                              f"'{configuration}', which plans.json in '{path}' does not define.")
+                              f"{configuration!r:.60}, which plans.json in '{path}' does not define.")
+    check_model_files(plans, dataset, configuration, first, f"plans.json in '{path}'", len(_channel_keys(dataset)))
     return ModelFolder(path, dataset, plans, configuration, [int(f) if f.isdigit() else f for f in wanted],
                        checkpoints)
+
+
+def _channel_keys(dataset: dict) -> list:
+    names = dataset.get("channel_names", dataset.get("modality"))
+    return sorted(names, key=int) if isinstance(names, dict) else []
+
+
+def _check_dataset(dataset, path: Path) -> None:
+    """dataset.json must describe channels (``{"0": "T2", ...}``) and integer labels, as nnU-Net writes it."""
+    where = f"dataset.json in '{path}'"
+    if not isinstance(dataset, dict):
+        raise FileFormatError(f"{where} is not a JSON object; is it an nnU-Net v2 dataset.json?")
+    for key in ("channel_names", "labels"):
+        if key not in dataset and not (key == "channel_names" and "modality" in dataset):
+            raise FileFormatError(f"{where} has no '{key}'.")
+    names = dataset.get("channel_names", dataset.get("modality"))
+    if not isinstance(names, dict) or not names or not all(isinstance(k, str) and k.isdigit() and isinstance(v, str)
+                                                           for k, v in names.items()):
+        raise FileFormatError(f"{where}: channel_names must map channel numbers to names, e.g. {{\"0\": \"T2\"}} "
+                              f"(found {str(names)[:60]}).")
+    labels = dataset["labels"]
+
+    def label_value(value) -> bool:
+        whole = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return whole or (isinstance(value, list) and bool(value) and all(label_value(v) for v in value))
+
+    if not isinstance(labels, dict) or not labels or not all(label_value(v) for v in labels.values()):
+        raise FileFormatError(f"{where}: labels must map names to label values >= 0 (or lists of them for regions), "
+                              f"e.g. {{\"background\": 0, \"tumour\": 1}} (found {str(labels)[:60]}).")
 
 
 def check_channels(model: ModelFolder, n_inputs: int, input_names: list[str] | None = None) -> None:
@@ -116,33 +153,106 @@ def _numpy_allow_list() -> list:
     return allowed
 
 
+class _CorruptError(Exception):
+    """The checkpoint's bytes are not a readable PyTorch file (the reason in words)."""
+
+
+_PLAIN_MODULES = ("torch", "collections", "numpy", "_codecs")  # what weights-only checkpoints name
+
+
+def _checkpoint_globals(path: Path) -> list[str]:
+    """The ``module.name`` globals the checkpoint's pickle would import, read with :mod:`pickletools` (which only
+    parses opcodes: nothing is imported or run). Raises :class:`_CorruptError` when the bytes are not a pickle.
+
+    A PyTorch file is a zip holding ``<name>/data.pkl`` (the structure) and the tensor bytes; the legacy format
+    is a series of pickles. Written by hand because torch reports both a damaged file and a forbidden global as
+    a failed weights-only load, and the user must be told which it is.
+    """
+    import pickletools
+
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+                if not names:
+                    raise _CorruptError("a zip archive without the data.pkl of a PyTorch file")
+                streams = [io.BytesIO(archive.read(names[0]))]
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise _CorruptError(f"a damaged zip archive ({error})") from error
+    else:
+        head = path.read_bytes()[:2] if path.stat().st_size else b""
+        if not head:
+            raise _CorruptError("an empty file")
+        if head == b"PK":
+            raise _CorruptError("a truncated or damaged zip archive (no central directory)")
+        streams = [open(path, "rb")]  # noqa: SIM115 - closed below
+    found, strings = [], []
+    try:
+        for index in range(1 if is_zip else 4):  # legacy: magic, protocol, info, object
+            try:
+                for opcode, arg, _ in pickletools.genops(streams[0]):
+                    if isinstance(arg, str) and ("UNICODE" in opcode.name or "STRING" in opcode.name):
+                        strings.append(str(arg))
+                    elif opcode.name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                    elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(".".join(strings[-2:]))
+            except ValueError as error:
+                if index == 0:
+                    raise _CorruptError(f"not a pickle ({error})") from error
+                break
+    finally:
+        streams[0].close()
+    return found
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    """Load an nnU-Net checkpoint with ``weights_only=True`` (tensors, containers, numpy scalars only)."""
+    """Load an nnU-Net checkpoint with ``weights_only=True`` (tensors, containers, numpy scalars only).
+
+    Refuses, in different words, a file that is damaged or not a PyTorch file ("corrupt or unreadable
+    checkpoint") and one whose pickle names Python objects other than weights ("not loaded": unpickling it
+    could run code).
+    """
     try:
         import torch
     except ImportError as error:
         raise DependencyError("PyTorch is needed to load nnU-Net models; install it (in Slicer: the PyTorch "
                               "extension).") from error
     path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"No checkpoint at '{path}'.")
     try:
-        with torch.serialization.safe_globals(_numpy_allow_list()):
+        names = _checkpoint_globals(path)
+    except _CorruptError as error:
+        raise FileFormatError(f"'{path}' is a corrupt or unreadable checkpoint: {error}; "
+                              "copy or export it again.") from None
+    try:
+        with torch.serialization.safe_globals(_numpy_allow_list()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "pickle protocol 4": the refusal below says what matters
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as error:
-        raise FileFormatError(f"No checkpoint at '{path}'.") from error
-    except Exception as error:  # corrupt zip, truncated pickle, disallowed global
-        unsafe = "weights only" in str(error).lower() or "unsupported global" in str(error).lower()
-        reason = ("it contains Python objects that are not plain weights, so it is not loaded (a checkpoint "
-                  "could run code when unpickled)") if unsafe else "the file is corrupt or not a PyTorch checkpoint"
-        raise FileFormatError(f"Could not load '{path.parent.name}/{path.name}': {reason}. Detail: "
-                              f"{str(error).splitlines()[0][:200]}") from error
+    except Exception as error:  # noqa: BLE001 - torch raises many types; classified below
+        text = str(error)
+        named = re.findall(r"GLOBAL ([\w.]+)", text)
+        foreign = [n for n in names if not n.startswith(_PLAIN_MODULES)]
+        if named or foreign:
+            raise FileFormatError(
+                f"'{path}' contains Python objects that are not plain weights "
+                f"({(named or foreign)[0]}), so it is not loaded (unpickling it could run code); use a checkpoint "
+                "from a source you trust.") from error
+        detail = text.strip().splitlines()[0][:160] if text.strip() else type(error).__name__
+        raise FileFormatError(f"'{path}' is a corrupt or unreadable checkpoint "
+                              f"({detail}); copy or export it again.") from error
     if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
         raise FileFormatError(f"'{path}' is not an nnU-Net checkpoint (no 'network_weights').")
     return checkpoint
 
 
-def open_model_archive(zip_path: str | Path, target: str | Path, sha256: str | None = None) -> Path:
-    """Extract a model zip safely (refusing entries outside ``target``) and return its model folder."""
-    folder = safe_extract(zip_path, target, expected_sha256=sha256)
+def open_model_archive(zip_path: str | Path, target: str | Path, sha256: str | None = None,
+                       max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> Path:
+    """Extract a model zip safely (refusing entries outside ``target``, more than ``max_total_bytes``
+    uncompressed, or zip-bomb compression ratios) and return its model folder."""
+    folder = safe_extract(zip_path, target, expected_sha256=sha256, max_total_bytes=max_total_bytes)
     candidates = sorted({p.parent for p in folder.rglob("plans.json") if (p.parent / "dataset.json").is_file()})
     if not candidates:
         raise FileFormatError(f"'{Path(zip_path).name}' holds no nnU-Net model folder (dataset.json + plans.json).")

@@ -78,18 +78,16 @@ class DeepFeatureExtractor:
     def _network(self, checkpoint: dict, build_with_trainer):
         """The trained network, built from plans.json (fast: no trainer import); through the
         checkpoint's trainer only when the weights do not fit that (a trainer with its own architecture)."""
-        from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
         from virtualbiopsy.errors import FileFormatError
+        from virtualbiopsy.segmentation.network_allowlist import build_network
 
         configuration = self.configuration
         n_in = determine_num_input_channels(self.plans_manager, configuration, self.model.dataset)
         n_out = self.plans_manager.get_label_manager(self.model.dataset).num_segmentation_heads
-        network = get_network_from_plans(configuration.network_arch_class_name,
-                                         configuration.network_arch_init_kwargs,
-                                         configuration.network_arch_init_kwargs_req_import, n_in, n_out,
-                                         allow_init=True, deep_supervision=False)
+        network = build_network(configuration.configuration["architecture"], n_in, n_out,  # allow-listed classes
+                                f"plans.json in '{self.model.path}'", self.model.configuration)
         try:
             network.load_state_dict(checkpoint["network_weights"])
             return network
@@ -108,7 +106,9 @@ class DeepFeatureExtractor:
                 for c in range(n) for pool in self.parameters.pooling]
 
     def _preprocess(self, channels: list[np.ndarray], mask: np.ndarray, spacing_kji):
-        preprocessor = self.configuration.preprocessor_class(verbose=False)
+        from virtualbiopsy.segmentation.network_allowlist import preprocessor_class
+
+        preprocessor = preprocessor_class(self.configuration.preprocessor_name)(verbose=False)
         image = np.stack([np.asarray(c, dtype=np.float32) for c in channels])
         data, seg, _ = preprocessor.run_case_npy(image, mask[None].astype(np.int8),
                                                  {"spacing": [float(s) for s in spacing_kji]}, self.plans_manager,
