@@ -98,5 +98,7 @@ def run(args) -> int:
             (folder / "summary.json").write_text(json.dumps(summary, indent=2))
             print(f"{case_id or images[0].name}: tumour {summary['tumour_volume_ml']:.1f} mL, "
                   f"{100 * summary['uncertain_fraction']:.1f} % uncertain -> {folder}")
+            for warning in summary.get("warnings") or []:
+                print(f"warning: {case_id + ': ' if case_id else ''}{warning}")
             context.scene.Clear(0)
     return 0
