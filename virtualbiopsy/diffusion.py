@@ -30,6 +30,8 @@ from virtualbiopsy.errors import InputError, InvalidValuesError
 from virtualbiopsy.progress import as_task
 
 SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
+MAX_B_VALUE = 50_000.0
+"""Largest plausible b-value (s/mm²): research q-space imaging reaches ~20 000; s/m² gives ~1e9."""
 ADC_BOUNDS = (0.0, 5e-3)
 """ADC range (mm²/s) of the non-linear fits: free water at 37 °C is about 3e-3; without a bound a
 voxel whose high-b signals sit on the noise floor can drift to any ADC (the Rician model is flat there)."""
@@ -46,7 +48,8 @@ def parse_b_values(text: str) -> list[float]:
     except ValueError:
         values = []
     if not values:
-        raise InputError(f"The b-values '{text}' are not numbers separated by commas, e.g. 0,50,400,800 (s/mm²).")
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise InputError(f"The b-values '{shown}' are not numbers separated by commas, e.g. 0,50,400,800 (s/mm²).")
     return values
 
 
@@ -69,6 +72,11 @@ def check_b_values(b_values, n_volumes: int) -> np.ndarray:
         raise InputError(
             f"The largest b-value is {b.max():g} s/mm²; b-values look like they are in other units "
             "(ms/µm² or s/m²?) or the diffusion weighting is missing. Use s/mm²."
+        )
+    if b.max() > MAX_B_VALUE:
+        raise InputError(
+            f"The largest b-value is {b.max():g} s/mm², above any diffusion MRI ({MAX_B_VALUE:g}); b-values look "
+            "like they are in other units (s/m²?). Use s/mm²."
         )
     return b
 
@@ -165,7 +173,7 @@ def background_mask(image: np.ndarray, margin_voxels: int = 2) -> np.ndarray:
 
 def estimate_noise_sigma(signals: np.ndarray, b_values, mask: np.ndarray | None = None,
                          method: str = "auto", *, min_b: float | None = None,
-                         max_b: float | None = None) -> NoiseEstimate:
+                         max_b: float | None = None, shells=None) -> NoiseEstimate:
     """Estimate the Rician σ of DWI magnitude images ``signals[n_b, ...]`` from the data itself.
 
     Only the volumes whose b-value lies in ``[min_b, max_b]`` (the ones fitted, see
@@ -187,12 +195,19 @@ def estimate_noise_sigma(signals: np.ndarray, b_values, mask: np.ndarray | None 
     where high-b signals sit on the noise floor and needs three or more distinct b-values.
 
     ``"auto"``: background if usable, else residual.
+
+    ``shells`` (:class:`virtualbiopsy.diffusion_shells.DwiShells` of these volumes): the background
+    is read on the volumes as acquired (air is Rayleigh in each, not in a combined image), the
+    residuals on the combined signals (one per b-value, weighted by the volumes in each), where
+    the monoexponential holds; σ is then that of one volume.
     """
     signals = np.asarray(signals)
     b_all = np.asarray(b_values, dtype=float)
     if method not in ("auto", "background", "residual"):
         raise InputError(f"Unknown noise-estimation method '{method}'; use auto, background or residual.")
-    used = select_b_values(b_all, min_b, max_b)
+    b_fit = b_all if shells is None else shells.b_values
+    fitted = select_b_values(b_fit, min_b, max_b)
+    used = fitted if shells is None else np.asarray(shells.volumes_of(fitted), dtype=int)
     b = b_all[used]
     reasons = []
     if method in ("auto", "background"):
@@ -206,7 +221,7 @@ def estimate_noise_sigma(signals: np.ndarray, b_values, mask: np.ndarray | None 
                 sigma = float(np.median(values) / math.sqrt(2.0 * math.log(2.0)))
                 if sigma > 0:
                     return NoiseEstimate(sigma, "background", int(values.size),
-                                         f"median of {int(air.sum())} air voxels x {len(b)} b-values / sqrt(2 ln 2)")
+                                         f"median of {int(air.sum())} air voxels x {len(b)} volumes / sqrt(2 ln 2)")
             reasons.append(f"{int(air.sum())} air voxels, {100 * zeros:.0f} % exactly 0")
         else:
             reasons.append("no image (only voxel signals) to find air in")
@@ -214,14 +229,17 @@ def estimate_noise_sigma(signals: np.ndarray, b_values, mask: np.ndarray | None 
             raise InvalidValuesError(
                 "The noise could not be estimated from the background air (" + "; ".join(reasons) + "). Use the "
                 "residual estimator or give the noise sigma.")
-    distinct = np.unique(b).size
+    distinct = np.unique(b_fit[fitted]).size
     if distinct < 3:
         raise InvalidValuesError(
             f"The noise could not be estimated: the background is unusable ({'; '.join(reasons) or 'not tried'}) "
             f"and the fit residuals need at least three distinct b-values (got {distinct}). Give the noise sigma.")
-    flat = signals[used].reshape(used.size, -1)
+    flat = signals.reshape(signals.shape[0], -1)
     voxels = np.flatnonzero(np.asarray(mask, bool).ravel()) if mask is not None else np.arange(flat.shape[1])
-    fit = fit_monoexp(flat[:, voxels], b)
+    if shells is None:
+        fit = fit_monoexp(flat[used][:, voxels], b)
+    else:
+        fit = fit_monoexp(shells.combine(flat[:, voxels])[fitted], b_fit[fitted], weights=shells.averages[fitted])
     dof = fit.n_used - 2
     usable = fit.valid & (dof >= 1)
     if usable.sum() < 10:
@@ -280,7 +298,7 @@ def fit_adc(signals: np.ndarray, b_values, mask: np.ndarray | None = None, progr
 
 def fit_monoexp(signals: np.ndarray, b_values, mask: np.ndarray | None = None, *, min_b: float | None = None,
                 max_b: float | None = None, nonlinear: bool = False, noise_floor: bool = False,
-                noise_sigma: float | None = None, se_floor: bool = True, progress=None,
+                noise_sigma: float | None = None, se_floor: bool = True, weights=None, progress=None,
                 chunk_voxels: int = 1 << 17, max_iterations: int = 50) -> MonoexpFit:
     """Monoexponential fit of every voxel of ``signals[n_b, ...]`` (float32 maps, 0 outside ``mask``).
 
@@ -294,15 +312,26 @@ def fit_monoexp(signals: np.ndarray, b_values, mask: np.ndarray | None = None, *
     max(RSS/(n − 2), σ²): with four b-values the residual variance has only two degrees of freedom
     and is near zero for about one voxel in ten by chance, which would make that voxel look
     falsely precise; the measured noise is the floor of what a fit can claim. Voxels fitted on
-    exactly two signals without a known σ get an infinite SE (nothing to estimate it from).
+    exactly two signals without a known σ have no residual to estimate it from: their SE is NaN
+    (undefined; voxels without a fit get inf).
     ``se_floor=False`` uses the residual variance alone (e.g. for averaged signals, whose noise is
     σ/√n rather than σ).
+
+    ``weights`` (one per b-value, default 1): how many volumes were averaged into each signal
+    (:attr:`virtualbiopsy.diffusion_shells.DwiShells.averages`); its noise is then σ/√n, so it counts
+    n times in both fits, and σ (and the residual variance) stay those of one volume.
     """
     task = as_task(progress)
     signals = np.asarray(signals)
     b_all = check_b_values(b_values, signals.shape[0])
     used = select_b_values(b_all, min_b, max_b)
     b = b_all[used]
+    if weights is None:
+        weights = np.ones(b_all.size)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != b_all.shape or not np.all(weights > 0):
+        raise InputError(f"The fit weights must be one positive number per b-value, got {weights.tolist()}.")
+    weights = weights[used]
     if noise_floor:
         if noise_sigma is None or not noise_sigma > 0:
             raise InputError("The noise-floor correction needs the noise sigma (> 0); estimate it from the data first.")
@@ -319,7 +348,7 @@ def fit_monoexp(signals: np.ndarray, b_values, mask: np.ndarray | None = None, *
         index = selected[start: start + chunk_voxels]
         s = flat[:, index][used].astype(np.float64)
         chunk = _fit_chunk(s, b, nonlinear, noise_floor, noise_sigma, noise_sigma if se_floor else None,
-                           max_iterations)
+                           max_iterations, weights)
         for name in out:
             out[name][index] = chunk[name]
         valid[index] = chunk["valid"]
@@ -332,10 +361,10 @@ def fit_monoexp(signals: np.ndarray, b_values, mask: np.ndarray | None = None, *
 
 
 def _fit_chunk(s: np.ndarray, b: np.ndarray, nonlinear: bool, noise_floor: bool, sigma: float | None,
-               se_sigma: float | None, max_iterations: int) -> dict:
+               se_sigma: float | None, max_iterations: int, weights: np.ndarray) -> dict:
     """Fit ``s[n_b, voxels]`` (float64); every output is a 1D array over the voxels."""
     positive = s > 0
-    w = np.where(positive, s * s, 0.0)
+    w = np.where(positive, s * s * weights[:, None], 0.0)
     y = np.log(np.where(positive, s, 1.0))
     bb = b[:, None]
     sw, sx, sy = w.sum(0), (w * bb).sum(0), (w * y).sum(0)
@@ -349,28 +378,29 @@ def _fit_chunk(s: np.ndarray, b: np.ndarray, nonlinear: bool, noise_floor: bool,
     n = positive.sum(0)
     if not nonlinear:
         model = s0 * np.exp(-bb * adc)
-        rss = np.where(positive, w * (y - (intercept - bb * adc)) ** 2, 0.0).sum(0)  # ≈ Σ (S - Ŝ)²
+        rss = np.where(positive, w * (y - (intercept - bb * adc)) ** 2, 0.0).sum(0)  # ≈ Σ n(S - Ŝ)²
         info = np.where(ok, sw / np.where(ok, det, 1.0), np.inf)  # [(XᵀWX)⁻¹]_slope = sw / det
         se = _standard_error(rss, n, info, se_sigma)
         tss = ((s - s.mean(0)) ** 2).sum(0)
         r2 = np.where(tss > 0, 1.0 - ((s - model) ** 2).sum(0) / np.where(tss > 0, tss, 1.0), 0.0)
         return {"adc": adc, "s0": s0, "adc_se": np.where(ok, se, np.inf), "r2": np.where(ok, r2, 0.0),
                 "rss": np.where(ok, rss, 0.0), "valid": ok, "n_used": n}
-    return _levenberg_marquardt(s, b, s0, adc, ok, sigma if noise_floor else None, se_sigma, max_iterations)
+    return _levenberg_marquardt(s, b, s0, adc, ok, sigma if noise_floor else None, se_sigma, max_iterations,
+                                weights[:, None])
 
 
 def _standard_error(rss, n, info, sigma):
     dof = n - 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        variance = np.where(dof > 0, rss / np.maximum(dof, 1), np.inf if sigma is None else 0.0)
+        variance = np.where(dof > 0, rss / np.maximum(dof, 1), np.nan if sigma is None else 0.0)
     if sigma is not None:
         variance = np.maximum(variance, sigma * sigma)
     with np.errstate(invalid="ignore"):
         return np.sqrt(variance * info)
 
 
-def _levenberg_marquardt(s, b, s0, adc, ok, rician_sigma, sigma, max_iterations):
-    """Least squares Σ(S − f)² per voxel, f = S0·e^(−b·ADC) or its Rician expected magnitude.
+def _levenberg_marquardt(s, b, s0, adc, ok, rician_sigma, sigma, max_iterations, wt):
+    """Least squares Σ w(S − f)² per voxel (w: the ``weights``), f = S0·e^(−b·ADC) or its Rician expected magnitude.
 
     Vectorised Levenberg-Marquardt with Marquardt's diagonal scaling: every voxel has its own
     damping λ, accepts a step only if it lowers its RSS, keeps ADC within :data:`ADC_BOUNDS`
@@ -390,7 +420,7 @@ def _levenberg_marquardt(s, b, s0, adc, ok, rician_sigma, sigma, max_iterations)
         return mean, decay, slope
 
     f, decay, slope = model(p0, p1)
-    rss = ((s - f) ** 2).sum(0)
+    rss = (wt * (s - f) ** 2).sum(0)
     lam = np.full(p0.shape, 1e-3)
     active = np.flatnonzero(ok)
     for _ in range(max_iterations):
@@ -401,8 +431,8 @@ def _levenberg_marquardt(s, b, s0, adc, ok, rician_sigma, sigma, max_iterations)
         j0 = sl * da  # ∂f/∂S0
         j1 = -sl * bb * a0 * da  # ∂f/∂ADC
         r = sa - fa
-        a00, a11, a01 = (j0 * j0).sum(0), (j1 * j1).sum(0), (j0 * j1).sum(0)
-        g0, g1 = (j0 * r).sum(0), (j1 * r).sum(0)
+        a00, a11, a01 = (wt * j0 * j0).sum(0), (wt * j1 * j1).sum(0), (wt * j0 * j1).sum(0)
+        g0, g1 = (wt * j0 * r).sum(0), (wt * j1 * r).sum(0)
         d00, d11 = a00 * (1 + la), a11 * (1 + la)
         det = d00 * d11 - a01 * a01
         good = det > 0
@@ -411,7 +441,7 @@ def _levenberg_marquardt(s, b, s0, adc, ok, rician_sigma, sigma, max_iterations)
         step1 = np.where(good, (d00 * g1 - a01 * g0) / safe, 0.0)
         q0, q1 = a0 + step0, np.clip(a1 + step1, *ADC_BOUNDS)  # projected step: ADC stays in its bounds
         f_new, decay_new, slope_new = model(np.where(q0 > 0, q0, a0), q1)
-        rss_new = ((sa - f_new) ** 2).sum(0)
+        rss_new = (wt * (sa - f_new) ** 2).sum(0)
         accept = good & (q0 > 0) & (rss_new <= rss[active])
         moved = np.abs(q1 - a1)
         converged = accept & (np.abs(step0) <= 1e-9 * np.abs(a0)) & (moved <= 1e-9 * np.abs(a1) + 1e-15)
@@ -422,12 +452,12 @@ def _levenberg_marquardt(s, b, s0, adc, ok, rician_sigma, sigma, max_iterations)
         active = active[~converged & (lam[active] < 1e12)]
     j0 = slope * decay
     j1 = -slope * bb * p0 * decay
-    a00, a11, a01 = (j0 * j0).sum(0), (j1 * j1).sum(0), (j0 * j1).sum(0)
+    a00, a11, a01 = (wt * j0 * j0).sum(0), (wt * j1 * j1).sum(0), (wt * j0 * j1).sum(0)
     det = a00 * a11 - a01 * a01
     info = np.where(ok & (det > 0), a00 / np.where(det > 0, det, 1.0), np.inf)  # [(JᵀJ)⁻¹]_ADC,ADC
     n = np.full(s.shape[1], s.shape[0])  # every signal counts in the signal-domain fit, zeros included
     se = _standard_error(rss, n, info, sigma)
     tss = ((s - s.mean(0)) ** 2).sum(0)
-    r2 = np.where(tss > 0, 1.0 - rss / np.where(tss > 0, tss, 1.0), 0.0)
+    r2 = np.where(tss > 0, 1.0 - ((s - f) ** 2).sum(0) / np.where(tss > 0, tss, 1.0), 0.0)
     return {"adc": np.where(ok, p1, 0.0), "s0": np.where(ok, p0, 0.0), "adc_se": np.where(ok, se, np.inf),
             "r2": np.where(ok, r2, 0.0), "rss": np.where(ok, rss, 0.0), "valid": ok, "n_used": n}

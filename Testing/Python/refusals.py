@@ -15,15 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from virtualbiopsy.cli.main import main
 from virtualbiopsy.errors import VirtualBiopsyError
-
 
 PROGRESS_LINE = re.compile(r"^\[ *\d+\.\d%\] ")
 
@@ -127,8 +126,8 @@ def assert_scene_unchanged_after(context, call: Callable[[], object], error: typ
     before = scene_state(context)
     try:
         call()
-    except error as raised:
-        message = str(raised)
+    except error as caught:
+        raised, message = caught, str(caught)
     else:
         raise AssertionError(f"expected {error.__name__}, nothing was raised")
     assert "\n" not in message.strip(), f"error message is more than one line: {message!r}"

@@ -216,8 +216,13 @@ def test_table_with_failed_cases():
     output, model = harmonise_table(table, "batch", ["age"])
     assert sum(model.batch_counts) == 39 and "1 case(s) whose feature extraction failed" in model.notes[-1]
     assert output.loc[5, features].isna().all() and np.isfinite(output.drop(index=5)[features].to_numpy()).all()
-    expected, _ = harmonise(table.drop(index=5)[features], table.drop(index=5)["batch"], table.drop(index=5)[["age"]])
-    assert np.allclose(output.drop(index=5)[features].to_numpy(), expected.to_numpy())
+    # the near-constant feature (1 in every case but one) is copied unchanged, and said so
+    harmonised = [name for name in features if name != "original_near_constant"]
+    assert model.features == harmonised and any("near-constant" in note for note in model.notes)
+    assert output["original_near_constant"].equals(table["original_near_constant"])
+    expected, _ = harmonise(table.drop(index=5)[harmonised], table.drop(index=5)["batch"],
+                            table.drop(index=5)[["age"]])
+    assert np.allclose(output.drop(index=5)[harmonised].to_numpy(), expected.to_numpy())
     assert apply_to_table(model, table).equals(output)
     with pytest.raises(InputError, match="cannot also be a covariate"):
         harmonise_table(table, "batch", ["batch"])

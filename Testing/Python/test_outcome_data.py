@@ -108,7 +108,7 @@ def test_missing_features_are_a_clear_error(cohort):
         prepare_dataset(cohort.table, "mycn_amplified", features=["adc_mean", "tumour_volume", "glcm_contrast"])
     with pytest.raises(InputError, match="endpoint.*'overall_survival'"):
         prepare_dataset(cohort.table, "overall_survival")
-    with pytest.raises(InputError, match="not numeric: risk_class"):
+    with pytest.raises(InputError, match="risk_class.*not numeric.*low.* for case NB0001 \\(row 1\\)"):
         prepare_dataset(cohort.table, "mycn_amplified", features=["adc_mean", "risk_class"])
     # a model applied to a table without one of its features names it
     with pytest.raises(InputError, match="adc_mean"):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from virtualbiopsy.cli.fcf import add_mask_arguments, arrival_from_text, load_mask, load_series, read_values
+from virtualbiopsy.cli.fcf import add_mask_arguments, arrival_from_text, load_mask, load_series, series_times
 from virtualbiopsy.cli.output import quiet_vtk
-from virtualbiopsy.errors import InputError
 from virtualbiopsy.progress import ConsoleProgress, Task
 
 
@@ -33,33 +33,39 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--window", type=float, default=60.0, help="iAUC window after arrival, s (default 60)")
     parser.add_argument("--arrival", default="region",
                         help="bolus arrival: region (once, on the tumour's mean curve; default), voxel, or a time (s)")
+    parser.add_argument("--override-times", action="store_true",
+                        help="use --times even where the sequence stores different ones (recorded in summary.json)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from virtualbiopsy.habitats import figures
-    from virtualbiopsy.habitats.dce import parse_times
     from virtualbiopsy.habitats.pipeline import DceParameters
     from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
     from virtualbiopsy.mrml import MRMLContext, arrays, io
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    quiet_vtk(args.out / "vtk.log")
+    # Inputs are read and checked before --out is created or the progress bar starts (one-line refusals).
     parameters = DceParameters(args.window, arrival_from_text(args.arrival))
+    quiet_vtk(Path(os.devnull))
     context = MRMLContext.create()
     logic = FitClusterFitLogic(context)
+    series, index_values = load_series(context, args.series, "DCE")
+    times, override = series_times(args.times, args.override_times, index_values, args.series[0])
+    mask, segments, label = load_mask(context, args)
+    habitats = io.load_segmentation(context, args.habitats) if args.habitats else None
+    reference = logic.dce_signals(series, times, True)[2]
+    logic.tumour_mask(mask, reference, segments, label)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    quiet_vtk(args.out / "vtk.log")
     with ConsoleProgress("dce") as bar:
         task = Task(bar)
-        task.update(0.0, "Loading")
-        series, index_values = load_series(context, args.series, "DCE")
-        times = read_values(args.times, parse_times)
-        if times is None and index_values is None:
-            raise InputError("Give the acquisition times with --times (s), e.g. 40x5 or 0,5,10,...")
-        mask, segments, label = load_mask(context, args)
-        habitats = io.load_segmentation(context, args.habitats) if args.habitats else None
         outputs = logic.dce_metrics(series, times, mask, segments, label, parameters, habitats,
-                                    progress=task.sub(0.05, 0.9))
+                                    progress=task.sub(0.0, 0.9), override_times=True)
+        outputs.summary.pop("times_override", None)
+        if override is not None:
+            outputs.summary["times_override"] = override
         task.update(0.9, "Writing")
         window = f"{args.window:g}"
         io.write_csv(outputs.table, args.out / "dce.csv")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
+import os
 from pathlib import Path
 
 from virtualbiopsy.cli.output import quiet_vtk
 from virtualbiopsy.errors import FileFormatError, ImageDimensionError, InputError
 from virtualbiopsy.progress import ConsoleProgress, Task
+
+OVERRIDE_HINT = "Leave {option} out to use the stored ones, or give {flag} to use yours."
 
 
 def add_parser(subparsers) -> None:
@@ -22,12 +24,25 @@ def add_parser(subparsers) -> None:
             "index values are the b-values, a NRRD with a list axis, or a 4D NIfTI). Writes to OUT: habitats.csv "
             "(habitat, voxels, volume_ml, adc, adc_ci_low, adc_ci_high, voxel_mean_adc, ...; ADC in mm²/s), "
             "adc.nrrd, adc_se.nrrd, adc_r2.nrrd, s0.nrrd, habitats.seg.nrrd, signal_vs_b.png, habitat_map.png and "
-            "summary.json; with --dce also iauc60.nrrd and the habitats' iAUC60. Research use only."
+            "summary.json; with --dce also iauc60.nrrd and the habitats' iAUC60. Several volumes of one b-value "
+            "(b-values within 5 %) are combined before fitting: b = 0 volumes averaged, gradient directions (--bvecs) "
+            "into the trace by the geometric mean, repeats of one direction averaged with --repeats-are-averages. "
+            "Research use only."
         ),
     )
     parser.add_argument("--dwi", type=Path, nargs="+", required=True, help="DWI volumes, or one 4D file")
-    parser.add_argument("--bvalues", help="b-values in s/mm², e.g. 0,50,400,800, or a .bval file "
-                                          "(default for a .seq.nrrd: its index values)")
+    parser.add_argument("--bvalues", help="b-values in s/mm², e.g. 0,50,400,800, or a .bval file (default: what the "
+                                          "DWI file stores: a .seq.nrrd's index values, a NRRD DWI's DWMRI gradients, "
+                                          "a .bval beside a NIfTI)")
+    parser.add_argument("--bvecs", type=Path, help="gradient directions, FSL .bvec (3 rows of N, or N rows of 3; "
+                                                   "0 for b = 0; default: a NRRD DWI's gradients, a .bvec beside a "
+                                                   "NIfTI)")
+    parser.add_argument("--repeats-are-averages", action="store_true",
+                        help="repeated non-zero b-values without directions are repeats of one direction: average "
+                             "them (without this they are refused)")
+    parser.add_argument("--override-bvalues", action="store_true",
+                        help="use --bvalues / --bvecs even where the DWI file stores different ones (recorded in "
+                             "summary.json)")
     add_mask_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     fit = parser.add_argument_group("voxel fit")
@@ -65,6 +80,8 @@ def add_parser(subparsers) -> None:
     dce.add_argument("--times", help="DCE acquisition times in s (0,5,10,...; 40x5 = 40 frames every 5 s; or a file)")
     dce.add_argument("--window", type=float, default=60.0, help="iAUC window after arrival, s (default 60)")
     dce.add_argument("--arrival", default="region", help="bolus arrival: region (default), voxel, or a time in s")
+    dce.add_argument("--override-times", action="store_true",
+                     help="use --times even where the DCE sequence stores different ones (recorded in summary.json)")
     parser.set_defaults(run=run)
 
 
@@ -76,15 +93,110 @@ def add_mask_arguments(parser) -> None:
     parser.add_argument("--segment", action="append", help="segment name in the .seg.nrrd (repeat for a union)")
 
 
-def read_values(text: str | None, parse) -> list[float] | None:
-    """Numbers typed on the command line, or read from a file (e.g. dcm2niix's .bval)."""
+def read_values(text: str | None, parse, option: str = "--bvalues", example: str = "0,50,400,800") -> list | None:
+    """Numbers typed on the command line, or read from a file (e.g. dcm2niix's .bval).
+
+    The text is read as numbers first (a long list is no file name), and only then as a path."""
+    from virtualbiopsy.diffusion_shells import read_numbers_file
+
     if text is None:
         return None
-    path = Path(text)
-    if path.is_file():
-        numbers = [v for v in re.split(r"[\s,;]+", path.read_text().strip()) if v]
-        return parse(",".join(numbers))
-    return parse(text)
+    try:
+        return parse(text)
+    except InputError:
+        pass
+    try:
+        is_file = Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        is_file = False
+    if not is_file:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise InputError(f"{option} '{shown}' is neither numbers separated by commas (e.g. {example}) nor an "
+                         "existing file.")
+    return parse(",".join(repr(v) for v in read_numbers_file(Path(text), option.lstrip("-"))))
+
+
+def _is_number_list(text: str, parse) -> bool:
+    try:
+        parse(text)
+    except InputError:
+        return False
+    return True
+
+
+def stored_dwi_table(paths: list[Path]) -> tuple[list | None, object, str, str]:
+    """(b-values, directions [n, 3] or None, where each comes from) that a DWI file carries: a NRRD DWI's
+    DWMRI keys, or the .bval / .bvec beside a NIfTI (dcm2niix's layout). A .seq.nrrd's index values
+    come with the sequence (:func:`load_series`)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from virtualbiopsy.diffusion_shells import nrrd_gradients, read_bvecs, read_numbers_file
+
+    if len(paths) != 1:
+        return None, None, "", ""
+    path = paths[0]
+    name = path.name.lower()
+    if name.endswith((".nrrd", ".nhdr")) and not name.endswith((".seq.nrrd", ".seq.nhdr")):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None, None, "", ""  # unreadable: load_series says so
+        table = nrrd_gradients({key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()})
+        if table is None:
+            return None, None, "", ""
+        source = f"The DWI file '{path.name}' (its DWMRI gradients)"
+        return [float(v) for v in table[0]], table[1], source, source
+    if name.endswith((".nii", ".nii.gz")):
+        stem = path.name[: -len(".nii.gz")] if name.endswith(".nii.gz") else path.name[: -len(".nii")]
+        bval, bvec = path.with_name(stem + ".bval"), path.with_name(stem + ".bvec")
+        if bval.is_file():
+            values = read_numbers_file(bval, "b-values")
+            vectors = np.asarray(read_bvecs(bvec, len(values))) if bvec.is_file() else None
+            return values, vectors, f"'{bval.name}' beside the DWI file", f"'{bvec.name}' beside the DWI file"
+    return None, None, "", ""
+
+
+def dwi_table(args, series, index_values, n_volumes: int) -> dict:
+    """The b-values and directions to use, and where they came from: --bvalues / --bvecs against what the
+    DWI file stores (refused where they differ unless --override-bvalues)."""
+    import numpy as np
+
+    from virtualbiopsy.diffusion import parse_b_values
+    from virtualbiopsy.diffusion_shells import read_bvecs, reconcile_values
+
+    given = read_values(args.bvalues, parse_b_values)
+    stored, stored_vectors, source, vector_source = stored_dwi_table(args.dwi)
+    if index_values is not None:
+        try:
+            stored, source = [float(v) for v in index_values], f"The DWI file '{args.dwi[0].name}' (its index values)"
+        except ValueError:
+            stored = None
+    if given is None and stored is None:
+        raise InputError("Give the b-values with --bvalues (s/mm², one per DWI volume), e.g. 0,50,400,800.")
+    given_from = "--bvalues"
+    if given is not None and not _is_number_list(args.bvalues, parse_b_values):
+        given_from = f"--bvalues '{Path(args.bvalues).name}'"
+    hint = OVERRIDE_HINT.format(option="--bvalues", flag="--override-bvalues")
+    b_values, override = reconcile_values(stored, given, stored_from=source, given_from=given_from,
+                                          override=args.override_bvalues, hint=hint)
+    origin = given_from if given is not None and (override or stored is None) else source
+    if len(b_values) != n_volumes:
+        raise InputError(f"{origin} gives {len(b_values)} b-values for the {n_volumes} DWI volumes; give one b-value "
+                         "(s/mm²) per volume, in order.")
+    vectors = read_bvecs(args.bvecs, n_volumes) if args.bvecs is not None else None
+    if vectors is not None and stored_vectors is not None and not np.allclose(vectors, stored_vectors, atol=1e-3):
+        if not args.override_bvalues:
+            raise InputError(f"{vector_source} stores other gradient directions than '{args.bvecs.name}'. Leave "
+                             "--bvecs out to use the stored ones, or give --override-bvalues to use yours.")
+        override = dict(override or {}, b_vectors_given=str(args.bvecs))
+    if vectors is None:
+        vectors = stored_vectors
+    return {"b_values": b_values, "b_vectors": vectors, "override": override,
+            "b_values_from": origin, "b_vectors_from": None if vectors is None else (
+                str(args.bvecs) if args.bvecs is not None else vector_source)}
 
 
 def load_series(context, paths: list[Path], what: str) -> tuple[object, list | None]:
@@ -102,22 +214,15 @@ def load_series(context, paths: list[Path], what: str) -> tuple[object, list | N
         return sequence, io.sequence_volumes(sequence)[1]
     import SimpleITK as sitk
 
-    from virtualbiopsy.mrml.sitk_bridge import add_volume_from_image
-
     try:
-        image = sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        is_series = reader.GetDimension() == 4 or reader.GetNumberOfComponents() > 1
     except RuntimeError as error:
         raise FileFormatError(f"Could not read '{path.name}': {error}".splitlines()[0]) from error
-    if image.GetDimension() == 4:
-        size = list(image.GetSize())
-        frames = []
-        for index in range(size[3]):
-            frame = sitk.Extract(image, size[:3] + [0], [0, 0, 0, index])
-            frames.append(add_volume_from_image(context, frame, f"{path.stem} {index + 1}"))
-        return frames, None
-    if image.GetNumberOfComponentsPerPixel() > 1:
-        return [add_volume_from_image(context, sitk.VectorIndexSelectionCast(image, i), f"{path.stem} {i + 1}")
-                for i in range(image.GetNumberOfComponentsPerPixel())], None
+    if is_series:  # the library's one reading path for 3D and 4D (same axis order as Slicer's 3D reader)
+        return io.load_frames(context, path)[0], None
     raise ImageDimensionError(f"'{path.name}' is a single 3D volume; give one {what} volume per "
                               f"{'b-value' if what == 'DWI' else 'frame'}, or one 4D file.")
 
@@ -152,7 +257,8 @@ def parameters_from_args(args):
         threshold=args.threshold_se if absolute else args.threshold_percentile, method=args.method, k=args.k,
         k_max=args.k_max, features=tuple(f.strip() for f in args.features.split(",") if f.strip()),
         min_habitat_voxels=args.min_habitat_voxels, ci_method=args.ci, n_bootstrap=args.bootstrap,
-        confidence=args.confidence, seed=args.seed, erode_voxels=args.erode)
+        confidence=args.confidence, seed=args.seed, erode_voxels=args.erode,
+        repeats_are_averages=args.repeats_are_averages)
 
 
 def arrival_from_text(text: str):
@@ -164,62 +270,103 @@ def arrival_from_text(text: str):
         raise InputError(f"--arrival must be region, voxel or a time in s, not '{text}'.") from error
 
 
-def run(args) -> int:
-    from virtualbiopsy.diffusion import parse_b_values
-    from virtualbiopsy.habitats import figures
+def series_times(text, override: bool, index_values, path: Path, option: str = "--times") -> tuple[list, dict | None]:
+    """DCE acquisition times (s) from ``option`` against a sequence's stored ones (refused where they differ
+    unless ``override``): (times, override record or None)."""
+    from virtualbiopsy.diffusion_shells import reconcile_values
     from virtualbiopsy.habitats.dce import parse_times
+
+    given = read_values(text, parse_times, option, "0,5,10,... or 40x5")
+    stored = None
+    if index_values is not None:
+        try:
+            stored = [float(v) for v in index_values]
+        except ValueError:
+            stored = None
+    if given is None and stored is None:
+        raise InputError(f"Give the DCE acquisition times with {option} (s), e.g. 40x5 or 0,5,10,...")
+    return reconcile_values(stored, given, stored_from=f"The DCE file '{path.name}' (its index values)",
+                            given_from=option, what="times", unit="s", override=override,
+                            hint=OVERRIDE_HINT.format(option=option, flag="--override-times"))
+
+
+def print_dwi_combination(summary: dict) -> None:
+    shells = summary.get("dwi_shells", {})
+    if any(len(s["volumes"]) > 1 or s["directions"] for s in shells.get("shells", [])):
+        print(f"DWI: {summary['dwi_volumes']} volumes -> {len(shells['shells'])} b-values: {shells['description']}")
+    for warning in summary.get("warnings", []):
+        print(f"Note: {warning}")
+    override = summary.get("b_values_override")
+    if override:
+        print(f"b-values overridden: {override['stored_in']} stores {override['stored']}; used {override['given']}")
+
+
+def run(args) -> int:
+    from virtualbiopsy.habitats import figures
     from virtualbiopsy.habitats.pipeline import DceParameters
     from virtualbiopsy.logic.fit_cluster_fit import HABITAT_COLOURS, FitClusterFitLogic
     from virtualbiopsy.mrml import MRMLContext, arrays, io
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    quiet_vtk(args.out / "vtk.log")
+    # Every input is read and checked before --out is created or the progress bar starts, so a refusal
+    # is one line and leaves nothing behind.
     parameters = parameters_from_args(args)
+    parameters.validate(args.dce is not None)
     dce_parameters = DceParameters(args.window, arrival_from_text(args.arrival))
     if args.dce is None and args.times is not None:
         raise InputError("--times belongs to a DCE series; give it with --dce.")
+    quiet_vtk(Path(os.devnull))
     context = MRMLContext.create()
     logic = FitClusterFitLogic(context)
+    dwi, index_values = load_series(context, args.dwi, "DWI")
+    n_volumes = dwi.GetNumberOfDataNodes() if hasattr(dwi, "GetNumberOfDataNodes") else len(dwi)
+    table = dwi_table(args, dwi, index_values, n_volumes)
+    dce = times = times_override = None
+    if args.dce:
+        dce, dce_index = load_series(context, args.dce, "DCE")
+        times, times_override = series_times(args.times, args.override_times, dce_index, args.dce[0])
+    mask, segments, label = load_mask(context, args)
+    inputs = dict(b_vectors=table["b_vectors"], override_b_values=True, override_dce_times=True)
+    logic.check_fit_cluster_fit_inputs(dwi, table["b_values"], mask, segments, label, parameters, dce, times,
+                                       **inputs)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    quiet_vtk(args.out / "vtk.log")
     with ConsoleProgress("fcf") as bar:
         task = Task(bar)
-        task.update(0.0, "Loading")
-        dwi, index_values = load_series(context, args.dwi, "DWI")
-        b_values = read_values(args.bvalues, parse_b_values)
-        if b_values is None and index_values is None:
-            raise InputError("Give the b-values with --bvalues (s/mm², one per DWI volume), e.g. 0,50,400,800.")
-        dce = times = None
-        if args.dce:
-            dce, dce_index = load_series(context, args.dce, "DCE")
-            times = read_values(args.times, parse_times)
-            if times is None and dce_index is None:
-                raise InputError("Give the DCE acquisition times with --times (s), e.g. 40x5 or 0,5,10,...")
-        mask, segments, label = load_mask(context, args)
-        outputs = logic.fit_cluster_fit(dwi, b_values, mask, segments, label, parameters, dce, times, dce_parameters,
-                                        progress=task.sub(0.05, 0.9))
+        outputs = logic.fit_cluster_fit(dwi, table["b_values"], mask, segments, label, parameters, dce, times,
+                                        dce_parameters, progress=task.sub(0.0, 0.9), **inputs)
         task.update(0.9, "Writing")
+        result, columns = outputs.result, arrays.table_columns(outputs.table)
+        summary = result.summary
+        summary.pop("b_values_override", None)
+        summary.pop("dce_times_override", None)
+        summary["b_values_from"], summary["b_vectors_from"] = table["b_values_from"], table["b_vectors_from"]
+        if table["override"] is not None:
+            summary["b_values_override"] = table["override"]
+        if times_override is not None:
+            summary["dce_times_override"] = times_override
         io.write_csv(outputs.table, args.out / "habitats.csv")
         for node, file_name in ((outputs.adc, "adc.nrrd"), (outputs.adc_se, "adc_se.nrrd"), (outputs.r2, "adc_r2.nrrd"),
                                 (outputs.s0, "s0.nrrd"), (outputs.habitats, "habitats.seg.nrrd")):
             io.save_node(node, args.out / file_name)
         for key, node in outputs.dce.items():
             io.save_node(node, args.out / f"{f'iauc{args.window:g}' if key == 'iauc' else key}.nrrd")
-        result, table = outputs.result, arrays.table_columns(outputs.table)
-        names = table["habitat"]
-        volumes, b_all = logic.dwi_volumes(dwi, b_values)
-        figures.signal_vs_b(args.out / "signal_vs_b.png", [float(v) for v in b_all], result.mean_signals,
-                            result.habitat_s0, result.habitat_adc, names, HABITAT_COLOURS,
-                            (table["adc_ci_low"], table["adc_ci_high"]), result.summary["noise_sigma"],
+        names = columns["habitat"]
+        figures.signal_vs_b(args.out / "signal_vs_b.png", [float(v) for v in result.shells.b_values],
+                            result.mean_signals, result.habitat_s0, result.habitat_adc, names, HABITAT_COLOURS,
+                            (columns["adc_ci_low"], columns["adc_ci_high"]), summary["noise_sigma"],
                             parameters.noise_floor, result.b_values)
-        first = volumes[0]
+        first = logic.dwi_volumes(dwi, table["b_values"], True)[0][0]
         spacing = first.GetSpacing()
         figures.habitat_map(args.out / "habitat_map.png", arrays.array_from_volume(first), result.labels, names,
                             HABITAT_COLOURS, aspect=spacing[1] / spacing[0])
-        (args.out / "summary.json").write_text(json.dumps(result.summary, indent=2, default=float))
-    print(f"{result.k} habitat(s) in {result.summary['tumour_volume_ml']:.1f} mL of tumour "
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    print_dwi_combination(summary)
+    print(f"{result.k} habitat(s) in {summary['tumour_volume_ml']:.1f} mL of tumour "
           f"({result.exclusion.describe()}):")
     for i, name in enumerate(names):
-        print(f"  {name}: {int(table['voxels'][i])} voxels, ADC {table['adc'][i] * 1e3:.3f} "
-              f"[{table['adc_ci_low'][i] * 1e3:.3f}, {table['adc_ci_high'][i] * 1e3:.3f}] x10^-3 mm²/s "
-              f"(voxel mean {table['voxel_mean_adc'][i] * 1e3:.3f})")
+        print(f"  {name}: {int(columns['voxels'][i])} voxels, ADC {columns['adc'][i] * 1e3:.3f} "
+              f"[{columns['adc_ci_low'][i] * 1e3:.3f}, {columns['adc_ci_high'][i] * 1e3:.3f}] x10^-3 mm²/s "
+              f"(voxel mean {columns['voxel_mean_adc'][i] * 1e3:.3f})")
     print(f"-> {args.out}")
     return 0

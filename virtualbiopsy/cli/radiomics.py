@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--label", type=int, default=1, help="label value of the region (default 1)")
     parser.add_argument("--case-id", default=None, help="case identifier for the one-case table (default: image name)")
     parameters = parser.add_mutually_exclusive_group()
-    parameters.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                            help=f"settings preset (default {DEFAULT_PRESET})")
+    parameters.add_argument("--preset", default=DEFAULT_PRESET,  # checked in parameters_from_args: one-line error
+                            help=f"settings preset: {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
     parameters.add_argument("--params", type=Path, help="a pyradiomics parameter file (YAML/JSON) instead of a preset")
     parser.add_argument("--bin-width", type=float, default=None, help="override the preset's fixed bin width")
     parser.add_argument("--log-sigma", default="", help="add LoG images with these sigmas in mm, e.g. 1,2,3")
@@ -45,8 +45,10 @@ def add_parser(subparsers) -> None:
 
 
 def parameters_from_args(args):
-    from virtualbiopsy.radiomics.extraction import ExtractionParameters
+    from virtualbiopsy.radiomics.extraction import ExtractionParameters, preset_path
 
+    if args.params is None:
+        preset_path(args.preset)  # an unknown name is an InputError naming the presets
     try:
         sigmas = tuple(float(s) for s in args.log_sigma.split(",") if s.strip())
     except ValueError as error:

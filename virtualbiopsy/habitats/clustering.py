@@ -38,8 +38,12 @@ class Exclusion:
     se_threshold: float  # the SE (mm²/s) above which voxels were excluded
     unfitted: int  # voxels without a fit (always excluded)
     uncertain: int  # voxels above the SE threshold
+    skipped: str = ""  # why no voxel was excluded as uncertain (the SE is undefined), '' when it was applied
 
     def describe(self) -> str:
+        if self.skipped:
+            return (f"kept {int(self.keep.sum())} voxels; none excluded as uncertain (ADC SE undefined: "
+                    f"{self.skipped}) and {self.unfitted} without a fit")
         asked = (f"{self.threshold_value:g}th percentile" if self.threshold_kind == "percentile"
                  else "absolute threshold")
         return (f"kept {int(self.keep.sum())} voxels; excluded {self.uncertain} with ADC SE > "
@@ -72,6 +76,16 @@ def reliable_voxels(adc_se: np.ndarray, valid: np.ndarray | None = None, kind: s
         threshold = float(value)
     keep = fitted & (se <= threshold)
     return Exclusion(keep, kind, float(value), threshold, int((~fitted).sum()), int((fitted & ~keep).sum()))
+
+
+def no_exclusion(valid: np.ndarray, reason: str) -> Exclusion:
+    """Keep every fitted voxel: the exclusion by ADC SE is skipped because the SE is undefined (``reason``,
+    e.g. two b-values and no noise estimate)."""
+    fitted = np.asarray(valid, bool).ravel()
+    if not fitted.any():
+        raise InputError("No voxel of the tumour could be fitted (each needs two positive signals at distinct "
+                         "b-values); check the DWI volumes and the mask.")
+    return Exclusion(fitted, "none", float("nan"), float("nan"), int((~fitted).sum()), 0, reason)
 
 
 @dataclass

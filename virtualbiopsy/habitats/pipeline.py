@@ -18,6 +18,7 @@ from virtualbiopsy.diffusion import (
     fit_monoexp,
     select_b_values,
 )
+from virtualbiopsy.diffusion_shells import DwiShells, plan_shells
 from virtualbiopsy.errors import EmptyMaskError, InputError, InvalidValuesError
 from virtualbiopsy.habitats import clustering, refit
 from virtualbiopsy.habitats import dce as dce_module
@@ -50,6 +51,9 @@ class FitClusterFitParameters:
     ``k`` habitats or None to choose in 1..``k_max`` (BIC / silhouette), habitats of at least
     ``min_habitat_voxels``. Refit: ``ci_method`` bootstrap|t, ``n_bootstrap``, ``confidence``.
     ``seed`` fixes the clustering and the bootstrap.
+    DWI volumes: ``repeats_are_averages`` says that repeated non-zero b-values without gradient
+    directions are repeats of one direction, to be averaged (otherwise they are refused; with
+    directions they are combined into the trace): :mod:`virtualbiopsy.diffusion_shells`.
     """
 
     min_b: float | None = None
@@ -71,6 +75,7 @@ class FitClusterFitParameters:
     confidence: float = 0.95
     seed: int = 0
     erode_voxels: int = 1
+    repeats_are_averages: bool = False
 
     def validate(self, with_dce: bool = False) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
@@ -123,6 +128,7 @@ class FitClusterFitResult:
     dce: dce_module.DceMaps | None = None
     dce_mean_curves: np.ndarray | None = None
     dce_times: np.ndarray | None = None
+    shells: DwiShells | None = None  # how the volumes became one signal per b-value (mean_signals' rows)
 
     @property
     def k(self) -> int:
@@ -166,12 +172,49 @@ def check_decay(fit: MonoexpFit) -> None:
             "order of the DWI volumes?")
 
 
+def dwi_shells(signals: np.ndarray, b_values, mask: np.ndarray, p: FitClusterFitParameters,
+               b_vectors=None) -> tuple[np.ndarray, DwiShells]:
+    """Check the DWI volumes' b-values (s/mm², one per volume), directions and signals in ``mask``, and
+    group the volumes into shells (:func:`virtualbiopsy.diffusion_shells.plan_shells`): (b, shells)."""
+    b = check_b_values(b_values, signals.shape[0])
+    shells = plan_shells(b, b_vectors, p.repeats_are_averages)
+    if mask.shape != signals.shape[1:]:
+        raise InputError(f"The mask {mask.shape} is not on the DWI grid {signals.shape[1:]}.")
+    fitted = select_b_values(shells.b_values, p.min_b, p.max_b)
+    check_signals(signals, mask, "DWI", b, shells.volumes_of(fitted))
+    return b, shells
+
+
+def fit_voxels(signals: np.ndarray, b: np.ndarray, shells: DwiShells, mask: np.ndarray, p: FitClusterFitParameters,
+               progress=None) -> tuple[NoiseEstimate | None, np.ndarray, MonoexpFit]:
+    """Noise, the combined signals ``[n_shells, voxels of mask]`` and their voxel fit (:func:`fit_monoexp`)."""
+    task = as_task(progress)
+    task.update(0.0, "Estimating the noise")
+    noise = noise_estimate(signals, b, mask, p, shells)
+    voxels = shells.combine(signals[:, mask])
+    fit = fit_monoexp(voxels, shells.b_values, min_b=p.min_b, max_b=p.max_b, nonlinear=p.nonlinear,
+                      noise_floor=p.voxel_noise_floor, noise_sigma=None if noise is None else noise.sigma,
+                      weights=shells.averages, progress=task.sub(0.1, 1.0))
+    check_decay(fit)
+    return noise, voxels, fit
+
+
+def se_undefined(noise: NoiseEstimate | None, fit: MonoexpFit) -> str:
+    """Why the voxels' ADC SE cannot be known ('' if it can): two b-values leave no residual, and no σ."""
+    distinct = np.unique(fit.b_values).size
+    if noise is not None or distinct > 2:
+        return ""
+    return f"{distinct} b-values leave no residual and the noise sigma is unknown"
+
+
 def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
-                        parameters: FitClusterFitParameters | None = None, *, voxel_volume_ml: float = 1.0,
-                        dce_signals: np.ndarray | None = None, dce_times=None,
+                        parameters: FitClusterFitParameters | None = None, *, b_vectors=None,
+                        voxel_volume_ml: float = 1.0, dce_signals: np.ndarray | None = None, dce_times=None,
                         dce_parameters: DceParameters | None = None, progress=None) -> FitClusterFitResult:
-    """Fit-Cluster-Fit of DWI ``signals[n_b, k, j, i]`` inside ``mask[k, j, i]`` (optionally with a DCE
-    series on the same grid for per-habitat iAUC60)."""
+    """Fit-Cluster-Fit of DWI ``signals[n_volumes, k, j, i]`` (b-values in s/mm², optional gradient
+    directions ``b_vectors[n_volumes, 3]``) inside ``mask[k, j, i]``, optionally with a DCE series on the
+    same grid for per-habitat iAUC60. Volumes of one b-value are first combined (b = 0 and repeats
+    averaged, directions into the trace; :mod:`virtualbiopsy.diffusion_shells`)."""
     task = as_task(progress)
     p = parameters or FitClusterFitParameters()
     d = dce_parameters or DceParameters()
@@ -179,30 +222,26 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     p.validate(with_dce)
     signals = np.asarray(signals)
     mask = np.asarray(mask, bool)
-    b = check_b_values(b_values, signals.shape[0])
-    if mask.shape != signals.shape[1:]:
-        raise InputError(f"The mask {mask.shape} is not on the DWI grid {signals.shape[1:]}.")
-    if mask.sum() < MIN_VOXELS:
+    if mask.shape == signals.shape[1:] and mask.sum() < MIN_VOXELS:
         raise EmptyMaskError(f"The tumour mask has {int(mask.sum())} voxels on the DWI grid; Fit-Cluster-Fit needs at "
                              f"least {MIN_VOXELS}.")
-    check_signals(signals, mask, "DWI", b, select_b_values(b, p.min_b, p.max_b))
+    b, shells = dwi_shells(signals, b_values, mask, p, b_vectors)
     if with_dce and np.asarray(dce_signals).shape[1:] != signals.shape[1:]:
         raise InputError(f"The DCE series {np.asarray(dce_signals).shape[1:]} is not on the DWI grid "
                          f"{signals.shape[1:]}.")
 
-    task.update(0.0, "Estimating the noise")
-    noise = noise_estimate(signals, b, mask, p)
+    noise, voxels, fit = fit_voxels(signals, b, shells, mask, p, task.sub(0.0, 0.3))
     sigma = noise.sigma if noise is not None else None
-    voxels = signals[:, mask]
-    fit = fit_monoexp(voxels, b, min_b=p.min_b, max_b=p.max_b, nonlinear=p.nonlinear,
-                      noise_floor=p.voxel_noise_floor, noise_sigma=sigma, progress=task.sub(0.02, 0.3))
-    check_decay(fit)
     dce_maps = None
     if with_dce:
         dce_maps = dce_module.dce_maps(dce_signals, dce_times, mask, d.window_s, d.arrival, task.sub(0.3, 0.4))
     analysed = _erode(mask, p.erode_voxels)
     inner = analysed[mask]  # over the mask's voxels
-    exclusion = clustering.reliable_voxels(fit.adc_se[inner], fit.valid[inner], p.threshold_kind, p.threshold)
+    undefined = se_undefined(noise, fit)
+    if undefined:
+        exclusion = clustering.no_exclusion(fit.valid[inner], undefined)
+    else:
+        exclusion = clustering.reliable_voxels(fit.adc_se[inner], fit.valid[inner], p.threshold_kind, p.threshold)
     kept = np.zeros(inner.size, bool)
     kept[inner] = exclusion.keep
     dce_features = [name for name in p.features if name in ("iauc60", "wash_in", "ttp")]
@@ -225,9 +264,10 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     voxel_labels = np.full(int(mask.sum()), EXCLUDED_LABEL, np.int32)
     voxel_labels[kept] = clusters.labels
     refitted = refit.refit_habitats(
-        voxels, b, voxel_labels, clusters.k, fit.adc, voxel_volume_ml=voxel_volume_ml, min_b=p.min_b, max_b=p.max_b,
-        nonlinear=p.nonlinear, noise_floor=p.noise_floor, noise_sigma=sigma, ci_method=p.ci_method,
-        n_bootstrap=p.n_bootstrap, confidence=p.confidence, seed=p.seed, progress=task.sub(0.6, 0.85))
+        voxels, shells.b_values, voxel_labels, clusters.k, fit.adc, voxel_volume_ml=voxel_volume_ml, min_b=p.min_b,
+        max_b=p.max_b, nonlinear=p.nonlinear, noise_floor=p.noise_floor, noise_sigma=sigma, ci_method=p.ci_method,
+        n_bootstrap=p.n_bootstrap, confidence=p.confidence, seed=p.seed, weights=shells.averages,
+        progress=task.sub(0.6, 0.85))
     table = refitted["table"]
     mean_curves = None
     if dce_maps is not None:
@@ -246,10 +286,26 @@ def run_fit_cluster_fit(signals: np.ndarray, b_values, mask: np.ndarray,
     summary["analysed_voxels"] = int(analysed.sum())
     summary["boundary_voxels"] = int(mask.sum() - analysed.sum())
     summary["excluded_dce_invalid"] = dce_invalid
+    summary.update(dwi_summary(shells, noise, fit))
     task.update(1.0, "Fit-Cluster-Fit done")
     return FitClusterFitResult(fit, noise, exclusion, clusters, labels, table, refitted["mean_signals"],
                                refitted["s0"], refitted["adc"], refitted["b_values_fitted"], summary, dce_maps,
-                               mean_curves, None if dce_times is None else np.asarray(dce_times, float))
+                               mean_curves, None if dce_times is None else np.asarray(dce_times, float), shells)
+
+
+def dwi_summary(shells: DwiShells, noise: NoiseEstimate | None, fit: MonoexpFit) -> dict:
+    """What was fitted: the volumes combined per b-value, where the ADC SE came from, and warnings."""
+    undefined = se_undefined(noise, fit)
+    if undefined:
+        source = f"undefined: {undefined}"
+    elif np.unique(fit.b_values).size == 2:
+        source = f"the noise sigma ({noise.method}); two b-values leave no residual"
+    else:
+        source = "the fit residuals" + ("" if noise is None else f", at least the noise sigma ({noise.method})")
+    return {"dwi_volumes": shells.n_volumes, "dwi_shells": shells.to_dict(), "adc_se_from": source,
+            "warnings": list(shells.warnings) + ([f"the ADC SE is undefined ({undefined}: no usable background air; "
+                                                  "give the noise sigma to get SEs), so no voxel was excluded as "
+                                                  "uncertain"] if undefined else [])}
 
 
 def _erode(mask: np.ndarray, voxels: int) -> np.ndarray:
@@ -265,13 +321,14 @@ def _erode(mask: np.ndarray, voxels: int) -> np.ndarray:
     return inner
 
 
-def noise_estimate(signals, b, mask, p: FitClusterFitParameters) -> NoiseEstimate | None:
+def noise_estimate(signals, b, mask, p: FitClusterFitParameters, shells: DwiShells | None = None
+                   ) -> NoiseEstimate | None:
     """σ as given, else estimated (``p.noise_method``) from the fitted volumes only (``p.min_b``/``p.max_b``);
-    None if it cannot be and no correction needs it."""
+    None if it cannot be and no correction needs it. ``shells``: as in :func:`estimate_noise_sigma`."""
     if p.noise_sigma is not None:
         return NoiseEstimate(float(p.noise_sigma), "given", 0, "given by the user")
     try:
-        return estimate_noise_sigma(signals, b, mask, p.noise_method, min_b=p.min_b, max_b=p.max_b)
+        return estimate_noise_sigma(signals, b, mask, p.noise_method, min_b=p.min_b, max_b=p.max_b, shells=shells)
     except InvalidValuesError:
         if p.noise_floor or p.voxel_noise_floor:
             raise
@@ -293,7 +350,7 @@ def _summary(p, noise, fit, exclusion, clusters, table, voxel_volume_ml, dce_map
         "fitted_voxels": int(fit.valid.sum()),
         "excluded_uncertain": exclusion.uncertain,
         "excluded_unfitted": exclusion.unfitted,
-        "se_threshold_mm2_s": exclusion.se_threshold,
+        "se_threshold_mm2_s": None if exclusion.skipped else exclusion.se_threshold,
         "exclusion": exclusion.describe(),
         "habitats": clusters.k,
         "clustering": clusters.describe(),

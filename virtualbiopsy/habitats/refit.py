@@ -73,12 +73,13 @@ def refit_habitats(signals: np.ndarray, b_values, labels: np.ndarray, k: int, vo
                    *, voxel_volume_ml: float = 1.0, min_b: float | None = None, max_b: float | None = None,
                    nonlinear: bool = False, noise_floor: bool = False, noise_sigma: float | None = None,
                    ci_method: str = "bootstrap", n_bootstrap: int = 500, confidence: float = 0.95, seed: int = 0,
-                   names: list[str] | None = None, progress=None) -> dict:
+                   names: list[str] | None = None, weights=None, progress=None) -> dict:
     """Refit the mean DWI signal of each habitat 1..k; ``signals[n_b, voxels]``, ``labels[voxels]``.
 
     Returns ``{"table": {column: list}, "mean_signals": [n_b, k], "s0": [k], "adc": [k]}``; table columns:
     habitat, label, voxels, volume_ml, adc, adc_ci_low, adc_ci_high, adc_se (SD of the bootstrap
     ADCs, or the fit's SE with ``"t"``), s0, r2, voxel_mean_adc, voxel_sd_adc, voxel_median_adc.
+    ``weights``: volumes combined into each b-value's signal (see :func:`fit_monoexp`).
     """
     task = as_task(progress)
     if ci_method not in CI_METHODS:
@@ -92,7 +93,7 @@ def refit_habitats(signals: np.ndarray, b_values, labels: np.ndarray, k: int, vo
         raise InputError("A t-based confidence interval needs at least three distinct b-values (the fit of two has no "
                          "residual); use the bootstrap.")
     fit_options = {"min_b": min_b, "max_b": max_b, "nonlinear": nonlinear, "noise_floor": noise_floor,
-                   "noise_sigma": noise_sigma if noise_floor else None}
+                   "noise_sigma": noise_sigma if noise_floor else None, "weights": weights}
     means, counts = habitat_means(signals, labels, k)
     fit = fit_monoexp(means, b, se_floor=False, **fit_options)
     rng = np.random.default_rng(seed)

@@ -12,21 +12,23 @@ per habitat, a table), inside a scene transaction so that an error or a cancel a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from virtualbiopsy.diffusion import check_b_values, fit_adc, fit_monoexp, select_b_values
+from virtualbiopsy.diffusion import check_b_values, fit_monoexp
+from virtualbiopsy.diffusion_shells import plan_shells, reconcile_values
 from virtualbiopsy.errors import EmptyMaskError, InputError, InvalidValuesError
 from virtualbiopsy.habitats import dce as dce_module
 from virtualbiopsy.habitats.pipeline import (
     EXCLUDED_LABEL,
+    MIN_VOXELS,
     DceParameters,
     FitClusterFitParameters,
     FitClusterFitResult,
-    check_decay,
-    check_signals,
-    noise_estimate,
+    dwi_shells,
+    dwi_summary,
+    fit_voxels,
     run_fit_cluster_fit,
 )
 from virtualbiopsy.mrml import arrays
@@ -50,6 +52,7 @@ class VoxelFitOutputs:
     r2: object
     s0: object
     noise_sigma: float | None = None
+    summary: dict = field(default_factory=dict)  # volumes combined per b-value, ADC SE source, warnings
 
 
 @dataclass
@@ -92,22 +95,35 @@ class FitClusterFitLogic:
     # -- inputs ------------------------------------------------------------------------------
 
     @staticmethod
-    def dwi_volumes(dwi, b_values=None) -> tuple[list, list]:
+    def dwi_volumes(dwi, b_values=None, override_b_values: bool = False) -> tuple[list, list]:
         """DWI volume nodes and b-values from a list of volumes, or from a volume sequence whose
-        index values are the b-values (used when ``b_values`` is None)."""
-        return FitClusterFitLogic._series_volumes(dwi, b_values, "b-values (s/mm²), one per DWI volume, e.g. "
-                                                                 "0,50,400,800", "DWI")
+        index values are the b-values. ``b_values`` given for such a sequence must agree with its
+        index values (:func:`~virtualbiopsy.diffusion_shells.reconcile_values`) unless ``override_b_values``."""
+        return FitClusterFitLogic._series_volumes(dwi, b_values, "DWI", override_b_values)[:2]
 
     @staticmethod
-    def _series_volumes(series, values, prompt: str, what: str) -> tuple[list, list]:
+    def _series_volumes(series, values, what: str, override: bool = False) -> tuple[list, list, dict | None]:
+        """(volumes, values, override record or None) of a DWI (b-values) or DCE (times) series."""
+        kind, unit, example = (("b-values", "s/mm²", "0,50,400,800") if what == "DWI"
+                               else ("acquisition times", "s", "0,5,10,..."))
         if series is None:
             raise InputError(f"Select the {what} volumes or sequence.")
-        if hasattr(series, "GetNumberOfDataNodes"):
-            volumes, index_values = sequence_volumes(series)
-            return volumes, list(_index_values(index_values, what) if values is None else values)
+        if not hasattr(series, "GetNumberOfDataNodes"):
+            if values is None:
+                raise InputError(f"Enter the {kind} ({unit}), one per {what} volume, e.g. {example}.")
+            return list(series), list(values), None
+        volumes, index_values = sequence_volumes(series)
         if values is None:
-            raise InputError(f"Enter the {prompt}.")
-        return list(series), list(values)
+            return volumes, _index_values(index_values, what), None
+        try:
+            stored = [float(v) for v in index_values]
+        except (TypeError, ValueError):
+            return volumes, list(values), None  # index values that are not numbers store nothing to disagree with
+        used, record = reconcile_values(
+            stored, list(values), stored_from=f"The {what} sequence '{series.GetName()}'",
+            given_from=f"the {kind} entered", what=kind, unit=unit, override=override,
+            hint=f"Leave the {kind} empty to use the stored ones, or override them explicitly.")
+        return volumes, used, record
 
     def _stack(self, nodes, what: str) -> np.ndarray:
         if not nodes:
@@ -122,9 +138,9 @@ class FitClusterFitLogic:
             stack.append(values.astype(np.float32))
         return np.stack(stack)
 
-    def dwi_signals(self, dwi, b_values=None) -> tuple[np.ndarray, np.ndarray]:
-        """Stack DWI volumes into ``signals[n_b, k, j, i]`` after checking b-values and geometry."""
-        nodes, b_values = self.dwi_volumes(dwi, b_values)
+    def dwi_signals(self, dwi, b_values=None, override_b_values: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Stack DWI volumes into ``signals[n_volumes, k, j, i]`` after checking b-values and geometry."""
+        nodes, b_values = self.dwi_volumes(dwi, b_values, override_b_values)
         if not nodes:
             raise InputError("Select the DWI volumes (one per b-value).")
         b = check_b_values(b_values, len(nodes))
@@ -133,9 +149,10 @@ class FitClusterFitLogic:
             raise InvalidValuesError("Every DWI voxel is zero or negative; these are not magnitude DWI images.")
         return signals, b
 
-    def dce_signals(self, dce, times=None) -> tuple[np.ndarray, np.ndarray, object]:
-        """``signals[n_t, k, j, i]``, times (s) and the first frame's node, after checking them."""
-        nodes, times = self._series_volumes(dce, times, "acquisition times (s), one per DCE frame", "DCE")
+    def dce_signals(self, dce, times=None, override_times: bool = False) -> tuple[np.ndarray, np.ndarray, object]:
+        """``signals[n_t, k, j, i]``, times (s) and the first frame's node, after checking them; ``times``
+        given for a sequence must agree with its index values unless ``override_times``."""
+        nodes, times, _ = self._series_volumes(dce, times, "DCE", override_times)
         t = dce_module.check_times(times, len(nodes))
         return self._stack(nodes, "DCE"), t, nodes[0]
 
@@ -171,45 +188,56 @@ class FitClusterFitLogic:
 
     # -- voxel fits ----------------------------------------------------------------------------
 
-    def fit_adc_map(self, dwi_volume_nodes, b_values=None, mask=None, progress=None, name: str = "ADC"):
+    def fit_adc_map(self, dwi_volume_nodes, b_values=None, mask=None, progress=None, name: str = "ADC", *,
+                    b_vectors=None, repeats_are_averages: bool = False, override_b_values: bool = False):
         """Add a new volume ``ADC`` (mm²/s) fitted voxel-wise from the DWI volumes.
 
         ``dwi_volume_nodes`` is a list of volumes (then ``b_values`` is required) or a volume
-        sequence whose index values are the b-values.
+        sequence whose index values are the b-values. Volumes of one b-value are combined first
+        (b = 0 averaged, gradient directions ``b_vectors[n, 3]`` into the trace, repeats averaged if
+        ``repeats_are_averages``: :mod:`virtualbiopsy.diffusion_shells`).
 
         ``mask`` (optional boolean array on the DWI grid) limits the fit; other voxels are 0.
         """
         task = as_task(progress)
-        signals, b = self.dwi_signals(dwi_volume_nodes, b_values)
-        adc, _ = fit_adc(signals, b, mask=mask, progress=task.sub(0.0, 0.95))
-        reference = self.dwi_volumes(dwi_volume_nodes, b_values)[0][0]
+        signals, b = self.dwi_signals(dwi_volume_nodes, b_values, override_b_values)
+        shells = plan_shells(b, b_vectors, repeats_are_averages)
+        fit = fit_monoexp(shells.combine(signals), shells.b_values, mask=mask, weights=shells.averages,
+                          progress=task.sub(0.0, 0.95))
+        reference = self.dwi_volumes(dwi_volume_nodes, b, True)[0][0]
         with self.context.transaction():
-            node = arrays.add_volume_from_array(self.context, adc, Geometry.from_node(reference), name)
+            node = arrays.add_volume_from_array(self.context, fit.adc, Geometry.from_node(reference), name)
             node.SetAttribute("VirtualBiopsy.Units", "mm2/s")
-            node.SetAttribute("VirtualBiopsy.BValues", ",".join(f"{v:g}" for v in b))
+            node.SetAttribute("VirtualBiopsy.BValues", ",".join(f"{v:g}" for v in shells.b_values))
+            node.SetAttribute("VirtualBiopsy.DwiCombination", shells.describe())
         task.update(1.0, "ADC map ready")
         return node
 
     def voxel_fit(self, dwi, b_values=None, mask=None, segments=None, label=None,
-                  parameters: FitClusterFitParameters | None = None, progress=None) -> VoxelFitOutputs:
-        """ADC, its standard error, R² and S0 maps (new volumes) of the voxels in the tumour mask."""
+                  parameters: FitClusterFitParameters | None = None, progress=None, *, b_vectors=None,
+                  override_b_values: bool = False) -> VoxelFitOutputs:
+        """ADC, its standard error, R² and S0 maps (new volumes) of the voxels in the tumour mask (volumes of
+        one b-value combined first, as in :meth:`fit_adc_map`)."""
         task = as_task(progress)
         p = parameters or FitClusterFitParameters()
         p.validate()
-        signals, b = self.dwi_signals(dwi, b_values)
-        reference = self.dwi_volumes(dwi, b_values)[0][0]
+        signals, b = self.dwi_signals(dwi, b_values, override_b_values)
+        reference = self.dwi_volumes(dwi, b, True)[0][0]
         with self.context.transaction():
             tumour = self.tumour_mask(mask, reference, segments, label)
-            check_signals(signals, tumour, "DWI", b, select_b_values(b, p.min_b, p.max_b))
-            noise = noise_estimate(signals, b, tumour, p)
-            sigma = noise.sigma if noise is not None else None
-            fit = fit_monoexp(signals, b, tumour, min_b=p.min_b, max_b=p.max_b, nonlinear=p.nonlinear,
-                              noise_floor=p.noise_floor or p.voxel_noise_floor, noise_sigma=sigma,
-                              progress=task.sub(0.0, 0.9))
-            check_decay(fit)
-            maps = self._add_fit_maps(fit.adc, fit.adc_se, fit.r2, fit.s0, fit.valid, reference, fit.b_values)
+            b, shells = dwi_shells(signals, b, tumour, p, b_vectors)
+            voxel_p = replace(p, voxel_noise_floor=p.noise_floor or p.voxel_noise_floor)
+            noise, _, fit = fit_voxels(signals, b, shells, tumour, voxel_p, task.sub(0.0, 0.9))
+            spatial = {}
+            for key in ("adc", "adc_se", "r2", "s0", "valid"):
+                values = getattr(fit, key)
+                spatial[key] = np.zeros(tumour.shape, values.dtype)
+                spatial[key][tumour] = values
+            maps = self._add_fit_maps(spatial["adc"], spatial["adc_se"], spatial["r2"], spatial["s0"],
+                                      spatial["valid"], reference, fit.b_values)
         task.update(1.0, "Voxel fit ready")
-        return VoxelFitOutputs(*maps, noise_sigma=sigma)
+        return VoxelFitOutputs(*maps, noise_sigma=None if noise is None else noise.sigma,
+                               summary=dwi_summary(shells, noise, fit))
 
     def _add_fit_maps(self, adc, se, r2, s0, valid, reference, b_fitted) -> list:
         geometry = Geometry.from_node(reference)
@@ -217,39 +245,82 @@ class FitClusterFitLogic:
         nodes = []
         for values, name, unit in ((adc, "ADC", "mm2/s"), (se, "ADC SE", "mm2/s"), (r2, "ADC R2", "1"),
                                    (s0, "S0", "signal")):
-            clean = np.where(valid & np.isfinite(values), values, 0.0).astype(np.float32)
-            node = arrays.add_volume_from_array(self.context, clean, geometry, name)
+            clean = np.where(valid & np.isfinite(values), values, 0.0)
+            note = "0 outside the tumour and where no fit was possible"
+            if name == "ADC SE" and np.any(valid & np.isnan(values)):  # two b-values and no noise estimate
+                clean = np.where(valid & np.isnan(values), np.nan, clean)
+                note += "; NaN where the SE is undefined (no residual and no noise estimate)"
+            node = arrays.add_volume_from_array(self.context, clean.astype(np.float32), geometry, name)
             node.SetAttribute("VirtualBiopsy.Units", unit)
             node.SetAttribute("VirtualBiopsy.BValues", bvals)
-            node.SetAttribute("VirtualBiopsy.Note", "0 outside the tumour and where no fit was possible")
+            node.SetAttribute("VirtualBiopsy.Note", note)
             nodes.append(node)
         return nodes
 
     # -- Fit-Cluster-Fit -------------------------------------------------------------------------
 
+    def check_fit_cluster_fit_inputs(self, dwi, b_values=None, mask=None, segments=None, label=None,
+                                     parameters: FitClusterFitParameters | None = None, dce=None, dce_times=None, *,
+                                     b_vectors=None, override_b_values: bool = False,
+                                     override_dce_times: bool = False):
+        """Every check :meth:`fit_cluster_fit` makes before it fits (parameters, b-values and directions,
+        grids, tumour mask, signals, DCE times), adding no node: a caller can refuse bad input before
+        it starts a long job. Returns the :class:`~virtualbiopsy.diffusion_shells.DwiShells` (how the
+        DWI volumes will be combined per b-value)."""
+        p = parameters or FitClusterFitParameters()
+        return self._fit_inputs(dwi, b_values, mask, segments, label, p, dce, dce_times, b_vectors,
+                                override_b_values, override_dce_times)["shells"]
+
+    def _fit_inputs(self, dwi, b_values, mask, segments, label, p, dce, dce_times, b_vectors, override_b_values,
+                    override_dce_times) -> dict:
+        p.validate(dce is not None)
+        nodes, b_values, b_override = self._series_volumes(dwi, b_values, "DWI", override_b_values)
+        signals, b = self.dwi_signals(nodes, b_values)
+        reference = nodes[0]
+        geometry = Geometry.from_node(reference)
+        dce_signals = times = t_override = first = None
+        if dce is not None:
+            _, _, t_override = self._series_volumes(dce, dce_times, "DCE", override_dce_times)
+            dce_signals, times, first = self.dce_signals(dce, dce_times, override_dce_times)
+            require_same_geometry(geometry, Geometry.from_node(first), reference.GetName(), first.GetName())
+        with self.context.transaction():
+            tumour = self.tumour_mask(mask, reference, segments, label)
+        if tumour.sum() < MIN_VOXELS:
+            raise EmptyMaskError(f"The tumour mask has {int(tumour.sum())} voxels on the DWI grid; Fit-Cluster-Fit "
+                                 f"needs at least {MIN_VOXELS}.")
+        b, shells = dwi_shells(signals, b, tumour, p, b_vectors)
+        return {"signals": signals, "b": b, "shells": shells, "reference": reference, "geometry": geometry,
+                "tumour": tumour, "dce_signals": dce_signals, "times": times, "first": first,
+                "b_values_override": b_override, "dce_times_override": t_override}
+
     def fit_cluster_fit(self, dwi, b_values=None, mask=None, segments=None, label=None,
                         parameters: FitClusterFitParameters | None = None, dce=None, dce_times=None,
                         dce_parameters: DceParameters | None = None, progress=None,
-                        name: str = "Habitats") -> FitClusterFitOutputs:
+                        name: str = "Habitats", *, b_vectors=None, override_b_values: bool = False,
+                        override_dce_times: bool = False) -> FitClusterFitOutputs:
         """Fit every tumour voxel, drop uncertain fits, cluster into habitats, refit each habitat's mean
         signal. Adds new nodes: ADC / ADC SE / ADC R2 / S0 volumes, a segmentation ``name`` with
         segments "habitat 1..k" (habitat 1 = lowest ADC) and "excluded (boundary or uncertain fit)", and a table
         ``name + ' table'`` (ADC in mm²/s with confidence interval, voxel-mean ADC, volume; iAUC60
-        and its voxel mean when a DCE series is given)."""
+        and its voxel mean when a DCE series is given).
+
+        ``b_vectors[n_volumes, 3]``: gradient directions, to combine the volumes of one b-value into
+        the trace. ``b_values`` / ``dce_times`` given for a sequence that stores its own are refused
+        when they differ, unless ``override_b_values`` / ``override_dce_times`` (then recorded in the
+        summary as ``b_values_override`` / ``dce_times_override``)."""
         task = as_task(progress)
         p = parameters or FitClusterFitParameters()
-        signals, b = self.dwi_signals(dwi, b_values)
-        reference = self.dwi_volumes(dwi, b_values)[0][0]
-        geometry = Geometry.from_node(reference)
-        dce_signals = times = None
-        if dce is not None:
-            dce_signals, times, first = self.dce_signals(dce, dce_times)
-            require_same_geometry(geometry, Geometry.from_node(first), reference.GetName(), first.GetName())
+        inputs = self._fit_inputs(dwi, b_values, mask, segments, label, p, dce, dce_times, b_vectors,
+                                  override_b_values, override_dce_times)
+        reference, geometry, tumour, first = inputs["reference"], inputs["geometry"], inputs["tumour"], inputs["first"]
         with self.context.transaction():
-            tumour = self.tumour_mask(mask, reference, segments, label)
-            result = run_fit_cluster_fit(signals, b, tumour, p, voxel_volume_ml=geometry.voxel_volume_ml,
-                                         dce_signals=dce_signals, dce_times=times, dce_parameters=dce_parameters,
+            result = run_fit_cluster_fit(inputs["signals"], inputs["b"], tumour, p, b_vectors=b_vectors,
+                                         voxel_volume_ml=geometry.voxel_volume_ml, dce_signals=inputs["dce_signals"],
+                                         dce_times=inputs["times"], dce_parameters=dce_parameters,
                                          progress=task.sub(0.0, 0.9))
+            for key in ("b_values_override", "dce_times_override"):
+                if inputs[key] is not None:
+                    result.summary[key] = inputs[key]
             task.update(0.9, "Adding the results to the scene")
             fit = result.voxel_fit
             spatial = {}
@@ -299,12 +370,14 @@ class FitClusterFitLogic:
 
     def dce_metrics(self, series, times=None, mask=None, segments=None, label=None,
                     parameters: DceParameters | None = None, habitats=None, progress=None,
-                    name: str = "DCE metrics") -> DceOutputs:
+                    name: str = "DCE metrics", *, override_times: bool = False) -> DceOutputs:
         """Voxel-wise iAUC60, time to peak and wash-in slope in the tumour (new volumes), and a table with
-        one row for the tumour's mean curve and, if a ``habitats`` segmentation is given, one per segment."""
+        one row for the tumour's mean curve and, if a ``habitats`` segmentation is given, one per segment.
+        ``times`` given for a sequence that stores its own must agree with them unless ``override_times``."""
         task = as_task(progress)
         d = parameters or DceParameters()
-        signals, t, reference = self.dce_signals(series, times)
+        _, _, override = self._series_volumes(series, times, "DCE", override_times)
+        signals, t, reference = self.dce_signals(series, times, override_times)
         with self.context.transaction():
             tumour = self.tumour_mask(mask, reference, segments, label)
             maps = dce_module.dce_maps(signals, t, tumour, d.window_s, d.arrival, task.sub(0.0, 0.7))
@@ -342,6 +415,8 @@ class FitClusterFitLogic:
                        "tumour_voxels": int(tumour.sum()), "invalid_voxels": int((tumour & ~maps.valid).sum()),
                        "arrival_capped_voxels": 0 if maps.capped is None else int((tumour & maps.capped).sum()),
                        "times_s": [float(v) for v in t]}
+            if override is not None:
+                summary["times_override"] = override
             table.SetAttribute("VirtualBiopsy.Summary", json.dumps(summary))
         task.update(1.0, "DCE metrics ready")
         return DceOutputs(nodes["iauc"], nodes["time_to_peak"], nodes["wash_in"], table, summary, nodes.get("arrival"),
@@ -403,7 +478,8 @@ def demo_step(context, study, nodes: dict, out_dir, progress=None) -> dict:
                             (outputs.habitats, "habitats.seg.nrrd"), (outputs.dce.get("iauc"), "iauc60.nrrd")):
         if node is not None:
             io.save_node(node, out / file_name)
-    dwi_volumes, b_values = logic.dwi_volumes(nodes["dwi"])
+    dwi_volumes = logic.dwi_volumes(nodes["dwi"])[0]
+    b_values = result.shells.b_values
     names = table["habitat"]
     spacing = dwi_volumes[0].GetSpacing()
     figure_paths = {

@@ -15,6 +15,7 @@ the same values in Slicer and on the command line.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +45,15 @@ def intensity_statistics(values: np.ndarray, voxel_ml: float) -> dict[str, float
         "p90": float(p90),
         "max": float(values.max()),
     }
+
+
+def _stored_grid(volume_node):
+    """The grid of the file a volume node was read from (header only), or None (no file, or unreadable)."""
+    from virtualbiopsy.radiomics import extraction
+
+    storage = volume_node.GetStorageNode()
+    path = storage.GetFullNameFromFileName() if storage is not None and storage.GetFileName() else ""
+    return extraction.stored_grid(path) if path and Path(path).is_file() else None
 
 
 def _as_list(nodes) -> list:
@@ -82,16 +92,41 @@ class RadiomicsBiomarkersLogic(RadiomicsSignatureMixin):
     # -- pyradiomics ---------------------------------------------------------------------------
 
     def _images_and_masks(self, volume_nodes, segmentation_node, segment_id):
-        """{sequence: sitk image} and {sequence: sitk mask} of one segment, each on its volume's grid."""
+        """{sequence: sitk image} and {sequence: sitk mask} of one segment, each on its volume's grid, in the voxel
+        order of the file the volume was read from (see :meth:`voxel_order`)."""
         from virtualbiopsy.mrml import sitk_bridge
+        from virtualbiopsy.radiomics import extraction
 
         images, masks = {}, {}
         for volume in volume_nodes:
             name = volume.GetName()
-            images[name] = sitk_bridge.image_from_volume(volume)
+            image = sitk_bridge.image_from_volume(volume)
             mask = arrays.mask_from_segment(segmentation_node, segment_id, volume)
-            masks[name] = sitk_bridge.image_from_array(mask.astype(np.uint8), Geometry.from_node(volume))
+            mask = sitk_bridge.image_from_array(mask.astype(np.uint8), Geometry.from_node(volume))
+            stored = _stored_grid(volume)
+            restored = extraction.in_stored_order(image, stored) if stored else None
+            if restored:  # the mask shares the volume's grid, so the same flips bring it into the file's order
+                image, mask = restored[0], extraction.in_stored_order(mask, stored)[0]
+            images[name], masks[name] = image, mask
         return images, masks
+
+    def voxel_order(self, volume_node) -> str:
+        """How the voxels of ``volume_node`` reach pyradiomics, in words (recorded with the features).
+
+        A volume read from a file is given to pyradiomics in the file's voxel order, so that its features
+        equal pyradiomics run directly on the file; Slicer's reader reverses an axis of files stored with
+        left-handed axes, which is undone. A volume without a readable file keeps the node's IJK order
+        (as SlicerRadiomics passes it).
+        """
+        from virtualbiopsy.mrml import sitk_bridge
+        from virtualbiopsy.radiomics import extraction
+
+        stored = _stored_grid(volume_node)
+        restored = extraction.in_stored_order(sitk_bridge.image_from_volume(volume_node), stored) if stored else None
+        if not restored:
+            return f"{volume_node.GetName()}: the volume's IJK order (no file with its grid)"
+        undone = (f"; Slicer's reader had reversed axis {', '.join(restored[1])}, undone" if restored[1] else "")
+        return f"{volume_node.GetName()}: as stored in {Path(stored.path).name}{undone}"
 
     def _check_inputs(self, volume_nodes, segmentation_node, segment_ids):
         if not volume_nodes:
@@ -134,6 +169,7 @@ class RadiomicsBiomarkersLogic(RadiomicsSignatureMixin):
         parameters = parameters or extraction.ExtractionParameters()
         params = parameters.pyradiomics_params()
         record = extraction.provenance(parameters, params)
+        record["voxel_order"] = "; ".join(self.voxel_order(volume) for volume in volume_nodes)
         extractor = extraction.make_extractor(params)
         rows = []
         for index, segment_id in enumerate(ids):
@@ -184,6 +220,7 @@ class RadiomicsBiomarkersLogic(RadiomicsSignatureMixin):
         name = volume_node.GetName()
         image = feature_maps.feature_map(images[name], masks[name], feature, parameters, 1, kernel_radius,
                                          task.sub(0.0, 0.95), name, segment_name)
+        image = feature_maps.on_grid(image, sitk_bridge.image_from_volume(volume_node))  # back to the node's order
         with self.context.transaction():
             node = sitk_bridge.add_volume_from_image(self.context, image, f"{name} {feature} map")
             node.SetAttribute(ATTRIBUTE + "feature", feature)

@@ -74,6 +74,9 @@ class RadiomicsSignatureMixin:
         ``signature``: the cases' identifier/label columns and the signature features' values (the
         fitted reduction is stored on it); ``loadings``: features x factors with communalities;
         ``log``: every column/feature that was set aside or dropped, by which step and why.
+        Features: ``parameters.features`` as given, else the shared guard's default (never ids,
+        outcome-like columns such as ``os_days``, text, binary or categorical codes) less
+        ``parameters.exclude``; text in a numeric column is refused naming the cell.
         """
         task = as_task(progress)
         frame = self._table_frame(table_node)
@@ -92,10 +95,11 @@ class RadiomicsSignatureMixin:
 
     # -- exploration ----------------------------------------------------------------------------
 
-    def explore_features(self, table_node, label_column, volume_column=None):
+    def explore_features(self, table_node, label_column, volume_column=None, features=None, exclude=()):
         """Per-feature Mann-Whitney p (Bonferroni, BH), univariate AUC and Spearman rho with volume.
 
         ``volume_column`` None: pyradiomics' MeshVolume (or VoxelVolume) column when present.
+        ``features`` / ``exclude``: as for :meth:`reduce_feature_table`.
         """
         frame = self._table_frame(table_node)
         if not label_column:
@@ -105,9 +109,9 @@ class RadiomicsSignatureMixin:
             volume_column = exploration.find_volume_column(list(frame.columns))
         elif volume_column:
             tables.require_columns(frame, [volume_column], "feature table")
-        features, _ = tables.split_columns(frame, [label_column])
-        if not features:
-            raise InputError(f"Table '{table_node.GetName()}' has no numeric feature columns.")
+        exploration.check_label(tables.labels_as_text(frame[label_column].tolist(), f"label '{label_column}'"),
+                                name=f"label '{label_column}'")
+        features = tables.feature_selection(frame, features, exclude, {label_column: "label"}).features
         volume = frame[volume_column] if volume_column else None
         table = exploration.univariate_table(frame[features], frame[label_column].tolist(), volume)
         with self.context.transaction():
@@ -118,18 +122,24 @@ class RadiomicsSignatureMixin:
     # -- harmonisation --------------------------------------------------------------------------
 
     def harmonise_feature_table(self, table_node, batch_column, covariates: Iterable[str] = (), parametric=True,
-                                progress=None, categorical: Iterable[str] = ()):
+                                progress=None, categorical: Iterable[str] = (), features: Iterable[str] | None = None,
+                                exclude: Iterable[str] = ()):
         """A new table: the input with its feature columns ComBat-harmonised by ``batch_column``.
 
         ``covariates``: columns whose (biological) effects are preserved; text columns are
         categorical, numeric ones linear unless also listed in ``categorical`` (e.g. a stage
-        coded 1-4). The fitted model is stored on the new node.
+        coded 1-4). ``features``: the columns to harmonise (default: the shared guard's, never
+        outcome-like, id, text, binary or categorical columns) less ``exclude``; binary and
+        categorical columns are copied unchanged, and the node's notes say so. The fitted model is
+        stored on the new node.
         """
         task = as_task(progress)
         frame = self._table_frame(table_node)
         params = combat.ComBatParameters(parametric=bool(parametric))
         output, model = combat.harmonise_table(frame, batch_column, list(covariates), params, task.sub(0.0, 0.9),
-                                               categorical=list(categorical))
+                                               categorical=list(categorical),
+                                               features=None if features is None else list(features),
+                                               exclude=list(exclude))
         with self.context.transaction():
             node = self._add_table(output, f"{table_node.GetName()} harmonised")
             node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(model))

@@ -165,14 +165,15 @@ def add_segmentation_from_labels(
 
 
 def add_table(context, columns: Mapping[str, Sequence], name: str, table_node=None):
-    """Add (or fill the given) table node from named columns; numbers stay numeric."""
-    if table_node is None:
-        table_node = context.add_node("vtkMRMLTableNode", name)
-    table = table_node.GetTable()
-    table.Initialize()
+    """Add (or fill the given) table node from named columns; numbers stay numeric.
+
+    The columns are checked and built in a new table first, so a refused call leaves ``table_node``
+    exactly as it was.
+    """
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise InputError(f"Table columns have different lengths: {sorted(lengths)}.")
+    table = vtk.vtkTable()
     for column_name, values in columns.items():
         values = list(values)
         numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
@@ -181,6 +182,9 @@ def add_table(context, columns: Mapping[str, Sequence], name: str, table_node=No
         for value in values:
             array.InsertNextValue(float(value) if numeric else str(value))
         table.AddColumn(array)
+    if table_node is None:
+        table_node = context.add_node("vtkMRMLTableNode", name)
+    table_node.GetTable().DeepCopy(table)
     table_node.Modified()
     return table_node
 

@@ -98,13 +98,18 @@ class MRMLContext:
         return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
 
     @contextmanager
-    def transaction(self):
-        """Remove every node added inside the block if the block raises.
+    def transaction(self, protect=()):
+        """Remove every node added inside the block, and restore the nodes in ``protect``, if the block raises.
 
         Logic wraps each step that adds nodes in a transaction, so that a bad input or a cancel
-        leaves the scene as it was: the user's work is never half-overwritten.
+        leaves the scene as it was: the user's work is never half-overwritten. Nodes that exist
+        before the block and are filled inside it (an output table, volume or segmentation the
+        user passed in) go in ``protect``: their content (table cells, voxels and geometry,
+        segments, attributes) is deep-copied first and copied back on failure. Logic still
+        validates before touching any node; this is the safety net for failures half-way.
         """
         before = self.node_ids()
+        saved = [(node, _content_copy(node)) for node in protect if node is not None]
         try:
             yield self
         except BaseException:
@@ -112,9 +117,20 @@ class MRMLContext:
                 node = self.scene.GetNodeByID(node_id)
                 if node is not None:
                     self.scene.RemoveNode(node)
+            for node, copy in saved:
+                node.CopyContent(copy, True)
             raise
 
     def add_node(self, class_name: str, name: str):
         """Add a new node of ``class_name`` with a unique name derived from ``name``."""
         node = self.scene.AddNewNodeByClass(class_name, self.scene.GenerateUniqueName(name))
         return node
+
+
+def _content_copy(node):
+    """A deep copy of a node's content (not added to any scene), for :meth:`MRMLContext.transaction`."""
+    if not node.HasCopyContent():
+        raise TypeError(f"'{node.GetName()}' ({node.GetClassName()}) cannot be protected: it has no content copy.")
+    copy = node.CreateNodeInstance()
+    copy.CopyContent(node, True)
+    return copy

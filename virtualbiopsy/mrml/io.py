@@ -13,10 +13,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import slicer
 
 from virtualbiopsy.archives import safe_extract
-from virtualbiopsy.errors import FileFormatError, InputError
+from virtualbiopsy.errors import FileFormatError, ImageDimensionError, InputError
+from virtualbiopsy.input_checks import (
+    raise_non_finite,
+    require_bundle_paths_inside,
+    require_complete,
+    require_integer_labels,
+    scene_file_references,
+)
 from virtualbiopsy.mrml.arrays import scratch_nodes, table_columns
 from virtualbiopsy.mrml.geometry import require_finite, require_scalar_3d
 
@@ -32,20 +40,63 @@ def node_name_from_path(path: str | Path) -> str:
     return Path(path).stem
 
 
-def _existing_file(path: str | Path) -> Path:
+def _checked_file(path: str | Path) -> tuple[Path, int]:
+    """(path, NaN / infinite voxels the NIfTI reader would hide) of an existing file whose voxel data is complete.
+
+    See :func:`virtualbiopsy.input_checks.require_complete`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"No file at '{path}'.")
-    return path
+    return path, require_complete(path)
+
+
+def _existing_file(path: str | Path) -> Path:
+    return _checked_file(path)[0]
+
+
+def _frame_count(path: Path) -> int:
+    """Number of 3D frames in an image file (1 for a 3D image), from its header (SimpleITK)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 1  # not an image SimpleITK knows: Slicer's reader gives the message
+    return int(reader.GetSize()[3]) if reader.GetDimension() == 4 else 1
 
 
 def _storage_messages(storage_node) -> str:
     messages = storage_node.GetUserMessages() if hasattr(storage_node, "GetUserMessages") else None
     text = messages.GetAllMessagesAsString() if messages is not None else ""
-    return f" Reader said: {text.strip()}" if text.strip() else ""
+    first = next((line.strip(" -") for line in text.splitlines() if line.strip(" -")), "")
+    return f" Reader said: {first}" if first else ""  # one line: the first message
+
+
+def _require_readable_header(path: Path) -> None:
+    """Refuse a file whose header ITK cannot parse, before a Slicer reader that would abort the process sees it.
+
+    Slicer's segmentation and sequence storage nodes do not catch ITK's exceptions (a bad NRRD
+    header ends the program); SimpleITK reads the same header and raises instead.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise FileFormatError(
+            f"Could not read '{path.name}': the file is corrupt, truncated or not a supported format "
+            f"({str(error).strip().splitlines()[-1]})."
+        ) from error
 
 
 def _read(context, path: Path, node_class: str, storage_class: str, name: str | None):
+    if storage_class != "vtkMRMLVolumeArchetypeStorageNode":
+        _require_readable_header(path)
     node = context.add_node(node_class, name or node_name_from_path(path))
     storage = context.scene.AddNewNodeByClass(storage_class)
     storage.SetFileName(str(path))
@@ -65,7 +116,17 @@ def load_volume(context, path: str | Path, name: str | None = None, labelmap: bo
     Refuses (and leaves the scene unchanged on) missing or corrupt files, 2D or multi-component
     images when ``require_3d``, and NaN / infinite voxels when ``require_finite_values``.
     """
-    path = _existing_file(path)
+    path, hidden_non_finite = _checked_file(path)
+    if hidden_non_finite and labelmap:
+        require_integer_labels(np.full(hidden_non_finite, np.nan), path.name)
+    if hidden_non_finite and require_finite_values:
+        raise_non_finite(path.name, hidden_non_finite)
+    frames = _frame_count(path)
+    if frames > 1:
+        raise ImageDimensionError(
+            f"'{path.name}' is a 4D series of {frames} volumes, not one 3D volume; give one frame of it "
+            "(e.g. the b0 of a DWI) as a 3D file, or use it where a series is expected (fcf --dwi, dce --series)."
+        )
     node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
     with context.transaction():
         node = _read(context, path, node_class, "vtkMRMLVolumeArchetypeStorageNode", name)
@@ -73,12 +134,66 @@ def load_volume(context, path: str | Path, name: str | None = None, labelmap: bo
             raise FileFormatError(f"'{path.name}' holds no image data.")
         if require_3d:
             require_scalar_3d(node, f"image '{path.name}'")
-        if require_finite_values:
-            from virtualbiopsy.mrml.arrays import array_from_volume
+        from virtualbiopsy.mrml.arrays import array_from_volume
 
+        if labelmap:
+            require_integer_labels(array_from_volume(node), path.name)
+        if require_finite_values:
             require_finite(array_from_volume(node), path.name)
         node.CreateDefaultDisplayNodes()
     return node
+
+
+def load_frames(context, path: str | Path, name: str | None = None,
+                require_finite_values: bool = True) -> tuple[list, list[str] | None]:
+    """Load every 3D frame of one 4D file (DWI b-values, DCE times) as NEW scalar volume nodes.
+
+    Returns (volume nodes in file order, index values of a ``.seq.nrrd`` or None). A 4D NIfTI /
+    NRRD / MetaImage file, or a multi-component one, is read with SimpleITK and each frame put on
+    the grid Slicer's own reader gives a 3D file with the same header: a left-handed grid (e.g. the
+    LAS axes dcm2niix writes) gets its slice order reversed with Slicer's
+    ``SetIJKCoordinateSystemToRightHanded``, as ``ForceRightHandedIJKCoordinateSystem`` does in
+    :func:`load_volume`. The voxels keep their positions in mm, and a mask read with
+    :func:`load_volume` lies on the frames' grid whatever the file's axes.
+    """
+    path, hidden_non_finite = _checked_file(path)
+    if hidden_non_finite and require_finite_values:
+        raise_non_finite(path.name, hidden_non_finite)
+    if path.name.lower().endswith((".seq.nrrd", ".seq.nhdr")):
+        return sequence_volumes(load_sequence(context, path, name))
+    import SimpleITK as sitk
+
+    from virtualbiopsy.mrml.arrays import array_from_volume
+    from virtualbiopsy.mrml.sitk_bridge import add_volume_from_image
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise FileFormatError(
+            f"Could not read '{path.name}': the file is corrupt, truncated or not a supported format "
+            f"({str(error).strip().splitlines()[-1]})."
+        ) from error
+    stem = name or node_name_from_path(path)
+    if image.GetDimension() == 4:
+        size = list(image.GetSize())
+        frames = [sitk.Extract(image, size[:3] + [0], [0, 0, 0, i]) for i in range(size[3])]
+    elif image.GetDimension() == 3 and image.GetNumberOfComponentsPerPixel() > 1:
+        frames = [sitk.VectorIndexSelectionCast(image, i) for i in range(image.GetNumberOfComponentsPerPixel())]
+    else:
+        raise ImageDimensionError(
+            f"'{path.name}' is a single {image.GetDimension()}D volume, not a 4D series; give one file per "
+            "b-value or time point, or one 4D file."
+        )
+    with context.transaction():
+        nodes = []
+        for index, frame in enumerate(frames):
+            node = add_volume_from_image(context, frame, f"{stem} {index + 1}")
+            node.SetIJKCoordinateSystemToRightHanded()  # what Slicer's readers do (ForceRightHandedIJKCoordinateSystem)
+            require_scalar_3d(node, f"volume {index + 1} of '{path.name}'")
+            if require_finite_values:
+                require_finite(array_from_volume(node), f"volume {index + 1} of '{path.name}'")
+            nodes.append(node)
+    return nodes, None
 
 
 def load_segmentation(context, path: str | Path, name: str | None = None):
@@ -184,19 +299,24 @@ def load_scene(context, path: str | Path) -> list[str]:
     """Add the nodes of a scene file (``.mrml``) or bundle (``.mrb``) to the scene; returns the new IDs.
 
     Bundles are unpacked with :func:`~virtualbiopsy.archives.safe_extract` (they are untrusted
-    zips) into a folder kept until the process ends, since nodes keep their file names.
+    zips) into a folder kept until the process ends, since nodes keep their file names. A bundle
+    whose scene names a file outside itself (``../``, absolute paths, URIs) is refused before the
+    scene is read, and so is any referenced image file whose voxel data is truncated.
     """
     path = _existing_file(path)
     if path.suffix.lower() == ".mrb":
         folder = Path(tempfile.mkdtemp(prefix="virtualbiopsy_mrb_"))
+        try:
+            scene_file = _checked_bundle(path, folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        safe_extract(path, folder)
-        scenes = sorted(folder.rglob("*.mrml"))
-        if not scenes:
-            raise FileFormatError(f"'{path.name}' holds no .mrml scene; it is not a Slicer scene bundle.")
-        scene_file = scenes[0]
     elif path.suffix.lower() == ".mrml":
         scene_file = path
+        for _, name in scene_file_references(path):
+            if (path.parent / name).is_file():
+                require_complete(path.parent / name)
     else:
         raise InputError(f"A scene file name must end with .mrb or .mrml, not '{path.name}'.")
     with context.transaction():
@@ -206,6 +326,17 @@ def load_scene(context, path: str | Path) -> list[str]:
         if not scene.Import():
             raise FileFormatError(f"The scene in '{path.name}' could not be read.")
         return sorted(context.node_ids() - before)
+
+
+def _checked_bundle(path: Path, folder: Path) -> Path:
+    """Extract a bundle into ``folder`` and check every file its scene names; returns the scene file."""
+    safe_extract(path, folder)
+    scenes = sorted(folder.rglob("*.mrml"))
+    if not scenes:
+        raise FileFormatError(f"'{path.name}' holds no .mrml scene; it is not a Slicer scene bundle.")
+    for data_file in require_bundle_paths_inside(scenes[0], folder, path.name):
+        require_complete(data_file)
+    return scenes[0]
 
 
 def load_sequence(context, path: str | Path, name: str | None = None):

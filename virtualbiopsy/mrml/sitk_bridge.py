@@ -78,6 +78,12 @@ def image_from_array(array: np.ndarray, geometry: Geometry) -> sitk.Image:
 
 
 def add_volume_from_image(context, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
-    """Add a NEW volume node holding a copy of a scalar 3D SimpleITK image; returns the node."""
+    """Add a NEW volume node holding a copy of a scalar 3D SimpleITK image, on exactly its grid; returns the node.
+
+    The grid is kept as it is, also when left-handed, so that a node -> image -> node round trip
+    (pre-processing, registration onto a fixed grid) lands on the node's own grid. Images read
+    from files go through :func:`virtualbiopsy.mrml.io.load_frames` instead, which makes them
+    right-handed as Slicer's readers do.
+    """
     array, geometry = array_and_geometry(image)
     return arrays.add_volume_from_array(context, array, geometry, name, class_name)

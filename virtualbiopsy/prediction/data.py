@@ -10,7 +10,6 @@ know about (a constant feature, few events per feature, much missingness) are
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from virtualbiopsy.columns import (  # noqa: F401 - outcome_like and OUTCOME_WORDS are part of this module's API
+    OUTCOME_WORDS,
+    numeric_values,
+    outcome_like,
+    require_unique_cases,
+    select_features,
+    text_cell_error,
+)
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.frames import frame_from_table
 
@@ -27,31 +34,6 @@ MAX_CLASSES = 10
 MIN_EVENTS = 10  # fewer events than this: no Cox model at all
 EVENTS_PER_FEATURE = 10  # the usual rule of thumb for Cox models
 MISSING_WARN = 0.3  # warn when a feature misses more than this share of its values
-
-
-# Name parts that mark a column as an outcome (follow-up, events, survival, response): recorded AFTER
-# the time of prediction, such a column leaks the answer when used as a feature. Abbreviations are
-# whole name parts (``os_days``, ``EFS.event``), so ``dce_ttp`` (time to peak) or ``age_months`` are not
-# outcomes; ``*_status`` alone is not one either (``mycn_status`` is a tumour biomarker).
-OUTCOME_WORDS = frozenset({
-    "os", "efs", "pfs", "dfs", "rfs", "dss", "css", "mfs", "lfs", "ttr", "survival", "surv", "survived",
-    "event", "events", "death", "dead", "died", "deceased", "alive", "vital", "relapse", "relapsed",
-    "recurrence", "progression", "progressed", "censor", "censored", "censoring", "outcome", "outcomes",
-    "followup", "fu", "response", "responder", "remission",
-})
-OUTCOME_PHRASES = ("follow_up",)  # "time_to_" alone is no outcome: "time_to_peak" is a DCE feature
-
-
-def outcome_like(name) -> bool:
-    """Whether a column name looks like an outcome (``os_days``, ``efs_event``, ``vital_status``, ``followUp``).
-
-    >>> [outcome_like(n) for n in ("os_days", "EFS.event", "vitalStatus", "adc_mean", "dce_ttp", "age_months")]
-    [True, True, True, False, False, False]
-    """
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower()
-    parts = [p for p in re.split(r"[^a-z0-9]+", text) if p]
-    joined = "_".join(parts) + "_"
-    return any(p in OUTCOME_WORDS for p in parts) or any(phrase in joined for phrase in OUTCOME_PHRASES)
 
 
 class DataWarning(UserWarning):
@@ -224,41 +206,18 @@ def prepare_dataset(
         raise InputError("Choose the endpoint column (or a time and an event column for survival).")
     outcome_columns = [time, event] if survival else [endpoint]
     _require_columns(frame, outcome_columns, "endpoint")
-    if frame[key].astype(str).duplicated().any():
-        duplicates = sorted(set(frame[key][frame[key].astype(str).duplicated()].astype(str)))
-        raise InputError(f"The table lists these {key} values more than once: {', '.join(duplicates[:10])}.")
+    require_unique_cases(frame, key)
 
-    excluded = {key, *outcome_columns}
-    if features is None:
-        candidates = [c for c in frame.columns if c not in excluded]
-        outcomes = [c for c in candidates if outcome_like(c)]
-        candidates = [c for c in candidates if c not in outcomes]
-        features = [c for c in candidates if pd.api.types.is_numeric_dtype(frame[c])]
-        text = [c for c in candidates if c not in features]
-        if outcomes:
-            warn(f"Columns that look like outcomes are not used as features (known only after the prediction, "
-                 f"they would leak the answer): {', '.join(map(str, outcomes))}. Name them in the feature list "
-                 "to use them anyway.", collected)
-        if text:
-            warn(f"Text columns not used as features: {', '.join(text)}.", collected)
-    else:
-        features = list(features)
-        _require_columns(frame, features, "feature")
-        clash = [f for f in features if f in excluded]
-        if clash:
-            raise InputError(f"{', '.join(clash)} cannot be both a feature and the case id or endpoint.")
-        text = [f for f in features if not pd.api.types.is_numeric_dtype(frame[f])]
-        if text:
-            examples = "; ".join(f"{f} = {frame[f].dropna().iloc[0]!r}" for f in text if frame[f].notna().any())
-            raise InputError(f"These features are not numeric: {', '.join(text)} ({examples}). "
-                             "Encode them as numbers or leave them out.")
-        outcomes = [f for f in features if outcome_like(f)]
-        if outcomes:
-            warn(f"These features look like outcomes: {', '.join(map(str, outcomes))}. If they are recorded after "
-                 "the time of prediction (follow-up, events, response), they leak the answer into the model.",
-                 collected)
-    if not features:
-        raise InputError("The table has no numeric feature column besides the case id and the endpoint.")
+    reserved = {key: "case id", **{name: "endpoint" for name in outcome_columns}}
+    selection = select_features(frame, features=features, reserved=reserved, key=key)
+    features = selection.features
+    for message in selection.warnings:
+        warn(message, collected)
+
+    if survival:  # named on the whole table, before rows without an outcome are left out
+        error = text_cell_error(frame, time, key, what="The time column")
+        if error is not None:
+            raise error
 
     # rows without an outcome cannot be used (outcomes are never imputed)
     no_outcome = frame[outcome_columns].isna().any(axis=1).to_numpy()
@@ -269,7 +228,7 @@ def prepare_dataset(
         warn(f"{len(dropped)} case(s) without {'/'.join(outcome_columns)} were left out: "
              f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}.", collected)
     frame = frame[~no_outcome].reset_index(drop=True)
-    X = frame[features].astype(float)
+    X = numeric_values(frame, features, key)
     infinite = [f for f in features if np.isinf(X[f]).any()]
     if infinite:
         raise InputError(f"These features contain infinite values: {', '.join(infinite)}.")
@@ -277,7 +236,7 @@ def prepare_dataset(
     dataset = Dataset(frame[key].astype(str).tolist(), X, Endpoint(BINARY), key=key, warnings=collected)
     if survival:
         dataset.endpoint = Endpoint(TIME_TO_EVENT, time=time, event=event)
-        dataset.time, dataset.event = _survival_columns(frame, time, event)
+        dataset.time, dataset.event = _survival_columns(frame, time, event, key)
     else:
         values = frame[endpoint]
         if pd.api.types.is_float_dtype(values) and np.allclose(values, np.round(values)):
@@ -299,13 +258,12 @@ def prepare_dataset(
     return dataset
 
 
-def _survival_columns(frame: pd.DataFrame, time: str, event: str) -> tuple[np.ndarray, np.ndarray]:
-    if not pd.api.types.is_numeric_dtype(frame[time]):
-        raise InputError(f"The time column '{time}' is not numeric (e.g. {frame[time].iloc[0]!r}).")
+def _survival_columns(frame: pd.DataFrame, time: str, event: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     times = frame[time].to_numpy(float)
-    if (times < 0).any() or not np.isfinite(times).all():
-        bad = frame.index[(times < 0) | ~np.isfinite(times)][:5].tolist()
-        raise InputError(f"The time column '{time}' has negative or infinite values (rows {bad}).")
+    bad = np.flatnonzero((times < 0) | ~np.isfinite(times))
+    if bad.size:
+        raise InputError(f"The time column '{time}' has {bad.size} negative or infinite value(s), e.g. "
+                         f"{times[bad[0]]:g} for case {frame[key].iloc[int(bad[0])]}.")
     values = frame[event]
     if values.dtype == bool:
         values = values.astype(int)
@@ -381,9 +339,6 @@ def rows_for(dataset_features: Sequence[str], table, key: str = "case_id",
     if absent:
         raise InputError(f"The table lacks {len(absent)} feature(s) the model was trained on: "
                          f"{', '.join(absent)}.")
-    text = [f for f in dataset_features if not pd.api.types.is_numeric_dtype(frame[f]) and frame[f].notna().any()]
-    if text:
-        raise InputError(f"These features are not numeric in the table: {', '.join(text)}.")
     ids = frame[key].astype(str).tolist()
-    return ids, frame[list(dataset_features)].astype(float).reset_index(drop=True)
+    return ids, numeric_values(frame, dataset_features, key).reset_index(drop=True)
 

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
-import hashlib
 import json
 import multiprocessing
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from virtualbiopsy.errors import FileFormatError, InputError, VirtualBiopsyError
+from virtualbiopsy import manifests
+from virtualbiopsy.errors import InputError, VirtualBiopsyError
 from virtualbiopsy.progress import as_task
 from virtualbiopsy.radiomics import extraction
 
@@ -73,12 +72,8 @@ class BatchResult:
 def read_manifest(path: str | Path) -> list[Case]:
     """Parse a manifest CSV (columns above); paths become absolute, relative to the manifest's folder."""
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"No manifest at '{path}'.")
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        reader = csv.DictReader(stream)
-        header = [h.strip() for h in reader.fieldnames or []]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    header, lined_rows = manifests.read_rows(path)
+    rows = [row for _, row in lined_rows]
     image_columns = [h for h in header if h == "image" or h.startswith("image_")]
     missing = [c for c in ("case_id", "mask") if c not in header] + ([] if image_columns else ["image"])
     if missing:
@@ -89,11 +84,7 @@ def read_manifest(path: str | Path) -> list[Case]:
     if len(image_columns) > 1 and "image" in image_columns:
         raise InputError(f"The manifest '{path.name}' mixes 'image' with 'image_<sequence>' columns; name every "
                          "image column image_<sequence>.")
-    ids = [row["case_id"] for row in rows]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates or not all(ids):
-        raise InputError(f"Every case_id in '{path.name}' must be present and unique; "
-                         + (f"repeated: {', '.join(duplicates)}." if duplicates else "some are empty."))
+    manifests.require_unique_ids([row["case_id"] for row in rows], path.name, [line for line, _ in lined_rows])
 
     def resolve(value: str) -> str:
         return str(Path(value) if Path(value).is_absolute() else (path.parent / value)) if value else ""
@@ -107,30 +98,20 @@ def read_manifest(path: str | Path) -> list[Case]:
     ]
 
 
-def _file_stamp(path: str) -> list:
-    p = Path(path)
-    if not p.is_file():
-        return [path, None, None]
-    stat = p.stat()
-    return [str(p.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
 def case_key(case: Case, params: dict, versions: dict) -> str:
     """A hash of everything a case's features depend on (files, label, parameters, library versions)."""
-    content = {
-        "images": {name: _file_stamp(p) for name, p in case.images.items()},
-        "mask": _file_stamp(case.mask),
+    return manifests.content_key({
+        "images": {name: manifests.file_stamp(p) for name, p in case.images.items()},
+        "mask": manifests.file_stamp(case.mask),
         "label": case.label,
         "params": params,
         "versions": {k: v for k, v in versions.items() if k != "virtualbiopsy"},
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    })
 
 
 def result_path(out_dir: str | Path, case_id: str) -> Path:
     """``<out>/cases/<safe id>_<hash>.json`` (the hash keeps ids that differ only in odd characters apart)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", case_id)[:80]
-    return Path(out_dir) / "cases" / f"{safe}_{hashlib.sha1(case_id.encode()).hexdigest()[:8]}.json"
+    return Path(out_dir) / "cases" / manifests.hashed_name(case_id, ".json")
 
 
 _EXTRACTORS: dict[str, object] = {}

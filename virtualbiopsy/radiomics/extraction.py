@@ -6,6 +6,10 @@ which turns MRML nodes into SimpleITK images) and the cohort batch workers (whic
 SimpleITK) both call it, so a case gives the same values either way. This module imports neither
 ``slicer`` nor VTK, which keeps the worker processes light.
 
+Images reach pyradiomics exactly as given: never flipped, permuted or resampled, so that a file's features
+equal pyradiomics run directly on that file (wavelet, resampling and mesh-based shape features depend on the
+voxel storage order). The MRML path restores the file's order first (:func:`in_stored_order`).
+
 Inputs are checked before pyradiomics sees them, so that a bad case fails with a message naming the
 file and the problem (grid mismatch, empty mask, missing label value, one-voxel region, NaN voxels)
 rather than with a pyradiomics traceback.
@@ -43,6 +47,7 @@ from virtualbiopsy.errors import (
     InputError,
     InvalidValuesError,
 )
+from virtualbiopsy.input_checks import require_integer_labels, require_usable_image_file
 from virtualbiopsy.progress import as_task
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -55,7 +60,7 @@ FEATURE_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngt
 SEQUENCE_SEPARATOR = ":"
 GEOMETRY_TOLERANCE_MM = 1e-3
 # pyradiomics messages that are advice, not problems, and would repeat for every case.
-_QUIET_MESSAGES = ("only 1 needs to be calculated", "is deprecated, use with caution")
+_QUIET_MESSAGES = ("only 1 needs to be calculated", "is deprecated, use with caution", "Fixed bin Count enabled")
 
 
 class _QuietFilter(logging.Filter):
@@ -75,7 +80,8 @@ def _radiomics():
             "(`virtualbiopsy deps`, or the module's first Apply in Slicer)."
         ) from error
     logging.getLogger("radiomics").setLevel(logging.WARNING)
-    for name in ("radiomics", *(f"radiomics.{c}" for c in FEATURE_CLASSES)):  # filters act where records are made
+    # filters act where records are made, so on every logger that makes them
+    for name in ("radiomics", "radiomics.featureextractor", *(f"radiomics.{c}" for c in FEATURE_CLASSES)):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _QuietFilter) for f in logger.filters):
             logger.addFilter(_QuietFilter())
@@ -134,11 +140,15 @@ def load_params(preset: str | None = DEFAULT_PRESET, params_file: str | Path | N
     try:
         params = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise FileFormatError(f"'{path.name}' is not valid YAML: {error}") from error
-    if not isinstance(params, dict) or not set(params) <= {"setting", "imageType", "featureClass", "voxelSetting"}:
+        raise FileFormatError(_yaml_message(path, error)) from error
+    sections = {"setting", "imageType", "featureClass", "voxelSetting"}
+    if not isinstance(params, dict) or not set(params) <= sections:
+        found = (f"it has the section(s) {', '.join(map(repr, sorted(set(params) - sections, key=str)))}"
+                 if isinstance(params, dict) else f"it holds a {type(params).__name__}, not sections")
         raise FileFormatError(
-            f"'{path.name}' is not a pyradiomics parameter file: it needs the sections setting, imageType and "
-            "featureClass (see https://pyradiomics.readthedocs.io/en/latest/customization.html)."
+            f"'{path.name}' is not a pyradiomics parameter file: {found}; it may have only the sections setting, "
+            "imageType, featureClass and voxelSetting (see https://pyradiomics.readthedocs.io/en/latest/"
+            "customization.html)."
         )
     for section in ("setting", "imageType", "featureClass"):
         if params.get(section) is None:
@@ -146,15 +156,40 @@ def load_params(preset: str | None = DEFAULT_PRESET, params_file: str | Path | N
     return params
 
 
+def _yaml_message(path: Path, error) -> str:
+    """One line for a YAML error: where, and what; a tag that names Python code is refused as such."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = str(getattr(error, "problem", None) or error).split("\n")[0]
+    if "tag:yaml.org,2002:python/" in problem:
+        tag = problem.split("tag:yaml.org,2002:", 1)[1].rstrip("'")
+        return (f"'{path.name}' uses the YAML tag '!!{tag}'{where}, which names Python code; a pyradiomics "
+                "parameter file is plain YAML (mappings, lists, numbers, text): remove the tag. Nothing was run.")
+    return f"'{path.name}' is not valid YAML{where}: {problem}."
+
+
+def _pyradiomics_message(error: Exception) -> str:
+    """pykwalify's SchemaError carries its findings in ``msg`` (a list, or text with a header): one line of them."""
+    findings = getattr(error, "msg", None) or str(error)
+    if isinstance(findings, (list, tuple)):
+        findings = "; ".join(str(f) for f in findings)
+    findings = str(findings).replace("Schema validation failed:", "")
+    return " ".join(line.strip(" -") for line in findings.splitlines() if line.strip(" -")).rstrip(".") + "."
+
+
 def make_extractor(params: dict):
     """A pyradiomics ``RadiomicsFeatureExtractor`` for a parameter dictionary (validated by pyradiomics)."""
     _, featureextractor = _radiomics()
+    validator = logging.getLogger("pykwalify")  # it logs its findings to stderr before raising them
+    level, validator.level = validator.level, logging.CRITICAL
     try:
         with warnings.catch_warnings():  # pykwalify loads pyradiomics' schema functions with load_module()
             warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
             extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
     except Exception as error:  # pykwalify's SchemaError and pyradiomics' ValueError
-        raise InputError(f"pyradiomics refused the parameters: {str(error).strip()}") from error
+        raise InputError(f"pyradiomics refused the parameters: {_pyradiomics_message(error)}") from error
+    finally:
+        validator.setLevel(level)
     extractor.settings["additionalInfo"] = False  # diagnostics are recorded once, by provenance()
     return extractor
 
@@ -276,17 +311,65 @@ def as_label_image(mask: sitk.Image) -> sitk.Image:
     return mask
 
 
-def canonical_axes(image: sitk.Image) -> sitk.Image:
-    """The same image with every voxel axis pointing along + of its closest patient axis (flips only).
+@dataclass(frozen=True)
+class StoredGrid:
+    """The voxel grid of an image file as stored: size (i, j, k voxels), spacing (mm), origin (mm) and axis
+    directions (LPS), read from the file's header only."""
 
-    The voxels keep their physical positions; only the storage order changes. pyradiomics' mesh-based
-    shape features (MeshVolume, SurfaceArea, Sphericity...) change by ~0.1 % with the storage order,
-    and Slicer's NRRD reader may store slices in the opposite order to SimpleITK's, so both paths
-    flip to this order first. Axes are never permuted: the slice axis stays the slice axis (force2D).
+    path: str
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+
+def stored_grid(path: str | Path) -> StoredGrid | None:
+    """The grid of a 3D image file as SimpleITK (and so pyradiomics) reads it; None if it cannot be read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    if reader.GetDimension() != 3:
+        return None
+    return StoredGrid(str(path), tuple(reader.GetSize()), tuple(reader.GetSpacing()), tuple(reader.GetOrigin()),
+                      tuple(reader.GetDirection()))
+
+
+def in_stored_order(image: sitk.Image, stored: StoredGrid,
+                    tolerance_mm: float = GEOMETRY_TOLERANCE_MM) -> tuple[sitk.Image, list[str]] | None:
+    """``image`` with its voxels in the order of the file it came from, and the axes that were reversed.
+
+    Slicer's volume reader makes every grid right-handed (``ForceRightHandedIJKCoordinateSystem``): a
+    file stored with left-handed axes (e.g. pyradiomics' brain1, LPS directions diag(1, -1, 1)) is
+    loaded with its slice axis reversed. pyradiomics' wavelet, resampling and mesh results depend on
+    the voxel storage order (wavelet features changed up to 4.6x on brain1), so features equal
+    pyradiomics run on the file only in the file's order. The flip is exact (voxels keep their
+    physical positions); the stored spacing, origin and directions are then set exactly (the MRML
+    round trip changes their last bits). Returns None when no set of axis flips maps the image onto
+    the stored grid (the volume was resampled or moved since it was read, or the file changed).
     """
-    directions = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
-    flips = [bool(directions[int(np.argmax(np.abs(directions[:, c]))), c] < 0) for c in range(3)]
-    return sitk.Flip(image, flips) if any(flips) else image
+    if tuple(image.GetSize()) != tuple(stored.size):
+        return None
+    current = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    target = np.array(stored.direction, dtype=float).reshape(3, 3)
+    flips = []
+    for axis in range(3):
+        if np.allclose(current[:, axis], target[:, axis], atol=1e-4):
+            flips.append(False)
+        elif np.allclose(current[:, axis], -target[:, axis], atol=1e-4):
+            flips.append(True)
+        else:
+            return None
+    flipped = sitk.Flip(image, flips) if any(flips) else sitk.Image(image)
+    if (not np.allclose(flipped.GetSpacing(), stored.spacing, atol=tolerance_mm)
+            or np.linalg.norm(np.subtract(flipped.GetOrigin(), stored.origin)) > tolerance_mm):
+        return None
+    flipped.SetSpacing(stored.spacing)
+    flipped.SetOrigin(stored.origin)
+    flipped.SetDirection(stored.direction)
+    return flipped, ["ijk"[axis] for axis, flip in enumerate(flips) if flip]
 
 
 def _normalise_images(images) -> dict[str, sitk.Image]:
@@ -333,7 +416,7 @@ def extract_case(
         label_image = as_label_image(masks[name])
         check_inputs(image, label_image, label, shown, mask_name, minimum_dimensions)
         try:
-            result = extractor.execute(canonical_axes(image), canonical_axes(label_image), label=int(label))
+            result = extractor.execute(image, label_image, label=int(label))
         except (ValueError, RuntimeError, IndexError) as error:
             raise InputError(
                 f"pyradiomics could not extract features of '{shown}' in label {label} of '{mask_name}': "
@@ -352,11 +435,15 @@ def read_image(path: str | Path, what: str = "image") -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"No {what} file at '{path}'.")
+    require_usable_image_file(path, what)  # truncated data, NaN hidden by the NIfTI reader (issue 10, IO area)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise FileFormatError(f"Could not read the {what} '{path.name}': the file is corrupt or not an image "
                               f"format SimpleITK reads ({str(error).strip().splitlines()[-1]}).") from error
+    if what == "mask":
+        require_integer_labels(sitk.GetArrayViewFromImage(image), path.name)
+    return image
 
 
 def extract_files(

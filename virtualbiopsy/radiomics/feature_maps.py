@@ -98,9 +98,9 @@ def _progress_hook(task):
             radiomics.handler.setLevel(level)
 
 
-def _on_input_grid(feature_image: sitk.Image, image: sitk.Image) -> sitk.Image:
-    """Place the map (pyradiomics crops it to the region + kernel, in canonical axis order) back on the input
-    image's grid: nearest neighbour between coinciding voxel centres, i.e. an exact copy."""
+def on_grid(feature_image: sitk.Image, image: sitk.Image) -> sitk.Image:
+    """Place the map (pyradiomics crops it to the region + kernel) on ``image``'s grid (the same voxels, possibly
+    stored in another axis order): nearest neighbour between coinciding voxel centres, i.e. an exact copy."""
     same_voxels = (np.allclose(feature_image.GetSpacing(), image.GetSpacing(), atol=1e-6)  # up to axis flips
                    and np.allclose(np.abs(feature_image.GetDirection()), np.abs(image.GetDirection()), atol=1e-6))
     if not same_voxels:
@@ -141,8 +141,7 @@ def feature_map(
     task.update(0.0, f"Computing the {feature} map over {voxels} voxels")
     with _progress_hook(task.sub(0.0, 0.95)):
         try:
-            result = extractor.execute(extraction.canonical_axes(image), extraction.canonical_axes(label_image),
-                                       label=int(label), voxelBased=True)
+            result = extractor.execute(image, label_image, label=int(label), voxelBased=True)
         except (ValueError, RuntimeError, IndexError) as error:
             raise InputError(f"pyradiomics could not compute the {feature} map in label {label} of "
                              f"'{mask_name}': {str(error).strip()}") from error
@@ -150,4 +149,4 @@ def feature_map(
     if key not in result:
         raise InputError(f"pyradiomics returned no '{key}' map (it computed: {', '.join(result) or 'nothing'}).")
     task.update(1.0, "Feature map ready")
-    return _on_input_grid(result[key], image)
+    return on_grid(result[key], image)

@@ -241,16 +241,21 @@ def _family(tag: str) -> str:
     return tag.split("_", 1)[0]
 
 
-def _split_tag(tag: str) -> tuple[str, str | None]:
-    """'cm_contrast_3D_avg' -> ('cm_contrast', '3D_avg' configuration), or (tag, None) if not computed."""
-    for configuration, (_, suffixes) in CONFIGURATIONS.items():
+def _split_tag(tag: str, aggregations: dict[str, dict] | None = None) -> tuple[str, str | None]:
+    """'cm_contrast_3D_avg' -> ('cm_contrast', '3D_avg' aggregation), or (tag, None) if not computed.
+
+    ``aggregations``: {name: {family: tag suffix}} (default: the digital phantom's :data:`CONFIGURATIONS`).
+    """
+    if aggregations is None:
+        aggregations = {name: suffixes for name, (_, suffixes) in CONFIGURATIONS.items()}
+    for aggregation, suffixes in aggregations.items():
         suffix = suffixes.get(_family(tag))
         if suffix is None:
             continue
         if suffix and tag.endswith(suffix):
-            return tag[: -len(suffix)], configuration
+            return tag[: -len(suffix)], aggregation
         if not suffix and tag in IBSI_TO_PYRADIOMICS:
-            return tag, configuration
+            return tag, aggregation
     return tag, None
 
 
@@ -261,7 +266,12 @@ def _configuration_parameters(configuration: str) -> extraction.ExtractionParame
 
 def _configuration_params(configuration: str) -> dict:
     _, suffixes = CONFIGURATIONS[configuration]
-    params = _configuration_parameters(configuration).pyradiomics_params()
+    return restrict_feature_classes(_configuration_parameters(configuration).pyradiomics_params(), suffixes)
+
+
+def restrict_feature_classes(params: dict, suffixes: dict) -> dict:
+    """``params`` with only the feature classes that the IBSI families in ``suffixes`` need (deprecated
+    features that IBSI defines enabled explicitly)."""
     classes = {feature.split("_")[0] for base, feature in IBSI_TO_PYRADIOMICS.items() if _family(base) in suffixes}
     params["featureClass"] = {
         name: (None if name not in DEPRECATED_COMPUTED else list(_enabled_with_deprecated(name)))
@@ -315,21 +325,37 @@ def compliance_report(phantom_dir: str | Path | None = None, progress=None) -> l
     task = as_task(progress)
     paths = phantom_paths(phantom_dir)
     features = phantom_features(phantom_dir, task.sub(0.0, 0.9))
+    aggregations = {name: suffixes for name, (_, suffixes) in CONFIGURATIONS.items()}
+    rows = compare_with_references(read_references(paths["reference_values"]), features, aggregations,
+                                   features["voxels"]["count"])
+    task.update(1.0, "IBSI report ready")
+    return rows
+
+
+def compare_with_references(references: list[Reference], features: dict[str, dict[str, float]],
+                            aggregations: dict[str, dict], voxels: float, explain=None) -> list[dict]:
+    """One row (:data:`REPORT_COLUMNS`) per IBSI reference tag, in the references' order.
+
+    ``features``: {aggregation: {pyradiomics class_Feature: value}}; ``aggregations``: {aggregation:
+    {IBSI family: tag suffix}}; ``voxels``: the ROI's voxel count (for the PCA conversion);
+    ``explain(base, aggregation, value, reference)``: the reason given for a differing value.
+    """
+    explain = explain or explain_difference
     rows = []
-    for reference in read_references(paths["reference_values"]):
-        base, configuration = _split_tag(reference.tag)
+    for reference in references:
+        base, configuration = _split_tag(reference.tag, aggregations)
         feature = IBSI_TO_PYRADIOMICS.get(base) if configuration else None
         row = dict.fromkeys(REPORT_COLUMNS, "")
         row.update(ibsi_tag=reference.tag, configuration=configuration or "",
                    reference="" if reference.value is None else reference.value,
                    tolerance="" if reference.tolerance is None else reference.tolerance)
-        if feature is None or feature not in features[configuration]:
+        if feature is None or feature not in features.get(configuration, {}):
             row.update(status=NOT_COMPUTED, note=_not_in_pyradiomics(reference.tag))
             rows.append(row)
             continue
         value = features[configuration][feature]
         convert, conversion_note = CONVERSIONS.get(feature, (None, ""))
-        ibsi_value = convert(value, features["voxels"]["count"]) if convert else value
+        ibsi_value = convert(value, voxels) if convert else value
         notes = [n for n in (conversion_note, NOTES.get(base, "")) if n]
         row.update(pyradiomics_feature=f"original_{feature}", pyradiomics_value=value,
                    ibsi_convention_value=ibsi_value)
@@ -342,10 +368,9 @@ def compliance_report(phantom_dir: str | Path | None = None, progress=None) -> l
                 row["status"] = CONVERTED_MATCH if convert else MATCH
             else:
                 row["status"] = DIFFERS
-                notes.append(explain_difference(base, configuration, value, reference))
+                notes.append(explain(base, configuration, value, reference))
         row["note"] = "; ".join(n for n in notes if n)
         rows.append(row)
-    task.update(1.0, "IBSI report ready")
     return rows
 
 
@@ -406,23 +431,42 @@ def summary_line(counts: dict[str, int]) -> str:
             "pyradiomics.")
 
 
-def write_report(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``ibsi_compliance.csv`` and ``ibsi_compliance.html`` into ``out_dir``; returns both paths."""
+def write_csv(rows: list[dict], columns, path: Path) -> Path:
+    """Rows as a CSV (floats with 10 significant digits)."""
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items() if k in columns})
+    return path
+
+
+def write_report(rows: list[dict], out_dir: str | Path, ct: tuple[list[dict], dict] | None = None,
+                 filters: list[dict] | None = None, notes: list[str] = ()) -> tuple[Path, Path]:
+    """Write ``ibsi_compliance.csv`` (digital phantom), with ``ct`` (rows, facts of
+    :func:`~virtualbiopsy.radiomics.ibsi_ct.ct_report`) ``ibsi_ct_phantom.csv``, with ``filters`` (rows of
+    :func:`~virtualbiopsy.radiomics.ibsi_filters.filter_report`) ``ibsi_filters.csv``, and one
+    ``ibsi_compliance.html`` with a section for each; ``notes``: paragraphs on sections not run.
+    Returns the digital phantom's CSV and the HTML path."""
     import json
 
+    from virtualbiopsy.radiomics import ibsi_ct, ibsi_filters
     from virtualbiopsy.report.html import Report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "ibsi_compliance.csv"
-    with open(csv_path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=REPORT_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items()})
+    csv_path = write_csv(rows, REPORT_COLUMNS, out_dir / "ibsi_compliance.csv")
+    if ct is not None:
+        write_csv(ct[0], ibsi_ct.CT_COLUMNS, out_dir / "ibsi_ct_phantom.csv")
+    if filters is not None:
+        write_csv(filters, ibsi_filters.FILTER_COLUMNS, out_dir / "ibsi_filters.csv")
     counts = summary(rows)
     report = Report("IBSI compliance of the Virtual Biopsy radiomics extraction (pyradiomics)")
     report.paragraph(summary_line(counts))
+    for line in ([ibsi_ct.summary_line(ibsi_ct.summary(ct[0]))] if ct is not None else []) + (
+            [ibsi_filters.summary_line(ibsi_filters.summary(filters))] if filters is not None else []) + list(notes):
+        report.paragraph(line)
+    report.heading("IBSI 1 digital phantom")
     report.paragraph(
         "Phantom: IBSI chapter 1 digital phantom (5 x 4 x 4 voxels of 2 mm; CC BY 4.0) with its consensus reference "
         "values. A value matches when it is within the IBSI tolerance or rounds to the reference at its 3 "
@@ -445,4 +489,8 @@ def write_report(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     report.heading("IBSI features pyradiomics does not compute")
     missing = [r for r in rows if r["status"] == NOT_COMPUTED]
     report.table({c: [r[c] for r in missing] for c in ("ibsi_tag", "reference", "tolerance", "note")})
+    if ct is not None:
+        ibsi_ct.add_to_report(report, *ct)
+    if filters is not None:
+        ibsi_filters.add_to_report(report, filters)
     return csv_path, report.write(out_dir / "ibsi_compliance.html")

@@ -1,7 +1,10 @@
-"""A short, self-contained HTML report: sections of text, tables and figures (PNG files beside it).
+"""A short, self-contained HTML report: sections of text, tables and figures (PNG files beside it),
+and the escaping of user text (feature names, case ids, class labels) for HTML and Markdown.
 
 Hand-written rather than a template engine: the report is a few headings, tables and images,
-and escaping every value with :func:`html.escape` is all the safety it needs.
+and escaping every value with :func:`html.escape` is all the safety it needs. Markdown (the
+model card) gets :func:`markdown_text`: Markdown passes raw HTML through, so a feature named
+``<script>`` must not reach it as markup.
 """
 
 from __future__ import annotations
@@ -23,6 +26,29 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 """
 
 
+_MARKDOWN_SPECIAL = "\\`*_[]|#!~"  # backslash-escaped (CommonMark escapes any ASCII punctuation this way)
+
+
+def markdown_text(value) -> str:
+    """``value`` as literal Markdown text, safe inside a paragraph, a list item or a table cell.
+
+    ``& < >`` become HTML entities (no raw HTML reaches the renderer, which shows them as the
+    characters), the characters that make Markdown markup (``\\ ` * _ [ ] | # ! ~``) are
+    backslash-escaped, and line breaks become spaces (a new line would end a table row).
+
+    >>> print(markdown_text("<script>alert(1)</script> a|b *c*"))
+    &lt;script&gt;alert(1)&lt;/script&gt; a\\|b \\*c\\*
+    """
+    text = " ".join(str(value).splitlines())
+    text = html.escape(text, quote=False)
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
+
+
+def markdown_code(value) -> str:
+    """``value`` as a Markdown code span (its content is shown literally; backticks and line breaks removed)."""
+    return "`" + " ".join(str(value).replace("`", "'").splitlines()) + "`"
+
+
 @dataclass
 class Report:
     title: str
@@ -32,7 +58,7 @@ class Report:
         self.sections.append(f"<h2>{html.escape(text)}</h2>")
 
     def paragraph(self, text: str, css_class: str | None = None) -> None:
-        attribute = f' class="{css_class}"' if css_class else ""
+        attribute = f' class="{html.escape(css_class)}"' if css_class else ""
         self.sections.append(f"<p{attribute}>{html.escape(text)}</p>")
 
     def table(self, columns: dict[str, list], caption: str = "", digits: int = 4) -> None:

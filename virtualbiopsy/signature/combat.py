@@ -39,12 +39,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from virtualbiopsy.columns import OUTCOME, discrete_kind, numeric_values
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.progress import as_task
-from virtualbiopsy.signature.tables import failed_rows, require_columns, require_finite_features, split_columns
+from virtualbiopsy.signature.batch_effect import (  # noqa: F401 - part of this module's API
+    batch_effect_table,
+    plot_batch_effect,
+    summarise_batch_effect,
+)
+from virtualbiopsy.signature.tables import failed_rows, feature_selection, require_columns, require_finite_features
 from virtualbiopsy.signature.tables import labels_as_text as _labels
+from virtualbiopsy.signature.variance import most_common_share
 
 MODEL_KIND = "virtualbiopsy.combat"
+NEAR_CONSTANT_SHARE = 0.95  # features where this share of the cases hold one value are not harmonised
 FORMAT_VERSION = 1
 
 
@@ -111,7 +119,7 @@ class ComBatModel:
                   ) -> pd.DataFrame:
         """Harmonised copy of ``values`` (cases x features, the fitted features at least)."""
         require_columns(values, self.features, "feature table to harmonise")
-        data = values[self.features].astype(float)
+        data = numeric_values(values, self.features)
         require_finite_features(data, "feature table to harmonise")
         labels = _labels(list(batch), f"batch column '{self.batch_column}'")
         if len(labels) != len(data):
@@ -178,6 +186,65 @@ def _covariate_spec(covariates: pd.DataFrame | None, categorical: Iterable[str] 
     return cats, nums
 
 
+def _design(values: pd.DataFrame, batch: Sequence, covariates: pd.DataFrame | None, params: ComBatParameters,
+            categorical: Iterable[str] | None, batch_column: str):
+    """Every check of the fit on its inputs; (the model so far, batch index per case, covariate design, design,
+    least-squares coefficients)."""
+    data = values.astype(float)
+    require_finite_features(data, "feature table to harmonise")
+    features = list(data.columns)
+    if len(features) < 2:
+        raise InputError(f"ComBat needs at least 2 features ({len(features)} given: {', '.join(features) or 'none'}): "
+                         "its priors pool information across features.")
+    labels = _labels(list(batch), f"batch column '{batch_column}'")
+    if len(labels) != len(data):
+        raise InputError(f"{len(labels)} batch labels were given for {len(data)} cases.")
+    batches = sorted(set(labels))
+    if len(batches) < 2:
+        raise InputError(f"Every case is in batch '{batches[0]}' of the batch column '{batch_column}'; ComBat needs "
+                         "at least two batches to harmonise.")
+    counts = [int(np.sum(labels == b)) for b in batches]
+    notes = []
+    mean_only = params.mean_only
+    if min(counts) < 2 and not mean_only:
+        single = [b for b, c in zip(batches, counts) if c < 2]
+        mean_only = True
+        notes.append(f"batch(es) {', '.join(single)} have a single case, so no batch scale can be estimated: every "
+                     "batch is adjusted in location only (as sva's ComBat does)")
+    if covariates is not None:
+        if len(covariates) != len(data):
+            raise InputError(f"{len(covariates)} covariate rows were given for {len(data)} cases.")
+        covariates = covariates.reset_index(drop=True)
+    cats, nums = _covariate_spec(covariates, categorical)
+    model = ComBatModel(features, batches, counts, nums, cats, np.zeros((0, len(features))), np.zeros(0),
+                        np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), params.parametric,
+                        mean_only, notes=notes, batch_column=batch_column)
+    index = np.array([batches.index(label) for label in labels])
+    onehot = (index[:, None] == np.arange(len(batches))[None, :]).astype(float)
+    covariate_design = model.covariate_design(covariates, len(data))
+    design = np.concatenate([onehot, covariate_design], axis=1)
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        raise InputError("The covariate(s) " + ", ".join(model.covariates) + " are confounded with the batches (or "
+                         "with each other), e.g. a covariate constant within each batch: ComBat cannot tell their "
+                         "effects apart. Remove or recode them.")
+    if len(data) <= design.shape[1]:
+        raise InputError(f"{len(data)} cases are too few for {len(batches)} batches and "
+                         f"{covariate_design.shape[1]} covariate term(s).")
+    # 1. location/scale model by least squares (here: which features vary beyond it)
+    y = data.to_numpy()
+    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+    var_pooled = ((y - design @ coefficients) ** 2).mean(axis=0)
+    scale = np.maximum(np.abs(y).max(axis=0), np.finfo(float).tiny)
+    flat = var_pooled <= (1e-10 * scale) ** 2
+    model.unchanged = [name for name, f in zip(features, flat) if f]
+    if model.unchanged:
+        notes.append(f"{len(model.unchanged)} feature(s) have no residual variance and are passed through unchanged: "
+                     + ", ".join(model.unchanged[:8]) + (" ..." if len(model.unchanged) > 8 else ""))
+    if (~flat).sum() < 2:
+        raise InputError("Fewer than 2 features vary beyond the batch and covariate effects; nothing to harmonise.")
+    return model, index, covariate_design, design, coefficients
+
+
 def _parametric(s, g_hat, d_hat, g_bar, t2, a, b, convergence, max_iterations):
     """Posterior gamma*, delta* of one batch by the reference implementations' fixed-point iteration."""
     n = s.shape[0]
@@ -227,61 +294,15 @@ def fit_combat(values: pd.DataFrame, batch: Sequence, covariates: pd.DataFrame |
     params = parameters or ComBatParameters()
     task = as_task(progress)
     task.update(0.0, "ComBat: design")
-    data = values.astype(float)
-    require_finite_features(data, "feature table to harmonise")
-    features = list(data.columns)
-    if len(features) < 2:
-        raise InputError("ComBat needs at least 2 features: its priors pool information across features.")
-    labels = _labels(list(batch), f"batch column '{batch_column}'")
-    if len(labels) != len(data):
-        raise InputError(f"{len(labels)} batch labels were given for {len(data)} cases.")
-    batches = sorted(set(labels))
-    if len(batches) < 2:
-        raise InputError(f"Every case is in batch '{batches[0]}'; ComBat needs at least two batches to harmonise.")
-    counts = [int(np.sum(labels == b)) for b in batches]
-    notes = []
-    mean_only = params.mean_only
-    if min(counts) < 2 and not mean_only:
-        single = [b for b, c in zip(batches, counts) if c < 2]
-        mean_only = True
-        notes.append(f"batch(es) {', '.join(single)} have a single case, so no batch scale can be estimated: every "
-                     "batch is adjusted in location only (as sva's ComBat does)")
-    if covariates is not None:
-        if len(covariates) != len(data):
-            raise InputError(f"{len(covariates)} covariate rows were given for {len(data)} cases.")
-        covariates = covariates.reset_index(drop=True)
-    cats, nums = _covariate_spec(covariates, categorical)
-    model = ComBatModel(features, batches, counts, nums, cats, np.zeros((0, len(features))), np.zeros(0),
-                        np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), params.parametric,
-                        mean_only, notes=notes, batch_column=batch_column)
-    index = np.array([batches.index(label) for label in labels])
-    onehot = (index[:, None] == np.arange(len(batches))[None, :]).astype(float)
-    covariate_design = model.covariate_design(covariates, len(data))
-    design = np.concatenate([onehot, covariate_design], axis=1)
-    if np.linalg.matrix_rank(design) < design.shape[1]:
-        raise InputError("The covariate(s) " + ", ".join(model.covariates) + " are confounded with the batches (or "
-                         "with each other), e.g. a covariate constant within each batch: ComBat cannot tell their "
-                         "effects apart. Remove or recode them.")
-    if len(data) <= design.shape[1]:
-        raise InputError(f"{len(data)} cases are too few for {len(batches)} batches and "
-                         f"{covariate_design.shape[1]} covariate term(s).")
-
-    # 1. location/scale model by least squares
-    y = data.to_numpy()
-    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+    model, index, covariate_design, design, coefficients = _design(values, batch, covariates, params, categorical,
+                                                                   batch_column)
+    batches, counts, mean_only = model.batches, model.batch_counts, model.mean_only
+    y = values.to_numpy(dtype=float)
     n = len(y)
     grand_mean = (np.asarray(counts) / n) @ coefficients[: len(batches)]
     beta = coefficients[len(batches):]
     var_pooled = ((y - design @ coefficients) ** 2).mean(axis=0)
-    scale = np.maximum(np.abs(y).max(axis=0), np.finfo(float).tiny)
-    flat = var_pooled <= (1e-10 * scale) ** 2
-    model.unchanged = [name for name, f in zip(features, flat) if f]
-    if model.unchanged:
-        notes.append(f"{len(model.unchanged)} feature(s) have no residual variance and are passed through unchanged: "
-                     + ", ".join(model.unchanged[:8]) + (" ..." if len(model.unchanged) > 8 else ""))
-    active = ~flat
-    if active.sum() < 2:
-        raise InputError("Fewer than 2 features vary beyond the batch and covariate effects; nothing to harmonise.")
+    active = ~np.isin(model.features, model.unchanged)
 
     # 2. standardised data and per-batch estimates
     s = (y[:, active] - grand_mean[active] - covariate_design @ beta[:, active]) / np.sqrt(var_pooled[active])
@@ -342,16 +363,26 @@ def harmonise(values: pd.DataFrame, batch: Sequence, covariates: pd.DataFrame | 
     return adjusted, model
 
 
-def harmonise_table(table: pd.DataFrame, batch_column: str, covariates: Sequence[str] = (),
-                    parameters: ComBatParameters | None = None, progress=None,
-                    categorical: Sequence[str] | None = None) -> tuple[pd.DataFrame, ComBatModel]:
-    """A cohort table (ids, batch, covariates, features) -> (a copy with its features harmonised, the model).
+@dataclass
+class HarmonisationPlan:
+    """What :func:`plan_harmonisation` found: the features to harmonise and the columns left unchanged, with why."""
 
-    Features are the numeric columns other than identifiers, the batch and the covariates
-    (:func:`~virtualbiopsy.signature.tables.split_columns`). Text covariates are categorical;
-    numeric ones are linear terms unless named in ``categorical`` (e.g. a stage coded 1-4,
-    which then gets one term per level instead of a straight line). Cases whose ``error``
-    column holds a message (failed extraction) are left out of the fit and copied unchanged.
+    features: list[str]
+    left_unchanged: dict[str, str]  # column -> why it is copied unchanged (binary/categorical, outcome, ...)
+    rows: np.ndarray  # True for the cases the fit uses (no failed extraction)
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_harmonisation(table: pd.DataFrame, batch_column: str, covariates: Sequence[str] = (),
+                       categorical: Sequence[str] | None = None, features: Sequence[str] | None = None,
+                       exclude: Sequence[str] = (), parameters: ComBatParameters | None = None) -> HarmonisationPlan:
+    """Every check of :func:`harmonise_table` before any fitting; raises what it would refuse, naming it.
+
+    Features by the shared guard (:func:`~virtualbiopsy.signature.tables.feature_selection`):
+    outcome-like, identifier, text, binary and categorical columns are never harmonised by default;
+    a binary or categorical column named in ``features`` is still left unchanged (ComBat would
+    turn its levels into other numbers), and so is a near-constant feature (at least 95 % of the
+    cases hold one value: a spike, not the location / scale model ComBat fits); the notes say so.
     """
     covariates = list(covariates)
     categorical = list(categorical or ())
@@ -364,17 +395,72 @@ def harmonise_table(table: pd.DataFrame, batch_column: str, covariates: Sequence
     if stray:
         raise InputError("Categorical column(s) " + ", ".join(f"'{name}'" for name in stray) + " are not among the "
                          "covariates (" + (", ".join(covariates) or "none") + "); name them as covariates too.")
-    features, _ = split_columns(table, [batch_column, *covariates])
-    if not features:
-        raise InputError("The table has no numeric feature columns to harmonise.")
-    ok = ~failed_rows(table).to_numpy()
-    rows = table.loc[ok]
-    adjusted, model = harmonise(rows[features], rows[batch_column].tolist(), rows[covariates] if covariates else None,
-                                parameters, categorical, batch_column=batch_column, progress=progress)
-    if not ok.all():
-        model.notes.append(f"{int((~ok).sum())} case(s) whose feature extraction failed were left out and unchanged")
+    reserved = {batch_column: "batch column", **{name: "covariate" for name in covariates}}
+    selection = feature_selection(table, features, exclude, reserved)
+    chosen, left = [], {}
+    for name in selection.features:
+        kind = discrete_kind(table[name]) if features is not None else None
+        if kind is not None:
+            left[name] = f"{kind}: ComBat would turn its levels into other numbers"
+        else:
+            chosen.append(name)
+    left |= {name: why for name, why in selection.set_aside.items()
+             if name not in reserved and why not in ("identifier / clinical column", "pyradiomics diagnostics column",
+                                                     "not numeric", "not in the feature list")}
+    rows = ~failed_rows(table).to_numpy()
+    share = most_common_share(numeric_values(table.loc[rows], chosen)) if rows.any() else {}
+    for name in [name for name in chosen if share[name] >= NEAR_CONSTANT_SHARE and share[name] < 1.0]:
+        chosen.remove(name)
+        left[name] = (f"near-constant ({share[name]:.0%} of the cases hold one value): ComBat's location / scale model "
+                      "does not apply")
+    plan = HarmonisationPlan(chosen, left, rows, list(selection.warnings) if features is not None else [])
+    discrete = [name for name, why in left.items() if why.startswith(("binary", "categorical"))]
+    if discrete:
+        plan.notes.append("binary / categorical column(s) left unchanged (never harmonised): " + ", ".join(discrete))
+    near = [name for name, why in left.items() if why.startswith("near-constant")]
+    if near:
+        plan.notes.append(f"near-constant feature(s) left unchanged (>= {NEAR_CONSTANT_SHARE:.0%} of the cases hold "
+                          "one value): " + ", ".join(near))
+    outcomes = [name for name, why in left.items() if why == OUTCOME]
+    if outcomes:
+        plan.notes.append("outcome-like column(s) left unchanged (not features): " + ", ".join(outcomes))
+    if not chosen:
+        raise InputError("No continuous feature is left to harmonise ("
+                         + "; ".join(f"{name}: {why}" for name, why in list(left.items())[:6]) + ").")
+    fitted = table.loc[rows]
+    values = numeric_values(fitted, chosen)
+    _design(values, fitted[batch_column].tolist(), fitted[covariates] if covariates else None,
+            parameters or ComBatParameters(), categorical, batch_column)
+    return plan
+
+
+def harmonise_table(table: pd.DataFrame, batch_column: str, covariates: Sequence[str] = (),
+                    parameters: ComBatParameters | None = None, progress=None,
+                    categorical: Sequence[str] | None = None, features: Sequence[str] | None = None,
+                    exclude: Sequence[str] = ()) -> tuple[pd.DataFrame, ComBatModel]:
+    """A cohort table (ids, batch, covariates, features) -> (a copy with its features harmonised, the model).
+
+    Features: ``features`` as given, else the shared guard's default (:func:`plan_harmonisation`:
+    never outcomes, ids, text, binary or categorical columns) less ``exclude``; every other column
+    is copied unchanged. Text covariates are categorical; numeric ones are linear terms unless
+    named in ``categorical`` (e.g. a stage coded 1-4, which then gets one term per level instead
+    of a straight line). Cases whose ``error`` column holds a message (failed extraction) are left
+    out of the fit and copied unchanged.
+    """
+    covariates = list(covariates)
+    plan = plan_harmonisation(table, batch_column, covariates, categorical, features, exclude, parameters)
+    rows = table.loc[plan.rows]
+    adjusted, model = harmonise(numeric_values(rows, plan.features), rows[batch_column].tolist(),
+                                rows[covariates] if covariates else None, parameters, categorical,
+                                batch_column=batch_column, progress=progress)
+    model.notes[:0] = plan.notes
+    if not plan.rows.all():
+        model.notes.append(f"{int((~plan.rows).sum())} case(s) whose feature extraction failed were left out and "
+                           "unchanged")
     output = table.copy()
-    output.loc[ok, features] = adjusted.to_numpy()
+    for name in plan.features:
+        output[name] = pd.to_numeric(output[name], errors="coerce").astype(float)
+    output.loc[plan.rows, plan.features] = adjusted.to_numpy()
     return output, model
 
 
@@ -388,85 +474,3 @@ def apply_to_table(model: ComBatModel, table: pd.DataFrame) -> pd.DataFrame:
     output = table.copy()
     output.loc[ok, model.features] = adjusted.to_numpy()
     return output
-
-
-# -- batch-effect figure of merit and plots --------------------------------------------------------
-
-
-def batch_effect_table(before: pd.DataFrame, after: pd.DataFrame, batch: Sequence) -> pd.DataFrame:
-    """Per feature: Kruskal-Wallis H and p of batch, before and after harmonisation.
-
-    A rank test on the values themselves: where covariates differ between batches, part of a
-    remaining difference can be biological, which ComBat keeps on purpose.
-    """
-    from scipy.stats import kruskal
-
-    labels = _labels(list(batch), "batch column")
-    groups = [labels == b for b in sorted(set(labels))]
-    rows = []
-    for name in before.columns:
-        row = {"feature": name}
-        for when, frame in (("before", before), ("after", after)):
-            x = frame[name].to_numpy(dtype=float)
-            if np.ptp(x) > 0:
-                statistic, p = kruskal(*[x[g] for g in groups])
-            else:  # every value identical: no batch effect to test
-                statistic, p = 0.0, 1.0
-            row[f"kruskal_h_{when}"], row[f"p_{when}"] = float(statistic), float(p)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summarise_batch_effect(table: pd.DataFrame, alpha: float = 0.05) -> dict:
-    """Fraction of features with a batch effect (p < alpha) and median p, before and after."""
-    return {f"{stat}_{when}": (float((table[f"p_{when}"] < alpha).mean()) if stat == "fraction_significant"
-                               else float(table[f"p_{when}"].median()))
-            for stat in ("fraction_significant", "median_p") for when in ("before", "after")}
-
-
-def plot_batch_effect(before: pd.DataFrame, after: pd.DataFrame, batch: Sequence, path, feature: str | None = None):
-    """PCA of the z-scored features coloured by batch (before / after) and one feature's per-batch boxes.
-
-    ``feature``: the feature to box-plot; default the one with the strongest batch effect before.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    from virtualbiopsy.report.figures import _save
-
-    labels = _labels(list(batch), "batch column")
-    levels = sorted(set(labels))
-    effect = batch_effect_table(before, after, labels)
-    if feature is None:
-        feature = effect.sort_values("kruskal_h_before", ascending=False)["feature"].iloc[0]
-    summary = summarise_batch_effect(effect)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9))
-    colours = plt.get_cmap("tab10")
-    for column, (title, frame) in enumerate((("before", before), ("after", after))):
-        x = frame.to_numpy(dtype=float)
-        sd = x.std(axis=0, ddof=1)
-        z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-        n_components = min(2, *z.shape)
-        scores = PCA(n_components=n_components).fit_transform(z)
-        if n_components == 1:
-            scores = np.column_stack([scores[:, 0], np.zeros(len(scores))])
-        ax = axes[0, column]
-        for i, level in enumerate(levels):
-            chosen = labels == level
-            ax.scatter(scores[chosen, 0], scores[chosen, 1], s=18, color=colours(i % 10), label=level, alpha=0.8)
-        fraction = summary[f"fraction_significant_{title}"]
-        ax.set_title(f"PCA {title} ComBat: {fraction:.0%} of features with batch p < 0.05")
-        ax.set_xlabel("PC1")
-        ax.set_ylabel("PC2")
-        ax.legend(title="batch", fontsize=8)
-        ax = axes[1, column]
-        ax.boxplot([frame.loc[labels == level, feature].to_numpy(dtype=float) for level in levels])
-        ax.set_xticks(range(1, len(levels) + 1), levels)
-        p = effect.set_index("feature").at[feature, f"p_{title}"]
-        ax.set_title(f"{feature} {title} (Kruskal p = {p:.2g})", fontsize=9)
-        ax.set_xlabel("batch")
-    fig.tight_layout()
-    return _save(fig, path)

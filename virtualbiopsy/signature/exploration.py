@@ -39,16 +39,30 @@ def two_classes(labels: Sequence, positive=None) -> tuple[np.ndarray, str, str]:
     return text == positive, negative, positive
 
 
+def check_label(labels: Sequence, positive=None, name: str = "label") -> tuple[np.ndarray, str, str]:
+    """:func:`two_classes`, refusing a class with fewer than 2 cases (no test can compare it)."""
+    try:
+        is_positive, negative, positive = two_classes(labels, positive)
+    except InputError as error:
+        raise InputError(f"The {name} column: {error}") from None
+    if min(is_positive.sum(), (~is_positive).sum()) < 2:
+        raise InputError(f"Each class of the {name} column needs at least 2 cases ({positive}: "
+                         f"{int(is_positive.sum())}, {negative}: {int((~is_positive).sum())}).")
+    return is_positive, negative, positive
+
+
+def plain_text(name) -> str:
+    """A feature name as matplotlib shows it literally ('$' would start mathtext)."""
+    return str(name).replace("$", r"\$")
+
+
 def univariate_table(features: pd.DataFrame, labels: Sequence, volume: Sequence | None = None, positive=None,
                      surrogate_rho: float = 0.8, alpha: float = 0.05) -> pd.DataFrame:
     """One row per feature column of ``features`` (cases x features): see the module docstring."""
     from scipy.stats import false_discovery_control, mannwhitneyu, spearmanr
     from sklearn.metrics import roc_auc_score
 
-    is_positive, negative, positive = two_classes(labels, positive)
-    if min(is_positive.sum(), (~is_positive).sum()) < 2:
-        raise InputError(f"Each class needs at least 2 cases ({positive}: {int(is_positive.sum())}, {negative}: "
-                         f"{int((~is_positive).sum())}).")
+    is_positive, negative, positive = check_label(labels, positive)
     volume_values = None if volume is None else np.asarray(volume, dtype=float)
     rows = []
     for name in features.columns:
@@ -118,7 +132,8 @@ def plot_volcano(table: pd.DataFrame, path, alpha: float = 0.05, annotate: int =
     ax.axhline(bonferroni, color="grey", linestyle="--", linewidth=1, label=f"Bonferroni p = {alpha:g}")
     ax.axvline(0.5, color="grey", linewidth=0.5)
     for i in np.argsort(-y)[:annotate]:
-        ax.annotate(str(table["feature"].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        ax.annotate(plain_text(table["feature"].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(3, 2),
+                    textcoords="offset points")
     ax.set_xlabel("univariate AUC (positive class)")
     ax.set_ylabel("-log10 Mann-Whitney p")
     ax.set_xlim(0, 1)
@@ -147,7 +162,7 @@ def plot_correlation_heatmap(correlation: pd.DataFrame, path, max_features: int 
     size = min(4 + 0.14 * len(strength), 18)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     shown = ax.imshow(strength.to_numpy(), cmap="magma", vmin=0, vmax=1)
-    labels = [str(c) for c in strength.columns]
+    labels = [plain_text(c) for c in strength.columns]
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=5)
     ax.set_yticks(range(len(labels)), labels, fontsize=5)
     fig.colorbar(shown, ax=ax, fraction=0.04, label="|Pearson r|")
@@ -169,7 +184,7 @@ def plot_loadings_heatmap(loadings: pd.DataFrame, path, signature: Sequence[str]
     fig, ax = plt.subplots(figsize=(2.5 + 0.6 * len(factors) + 3, height))
     shown = ax.imshow(values.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(len(factors)), factors)
-    ax.set_yticks(range(len(values)), [str(i) for i in values.index], fontsize=6)
+    ax.set_yticks(range(len(values)), [plain_text(i) for i in values.index], fontsize=6)
     for tick, name in zip(ax.get_yticklabels(), values.index):
         if name in set(signature):
             tick.set_fontweight("bold")

@@ -7,22 +7,32 @@ with the step, the reason and the numbers behind it.
 
 The steps, in order (parameters in :class:`ReductionParameters`):
 
-1. **Feature columns**: numeric columns that are not identifiers/clinical/diagnostics columns
-   (:mod:`virtualbiopsy.signature.tables`). Missing values: an error, or (``missing="drop"``)
-   the incomplete features are dropped and listed.
-2. **Low-variance filter**: each feature is min-max scaled to [0, 1] over the training cases and
-   its variance (ddof = 1) computed there. Min-max makes the variance scale-free (a z-score
-   would make every variance 1) and independent of the feature's sign and offset (unlike the
-   coefficient of variation). A low value means most cases sit together and the range comes
-   from a few cases: e.g. one outlier case with every other case equal gives about 1/n.
-   Constant features are always dropped. The threshold comes from the distribution of these
-   variances: ``rule="percentile"`` (default: features below the 10th percentile are dropped),
-   ``"knee"`` (the knee of the ascending sorted variance curve where its steep rise out of the
-   low tail levels off into the bulk: the point farthest above the chord from the smallest to
-   the largest variance, as in the Kneedle method; the features before it are dropped; nothing
-   beyond constants is dropped when the curve has no such knee, i.e. bends less than 0.05 of
-   the normalised range, as for a right-skewed curve whose only bend is a few high variances),
-   ``"fixed"`` (a given minimum) or ``"off"`` (constants only).
+1. **Feature columns**: by the guard the outcome models share (:mod:`virtualbiopsy.columns`):
+   numeric columns that are not identifiers/clinical/diagnostics columns, outcome-like names
+   (``os_days``, ``os_event``: known only after the prediction), binary or categorical columns
+   (labels, clinical codes) or excluded; or exactly the columns the user names
+   (``features``). Text in a numeric column and duplicate case ids are refused, naming them.
+   Missing values: an error, or (``missing="drop"``) the incomplete features are dropped and listed.
+2. **Low-variance filter**: constant features (every case the same value, or values that differ
+   only by rounding: range below 1e-9 of the largest magnitude) are always dropped. The default
+   rule, ``"near-constant"``, drops besides them only features in which at least
+   ``near_constant_share`` (default 95 %) of the cases hold one and the same value (as caret's
+   ``nearZeroVar`` frequency rule): a feature that hardly varies. It never drops a continuous
+   feature for having a smaller spread than others, which the distribution rules below do by
+   design (on the synthetic demo cohort the 10th-percentile rule dropped ``adc_mean``, its one
+   informative feature). A threshold on the min-max-scaled variance cannot tell the two apart:
+   one outlier among n equal cases gives 1/n (0.005 for 200 cases), a normal feature with one
+   30-SD outlier gives 0.0009. The other rules work on that scaled variance: each feature min-max
+   scaled to [0, 1] over the training cases, variance (ddof = 1); min-max makes it scale-free (a
+   z-score would make every variance 1) and independent of sign and offset (unlike the
+   coefficient of variation). ``rule="percentile"`` (features below the ``percentile``-th
+   percentile of these variances are dropped), ``"knee"`` (the knee of the ascending sorted
+   variance curve where its steep rise out of the low tail levels off into the bulk: the point
+   farthest above the chord from the smallest to the largest variance, as in the Kneedle method;
+   the features before it are dropped; nothing beyond constants is dropped when the curve has no
+   such knee, i.e. bends less than 0.05 of the normalised range, as for a right-skewed curve
+   whose only bend is a few high variances), ``"fixed"`` (a given minimum) or ``"off"``
+   (constants only).
 3. **Normalisation**: z-score with the training mean and standard deviation (ddof = 1) of each
    remaining feature; factor analysis and factor scores use it.
 4. **Correlation pruning**: from the Pearson correlation matrix of the remaining features,
@@ -50,29 +60,32 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from virtualbiopsy.columns import FeatureSelection, numeric_values
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.progress import as_task
 from virtualbiopsy.signature.tables import (
     case_names,
     failed_rows,
+    feature_selection,
     require_cases,
     require_columns,
     require_finite_features,
     split_columns,
 )
+from virtualbiopsy.signature.variance import (  # noqa: F401 - part of this module's API
+    ROUNDING,
+    VARIANCE_RULES,
+    VarianceFilterParameters,
+    constant_features,
+    knee_threshold,
+    most_common_share,
+    scaled_variance,
+    variance_filter,
+)
 
 MODEL_KIND = "virtualbiopsy.feature_reduction"
 FORMAT_VERSION = 1
 REPORT_COLUMNS = ("step", "feature", "action", "reason", "value", "threshold", "partner")
-
-
-@dataclass
-class VarianceFilterParameters:
-    """Low-variance filter on min-max-scaled features (see the module docstring)."""
-
-    rule: str = "percentile"  # "percentile", "knee", "fixed" or "off"
-    percentile: float = 10.0  # rule "percentile": drop features below this percentile of the variances
-    threshold: float = 0.0  # rule "fixed": drop features whose scaled variance is below this (<= 1/4)
 
 
 @dataclass
@@ -98,14 +111,18 @@ class ReductionParameters:
     correlation: CorrelationParameters = field(default_factory=CorrelationParameters)
     factors: FactorParameters = field(default_factory=FactorParameters)
     normalisation: str = "zscore"  # the only one: (x - training mean) / training SD (ddof = 1)
-    exclude: tuple[str, ...] = ()  # columns never used as features (besides ids, labels, diagnostics_*)
+    exclude: tuple[str, ...] = ()  # columns never used as features (besides ids, labels, outcomes, diagnostics_*)
+    features: tuple[str, ...] | None = None  # exactly these columns are the features (None: the default rule)
     missing: str = "raise"  # "raise": refuse missing values; "drop": drop incomplete features
     min_cases: int = 5
 
     def validate(self) -> None:
-        if self.variance.rule not in ("percentile", "knee", "fixed", "off"):
-            raise InputError(f"Unknown variance-filter rule '{self.variance.rule}'; use percentile, knee, fixed "
-                             "or off.")
+        if self.variance.rule not in VARIANCE_RULES:
+            raise InputError(f"Unknown variance-filter rule '{self.variance.rule}'; use "
+                             + ", ".join(VARIANCE_RULES) + ".")
+        if not 0.5 < self.variance.near_constant_share <= 1.0:
+            raise InputError("The near-constant share must be above 0.5 and at most 1 (the share of cases holding "
+                             f"one value); got {self.variance.near_constant_share}.")
         if not 0.0 <= self.variance.percentile < 100.0:
             raise InputError(f"The variance percentile must be in [0, 100); got {self.variance.percentile}.")
         if not 0.0 <= self.variance.threshold <= 0.25:
@@ -130,40 +147,9 @@ class ReductionParameters:
         return cls(variance=VarianceFilterParameters(**values.pop("variance", {})),
                    correlation=CorrelationParameters(**values.pop("correlation", {})),
                    factors=FactorParameters(**values.pop("factors", {})),
-                   exclude=tuple(values.pop("exclude", ())), **values)
-
-
-def scaled_variance(values: pd.DataFrame) -> pd.Series:
-    """Variance (ddof = 1) of each column after min-max scaling to [0, 1]; 0 for a constant column."""
-    array = values.to_numpy(dtype=float)
-    low, high = array.min(axis=0), array.max(axis=0)
-    span = high - low
-    scaled = (array - low) / np.where(span > 0, span, 1.0)
-    variance = scaled.var(axis=0, ddof=1)
-    variance[span <= 0] = 0.0
-    return pd.Series(variance, index=values.columns, name="scaled_variance")
-
-
-def knee_threshold(variances: np.ndarray, min_bend: float = 0.05) -> float:
-    """A threshold just below the knee that ends the low-variance tail, or 0 when there is none.
-
-    Both axes are normalised to [0, 1]. A low tail makes the ascending sorted curve rise steeply
-    and then level off (a concave bend): the knee is the point farthest above the chord joining
-    the first and last points, the first feature of the bulk. The threshold is midway between it
-    and the previous variance, so every feature before the knee goes. A convex bend (a flat bulk
-    and a few high variances, e.g. a right-skewed distribution) lies below the chord and is not a
-    low-variance tail: nothing goes.
-    """
-    values = np.sort(np.asarray(variances, dtype=float))
-    if values.size < 3 or values[-1] <= values[0]:
-        return 0.0
-    x = np.linspace(0.0, 1.0, values.size)
-    y = (values - values[0]) / (values[-1] - values[0])
-    gap = y - x
-    index = int(np.argmax(gap))
-    if gap[index] < min_bend or index == 0:
-        return 0.0
-    return float(values[index - 1] + values[index]) / 2.0
+                   exclude=tuple(values.pop("exclude", ())),
+                   features=None if values.get("features") is None else tuple(values.pop("features")),
+                   **{k: v for k, v in values.items() if k != "features"})
 
 
 def prune_correlated(z: pd.DataFrame, threshold: float, task=None) -> tuple[list[str], list[dict], np.ndarray]:
@@ -216,6 +202,18 @@ def parallel_analysis_eigenvalues(n_cases: int, n_features: int, draws: int = 20
     return np.percentile(np.array(values), percentile, axis=0)
 
 
+@dataclass
+class ReductionInputs:
+    """What :meth:`FeatureReduction.check` found: the feature choice, the values, the log so far and the filter."""
+
+    selection: FeatureSelection
+    values: pd.DataFrame
+    report: list
+    variance: pd.Series
+    threshold: float
+    kept: list[str]
+
+
 class FeatureReduction:
     """Fit on a training table, then apply the same reduction to new cases.
 
@@ -230,14 +228,19 @@ class FeatureReduction:
 
     # -- fitting --------------------------------------------------------------------------------
 
-    def fit(self, table: pd.DataFrame, progress=None) -> FeatureReduction:
+    def check(self, table: pd.DataFrame, reserved: dict[str, str] | None = None) -> ReductionInputs:
+        """Every check of :meth:`fit` on ``table`` that needs no model (columns, cases, values, the
+        variance filter), with its outcome; raises what :meth:`fit` would refuse, before any work.
+
+        ``reserved``: {column: role} of columns the caller uses otherwise (e.g. the label of the
+        exploration), never features.
+        """
         params = self.parameters
         params.validate()
-        task = as_task(progress)
-        task.update(0.0, "Selecting feature columns")
-        features, others = split_columns(table, params.exclude)
+        selection = feature_selection(table, params.features, params.exclude, reserved)
+        features = selection.features
         report = [{"step": "columns", "feature": name, "action": "not a feature", "reason": why}
-                  for name, why in others.items()]
+                  for name, why in selection.set_aside.items()]
         failed = failed_rows(table)
         if failed.any():
             messages = table.loc[failed, [c for c in table.columns if str(c).lower() in ("error", "errors")][0]]
@@ -245,11 +248,8 @@ class FeatureReduction:
                 report.append({"step": "cases", "feature": case, "action": "excluded",
                                "reason": f"extraction failed: {str(message)[:120]}"})
             table = table.loc[~failed]
-        if not features:
-            raise InputError("The table has no numeric feature columns (only: " + ", ".join(map(str, table.columns))
-                             + ").")
         require_cases(len(table), params.min_cases, "feature table")
-        values = table[features].astype(float)
+        values = numeric_values(table, features)
         if params.missing == "drop":
             incomplete = [name for name in features if not np.isfinite(values[name]).all()]
             for name in incomplete:
@@ -260,39 +260,28 @@ class FeatureReduction:
             if values.shape[1] == 0:
                 raise InputError("Every feature has missing values; nothing is left to reduce.")
         require_finite_features(values, "feature table")
-        self.features_in_ = list(values.columns)
-
-        # 2. low-variance filter
-        task.update(0.05, "Low-variance filter")
-        variance = scaled_variance(values)
-        rule = params.variance.rule
-        if rule == "percentile":
-            threshold = float(np.percentile(variance.to_numpy(), params.variance.percentile))
-            rule_text = f"below the {params.variance.percentile:g}th percentile of the min-max-scaled variances"
-        elif rule == "knee":
-            threshold = knee_threshold(variance.to_numpy())
-            rule_text = "below the knee of the sorted min-max-scaled variances"
-        elif rule == "fixed":
-            threshold = float(params.variance.threshold)
-            rule_text = "below the given minimum min-max-scaled variance"
-        else:
-            threshold, rule_text = 0.0, "constant"
-        kept = []
-        for name, value in variance.items():
-            if value <= 0.0:
-                report.append({"step": "variance", "feature": name, "action": "dropped",
-                               "reason": "constant (every case has the same value)", "value": 0.0,
-                               "threshold": threshold})
-            elif value < threshold:
-                report.append({"step": "variance", "feature": name, "action": "dropped",
-                               "reason": f"scaled variance {value:.4g} {rule_text} ({threshold:.4g})",
-                               "value": float(value), "threshold": threshold})
-            else:
-                kept.append(name)
-        self.variance_ = variance
-        self.variance_threshold_ = threshold
+        kept, threshold, variance = variance_filter(values, params.variance, report)
         if not kept:
-            raise InputError("Every feature was removed by the low-variance filter; relax its threshold.")
+            raise InputError(f"Every one of the {values.shape[1]} feature(s) was removed by the low-variance filter "
+                             f"(rule {params.variance.rule}); relax its threshold or choose another rule.")
+        limit = min(len(kept) - 1, len(values) - 1)
+        if params.factors.enabled and params.factors.n_factors is not None and params.factors.n_factors > limit:
+            raise InputError(f"{params.factors.n_factors} factors were asked for, but with {len(kept)} feature(s) "
+                             f"after the variance filter and {len(values)} case(s) at most {max(limit, 0)} can be "
+                             "fitted.")
+        return ReductionInputs(selection, values, report, variance, threshold, kept)
+
+    def fit(self, table: pd.DataFrame, progress=None, reserved: dict[str, str] | None = None) -> FeatureReduction:
+        """Fit the reduction on a training table (module docstring); ``reserved`` as in :meth:`check`."""
+        params = self.parameters
+        task = as_task(progress)
+        task.update(0.0, "Selecting feature columns")
+        inputs = self.check(table, reserved)
+        task.update(0.05, "Low-variance filter")
+        values, report, kept = inputs.values, inputs.report, inputs.kept
+        self.features_in_ = list(values.columns)
+        self.variance_ = inputs.variance
+        self.variance_threshold_ = inputs.threshold
 
         # 3. normalisation
         self.mean_ = values[kept].mean()
@@ -419,12 +408,13 @@ class FeatureReduction:
         after ``carry`` columns."""
         self._require_fitted()
         require_columns(table, list(carry) + self.signature_, "table to reduce")
-        return pd.concat([table[list(carry)], table[self.signature_].astype(float)], axis=1)
+        return pd.concat([table[list(carry)], numeric_values(table, self.signature_)], axis=1)
 
     def signature_table(self, table: pd.DataFrame) -> pd.DataFrame:
         """:meth:`transform` carrying the table's identifier / label / clinical columns (not diagnostics)."""
         _, others = split_columns(table, self.parameters.exclude)
-        return self.transform(table, [name for name, why in others.items() if why != "pyradiomics diagnostics column"])
+        return self.transform(table, [name for name, why in others.items()
+                                      if why != "pyradiomics diagnostics column" and name not in self.signature_])
 
     def factor_scores(self, table: pd.DataFrame) -> pd.DataFrame:
         """Factor scores of new cases (scikit-learn's ``FactorAnalysis.transform`` with the stored model);
@@ -433,7 +423,7 @@ class FeatureReduction:
         if self.n_factors_ == 0:
             raise InputError("This reduction has no factors (factor analysis was off or too few features were left).")
         require_columns(table, self.kept_, "table to score")
-        values = table[self.kept_].astype(float)
+        values = numeric_values(table, self.kept_)
         z = ((values - self.mean_[self.kept_]) / self.scale_[self.kept_]).to_numpy()
         w = self.components_
         w_psi = w / self.noise_variance_

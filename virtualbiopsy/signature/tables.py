@@ -1,8 +1,10 @@
 """Which columns of a cohort table are features, and the checks every step shares.
 
 A cohort table mixes identifiers and clinical columns (case id, label, batch/site, errors,
-pyradiomics' ``diagnostics_*`` columns) with feature columns. Features are the numeric columns
-that are not excluded by name (case-insensitive) or by prefix; everything else is carried along
+outcomes, pyradiomics' ``diagnostics_*`` columns) with feature columns. Which are features is
+decided by the one guard the outcome models use too (:mod:`virtualbiopsy.columns`): outcome-like,
+identifier and text columns are never default features, and here (reduction, ComBat) neither are
+binary or categorical columns (labels and clinical codes); everything else is carried along
 unchanged where it makes sense (a case id stays next to its row).
 """
 
@@ -13,16 +15,21 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from virtualbiopsy.columns import (
+    BOOKKEEPING_COLUMNS,
+    BOOKKEEPING_PREFIXES,
+    FeatureSelection,
+    case_id_column,
+    require_unique_cases,
+    select_features,
+    why_not_a_feature,
+)
 from virtualbiopsy.errors import InputError, InvalidValuesError
 
 #: Column names never treated as features (compared case-insensitively).
-META_COLUMNS = frozenset({
-    "case", "case_id", "caseid", "id", "subject", "subject_id", "patient", "patient_id", "image", "image_path",
-    "mask", "mask_path", "label", "mask_label", "segment", "segment_id", "batch", "site", "centre", "center",
-    "scanner", "outcome", "error", "errors", "status",
-})
+META_COLUMNS = BOOKKEEPING_COLUMNS
 #: Column-name prefixes never treated as features (pyradiomics writes its settings/diagnostics there).
-META_PREFIXES = ("diagnostics_",)
+META_PREFIXES = BOOKKEEPING_PREFIXES
 
 
 def frame_from_columns(columns: Mapping[str, Sequence]) -> pd.DataFrame:
@@ -32,25 +39,28 @@ def frame_from_columns(columns: Mapping[str, Sequence]) -> pd.DataFrame:
     return frame_from_table(columns)
 
 
-def split_columns(frame: pd.DataFrame, exclude: Iterable[str] = (), prefixes: Iterable[str] = META_PREFIXES,
-                  meta_names: Iterable[str] = META_COLUMNS) -> tuple[list[str], dict[str, str]]:
-    """(feature columns in table order, {other column: why it is not a feature})."""
-    excluded = {str(name) for name in exclude}
-    meta = {name.lower() for name in meta_names}
-    prefixes = tuple(prefixes)
+def feature_selection(frame: pd.DataFrame, features: Sequence[str] | None = None, exclude: Iterable[str] = (),
+                      reserved: Mapping[str, str] | None = None) -> FeatureSelection:
+    """The features of a cohort table by the shared guard (binary / categorical columns left out by default),
+    refusing duplicate case ids, unknown column names and text in numeric cells (naming the cell)."""
+    require_unique_cases(frame)
+    return select_features(frame, features=features, exclude=exclude, reserved=reserved, discrete=True)
+
+
+def split_columns(frame: pd.DataFrame, exclude: Iterable[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """(default feature columns in table order, {other column: why it is not a feature}); never raises.
+
+    For carrying the non-feature columns along (a signature table keeps the case id and the
+    outcomes); :func:`feature_selection` is the checked choice of features.
+    """
+    excluded = list(exclude)
     features, others = [], {}
     for name in frame.columns:
-        column = frame[name]
-        if name in excluded:
-            others[name] = "excluded by the user"
-        elif str(name).lower() in meta:
-            others[name] = "identifier / clinical column"
-        elif str(name).startswith(prefixes):
-            others[name] = "pyradiomics diagnostics column"
-        elif column.dtype == bool or not pd.api.types.is_numeric_dtype(column):
-            others[name] = "not numeric"
-        else:
+        reason = why_not_a_feature(frame, name, exclude=excluded, discrete=True)
+        if reason is None:
             features.append(name)
+        else:
+            others[name] = reason
     return features, others
 
 
@@ -93,7 +103,8 @@ def labels_as_text(values: Sequence, what: str) -> np.ndarray:
     labels = np.array([level_text(v) for v in values], dtype=object)
     missing = [i for i, v in enumerate(labels) if v in ("", "nan", "None", "NaN")]
     if missing:
-        raise InputError(f"The {what} is missing for {len(missing)} case(s) (rows {', '.join(map(str, missing[:8]))}"
+        raise InputError(f"The {what} is missing for {len(missing)} case(s) (rows "
+                         f"{', '.join(str(i + 1) for i in missing[:8])}"
                          + (" ..." if len(missing) > 8 else "") + ").")
     return labels
 
@@ -113,9 +124,8 @@ def failed_rows(frame: pd.DataFrame) -> pd.Series:
 
 
 def case_names(frame: pd.DataFrame) -> list[str]:
-    """A name per row: the case_id column if there is one, else the row number."""
-    for name in frame.columns:
-        if str(name).lower() in ("case_id", "case", "caseid", "id", "subject", "patient_id"):
-            return [str(v) for v in frame[name]]
-    return [f"row {i}" for i in range(len(frame))]
-
+    """A name per row: the case id column if there is one, else the (1-based) row number."""
+    column = case_id_column(frame)
+    if column is not None:
+        return [str(v) for v in frame[column]]
+    return [f"row {i + 1}" for i in range(len(frame))]
