@@ -66,6 +66,8 @@ CASES = [
             lambda w: ["preprocess", "--image", _image(w), "--n4", "--out", _image(w)], ("already exists",)),
     CliCase("preprocess-out-is-a-folder",
             lambda w: ["preprocess", "--image", _image(w), "--n4", "--out", w / "in"], ("is a folder",)),
+    CliCase("preprocess-out-of-an-unsupported-type",
+            lambda w: ["preprocess", "--image", _image(w), "--n4", "--out", w / "x.txt"], ("x.txt", "unsupported")),
     CliCase("radiomics-onto-an-existing-table",
             lambda w: ["radiomics", "--image", _image(w), "--mask", _image(w),
                        "--out", (w / "t.csv").write_text("case_id\n") and w / "t.csv"], ("already exists",)),

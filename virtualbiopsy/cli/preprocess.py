@@ -80,6 +80,9 @@ def run(args) -> int:
         raise InputError("Choose at least one step (--n4, --denoise, --spacing, --normalise) or --register-to REF.")
     if args.register_to is not None and pipeline is not None:
         raise InputError("Register and pre-process in two runs: --register-to cannot be combined with other steps.")
+    if not args.out.name.lower().endswith(io.VOLUME_SUFFIXES):
+        raise InputError(f"--out '{args.out.name}': unsupported file type; give a volume file ending in "
+                         f"{', '.join(io.VOLUME_SUFFIXES)}.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     quiet_vtk(args.out.parent / "vtk.log")
     context = MRMLContext.create()
