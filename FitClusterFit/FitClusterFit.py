@@ -37,6 +37,10 @@ by the Bayesian information criterion); (3) each habitat's <i>mean signal</i> is
 95 % bootstrap confidence interval. Optional: the Rician noise-floor correction, non-linear refinement, b-value
 range (e.g. from 200 s/mm&sup2; against perfusion), and a DCE series for each habitat's iAUC60 (area under the
 relative-enhancement curve over 60 s after the bolus arrival).</p>
+<p>Several volumes of one b-value (b-values within 5 %) are combined before fitting: b = 0 volumes averaged,
+repeats of one direction averaged when ticked (otherwise refused). Volumes along several gradient directions are
+combined into the trace by the geometric mean from the command line (<tt>virtualbiopsy fcf --bvecs</tt>) or the
+Python API (<tt>b_vectors</tt>).</p>
 <p>Adds new nodes: ADC, ADC SE, ADC R2 and S0 maps, a segmentation with "habitat 1..k" (habitat 1 = lowest ADC) and
 the excluded voxels, and a results table (habitat ADC beside the mean of its voxels' ADCs).
 <b>DCE metrics only</b> adds iAUC60, time-to-peak and wash-in maps and a table.</p>
@@ -104,7 +108,8 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
             threshold_kind="percentile" if percentile else "absolute",
             threshold=ui.thresholdSpinBox.value if percentile else ui.thresholdSpinBox.value * 1e-3,
             method="gmm" if ui.methodComboBox.currentIndex == 0 else "kmeans", k=ui.kSpinBox.value or None,
-            erode_voxels=ui.erodeSpinBox.value, n_bootstrap=ui.bootstrapSpinBox.value)
+            erode_voxels=ui.erodeSpinBox.value, n_bootstrap=ui.bootstrapSpinBox.value,
+            repeats_are_averages=ui.repeatsAreAveragesCheckBox.checked)
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -114,14 +119,17 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
         dce, times = self.dce()
         with progress_dialog("Fit-Cluster-Fit") as task:
             outputs = self.logic.fit_cluster_fit(dwi, bValues, segmentation, segments, None, self.parameters(), dce,
-                                                 times, DceParameters(self.ui.windowSpinBox.value), progress=task)
+                                                 times, DceParameters(self.ui.windowSpinBox.value), progress=task,
+                                                 override_b_values=self.ui.overrideBValuesCheckBox.checked)
         outputs.habitats.CreateClosedSurfaceRepresentation()
         slicer.util.setSliceViewerLayers(background=outputs.adc, fit=slicer.app.layoutManager() is not None)
         showTable(outputs.table)
         summary = outputs.summary
+        notes = "".join(f" Note: {w}." for w in summary.get("warnings", []))
         return (f"{summary['habitats']} habitat(s) in '{outputs.habitats.GetName()}', results in "
                 f"'{outputs.table.GetName()}'. {summary['exclusion'][0].upper()}{summary['exclusion'][1:]}; "
-                f"{summary['boundary_voxels']} boundary voxels left out. {summary['clustering']}.")
+                f"{summary['boundary_voxels']} boundary voxels left out. {summary['clustering']}. "
+                f"DWI: {summary['dwi_shells']['description']}.{notes}")
 
     def computeDce(self):
         series, times = self.dce()
