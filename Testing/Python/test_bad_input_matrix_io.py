@@ -242,17 +242,24 @@ def _bundle(ws: Path) -> Path:
     return io.save_scene(context, ws / "scene.mrb")
 
 
-def _edit_bundle(bundle: Path, edit) -> Path:
-    """Rewrite the .mrml inside ``bundle`` with ``edit(text) -> text`` (other entries copied as they are)."""
+def _bundle_entries(bundle: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(bundle) as source:
-        entries = {info.filename: source.read(info) for info in source.infolist()}
-    (scene,) = [name for name in entries if name.endswith(".mrml")]
-    entries[scene] = edit(entries[scene].decode()).encode()
-    hostile = bundle.with_name("hostile.mrb")
-    with zipfile.ZipFile(hostile, "w") as target:
+        return {info.filename: source.read(info) for info in source.infolist()}
+
+
+def _write_bundle(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as target:
         for name, data in entries.items():
             target.writestr(name, data)
-    return hostile
+    return path
+
+
+def _edit_bundle(bundle: Path, edit) -> Path:
+    """Rewrite the .mrml inside ``bundle`` with ``edit(text) -> text`` (other entries copied as they are)."""
+    entries = _bundle_entries(bundle)
+    (scene,) = [name for name in entries if name.endswith(".mrml")]
+    entries[scene] = edit(entries[scene].decode()).encode()
+    return _write_bundle(bundle.with_name("hostile.mrb"), entries)
 
 
 def _point_image_at(target: str, attribute: str = "fileName"):
@@ -273,8 +280,7 @@ def _nhdr_pointing_outside(ws: Path) -> Path:
     """A bundle whose volume is a detached .nhdr (inside) whose data file lies outside."""
     outside = _write(ws.parent / f"{ws.name}_elsewhere" / "secret.nhdr", _t2(), compress=False)
     bundle = _bundle(ws)
-    with zipfile.ZipFile(bundle) as source:
-        entries = {info.filename: source.read(info) for info in source.infolist()}
+    entries = _bundle_entries(bundle)
     (scene,) = [name for name in entries if name.endswith(".mrml")]
     folder = scene.rsplit("/", 1)[0]
     raw_name = re.search(r"data file: (\S+)", outside.read_text(errors="replace")).group(1)
@@ -283,11 +289,7 @@ def _nhdr_pointing_outside(ws: Path) -> Path:
     entries[f"{folder}/Data/T2w.nhdr"] = header.encode()
     entries[scene] = _point_image_at("Data/T2w.nhdr")(entries[scene].decode()).encode()
     entries[scene] = entries[scene].replace(b'fileListMember0="Data/T2w.nrrd"', b'fileListMember0="Data/T2w.nhdr"')
-    hostile = ws / "hostile.mrb"
-    with zipfile.ZipFile(hostile, "w") as target:
-        for name, data in entries.items():
-            target.writestr(name, data)
-    return hostile
+    return _write_bundle(ws / "hostile.mrb", entries)
 
 
 def _zip_slip(ws: Path) -> Path:
@@ -307,15 +309,10 @@ def _no_scene(ws: Path) -> Path:
 
 def _truncated_data_in_bundle(ws: Path) -> Path:
     bundle = _bundle(ws)
-    with zipfile.ZipFile(bundle) as source:
-        entries = {info.filename: source.read(info) for info in source.infolist()}
+    entries = _bundle_entries(bundle)
     (segmentation,) = [name for name in entries if name.endswith(".seg.nrrd")]
     entries[segmentation] = entries[segmentation][: len(entries[segmentation]) * 9 // 10]
-    cut = ws / "cut.mrb"
-    with zipfile.ZipFile(cut, "w") as target:
-        for name, data in entries.items():
-            target.writestr(name, data)
-    return cut
+    return _write_bundle(ws / "cut.mrb", entries)
 
 
 def _seq_nrrd(ws: Path) -> Path:
