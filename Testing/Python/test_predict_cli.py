@@ -78,17 +78,19 @@ def test_predict_errors_name_the_problem(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_a_failed_run_removes_only_the_folder_it_created(tmp_path):
+def test_a_failed_run_removes_only_the_folder_it_created(tmp_path, capsys):
+    from virtualbiopsy.cli.main import main
+
     assert run("cohort", "--out", str(tmp_path / "data"), "--n", "40") == 0
     table = str(tmp_path / "data" / "cohort.csv")
-    survival = ("survival", "--table", table, "--time", "os_days", "--event", "os_event",
-                "--features", "adc_mean,t2_entropy", "--k", "30")
-    with pytest.raises(InputError, match="k = 30 clusters is not possible"):  # fails after --out is created
-        run(*survival, "--out", str(tmp_path / "new" / "s"))
+    survival = ["predict", "survival", "--table", table, "--time", "os_days", "--event", "os_event",
+                "--features", "adc_mean,t2_entropy", "--k", "30"]
+    assert main([*survival, "--out", str(tmp_path / "new" / "s")]) == 2  # fails after --out is created
+    assert "k = 30 clusters is not possible" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
     kept = tmp_path / "existing"
     kept.mkdir()
     (kept / "notes.txt").write_text("user file")
-    with pytest.raises(InputError, match="k = 30"):
-        run(*survival, "--out", str(kept))
+    assert main([*survival, "--out", str(kept), "--overwrite"]) == 2
+    assert "k = 30" in capsys.readouterr().err
     assert (kept / "notes.txt").read_text() == "user file"

@@ -7,7 +7,6 @@ new table) and ``survival`` (k-means groups, Kaplan–Meier figure, log-rank tes
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -108,19 +107,12 @@ def _table(args):
 
 
 def run(args) -> int:
-    """Run one step. Each step creates --out only once its inputs are checked; if this run created --out
-    and then fails (or is interrupted), the folder and its partial outputs are removed again."""
+    """Run one step. Each step creates --out only once its inputs are checked; a run that fails leaves
+    nothing behind (the command line's --out rule, :mod:`virtualbiopsy.cli.output`)."""
     steps = {"cohort": _cohort, "train": _train, "apply": _apply, "survival": _survival}
-    # the outermost folder of --out that does not exist yet: what this run may create, and remove again
-    created = next((p for p in reversed([args.out, *args.out.parents]) if not p.exists()), None)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            code = steps[args.predict_command](args)
-    except BaseException:
-        if created is not None and created.is_dir():
-            shutil.rmtree(created, ignore_errors=True)  # holds only what this run wrote: it did not exist before
-        raise
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = steps[args.predict_command](args)
     from virtualbiopsy.prediction.data import DataWarning
 
     for message in {str(w.message) for w in caught if issubclass(w.category, DataWarning)}:
