@@ -115,10 +115,46 @@ def voxel_layout(path: Path) -> VoxelLayout | None:
     return None
 
 
-def data_file_of(path: Path) -> Path | None:
-    """The separate voxel data file a detached header (``.nhdr``, ``.mhd``) names, if any."""
-    layout = voxel_layout(path) if path.is_file() else None
-    return layout.data_file if layout is not None and layout.data_file != path else None
+def detached_data_files(path: Path) -> list[Path]:
+    """Every separate file a detached header (``.nhdr``, ``.mhd``) names for its voxels, whatever its encoding.
+
+    A ``LIST`` gives each file named after the header; a numbered pattern (``slice%03d.raw 1 40 1``)
+    gives the folder the pattern points into. Read from the header's data-file field alone, so a
+    header whose layout :func:`voxel_layout` cannot work out (text encoding, skipped lines, an
+    unknown type) is still seen pointing elsewhere.
+    """
+    name = path.name.lower()
+    if not path.is_file():
+        return []
+    if name.endswith((".nrrd", ".nhdr")):
+        parsed, separator = _text_header(path, b"NRRD", lambda line: not line.strip()), ":"
+    elif name.endswith((".mha", ".mhd")):
+        parsed, separator = _text_header(path, b"", _is_metaimage_data_field), "="
+    else:
+        return []
+    if parsed is None:
+        return []
+    lines, data_start = parsed
+    values = [line.split(separator, 1)[1].strip() for line in lines
+              if separator in line and not line.startswith("#") and ":=" not in line
+              and line.split(separator, 1)[0].strip().lower().replace(" ", "") in ("datafile", "elementdatafile")]
+    if not values or values[-1].upper() == "LOCAL":
+        return []
+    value = values[-1]
+    if value.upper().startswith("LIST"):
+        if data_start is None:
+            return []
+        with open(path, "rb") as stream:
+            stream.seek(data_start)
+            names = stream.read(_HEADER_LIMIT).decode("latin-1").splitlines()
+        return [_beside(path, entry.strip()) for entry in names if entry.strip()]
+    if "%" in value:
+        return [_beside(path, value.split()[0]).parent]
+    return [_beside(path, value)]
+
+
+def _is_metaimage_data_field(line: str) -> bool:
+    return line.split("=", 1)[0].strip().lower() == "elementdatafile"
 
 
 class _NonFiniteCounter:
@@ -280,10 +316,7 @@ _META_TYPE_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT":
 
 
 def _metaimage_layout(path: Path) -> VoxelLayout | None:
-    def is_last(line):
-        return line.split("=", 1)[0].strip().lower() == "elementdatafile"
-
-    parsed = _text_header(path, b"", is_last)
+    parsed = _text_header(path, b"", _is_metaimage_data_field)
     if parsed is None:
         return None
     lines, data_start = parsed
@@ -371,9 +404,9 @@ def require_bundle_paths_inside(scene_file: Path, folder: Path, bundle_name: str
         target = (scene_file.parent / name).resolve()
         if not outside and not target.is_relative_to(folder):
             outside = True
-        detached = data_file_of(target) if not outside else None
-        if detached is not None and not detached.resolve().is_relative_to(folder):
-            name, outside = f"{name} -> {detached}", True
+        escaping = [] if outside else [d for d in detached_data_files(target) if not d.resolve().is_relative_to(folder)]
+        if escaping:
+            name, outside = f"{name} -> {escaping[0]}", True
         if outside:
             raise UnsafeArchiveError(
                 f"'{bundle_name}' was not loaded: its node {node} names the file '{name}', outside the bundle. "

@@ -276,8 +276,11 @@ def _outside_file(ws: Path) -> Path:
     return _write(secret, _t2())
 
 
-def _nhdr_pointing_outside(ws: Path) -> Path:
-    """A bundle whose volume is a detached .nhdr (inside) whose data file lies outside."""
+def _nhdr_pointing_outside(ws: Path, edit=lambda header, data_file: header) -> Path:
+    """A bundle whose volume is a detached .nhdr (inside) whose data file lies outside.
+
+    ``edit(header, data_file)`` may rewrite the header further (another encoding, a LIST of files ...).
+    """
     outside = _write(ws.parent / f"{ws.name}_elsewhere" / "secret.nhdr", _t2(), compress=False)
     bundle = _bundle(ws)
     entries = _bundle_entries(bundle)
@@ -286,7 +289,7 @@ def _nhdr_pointing_outside(ws: Path) -> Path:
     raw_name = re.search(r"data file: (\S+)", outside.read_text(errors="replace")).group(1)
     header = outside.read_text(errors="replace").replace(f"data file: {raw_name}",
                                                        f"data file: {outside.parent / raw_name}")
-    entries[f"{folder}/Data/T2w.nhdr"] = header.encode()
+    entries[f"{folder}/Data/T2w.nhdr"] = edit(header, outside.parent / raw_name).encode()
     entries[scene] = _point_image_at("Data/T2w.nhdr")(entries[scene].decode()).encode()
     entries[scene] = entries[scene].replace(b'fileListMember0="Data/T2w.nrrd"', b'fileListMember0="Data/T2w.nhdr"')
     return _write_bundle(ws / "hostile.mrb", entries)
@@ -374,6 +377,15 @@ LIBRARY_CASES = [
      UnsafeArchiveError, ("http://example.org/x.nrrd",)),
     ("mrb_nhdr_data_file_outside", lambda c, ws: io.load_scene(c, _nhdr_pointing_outside(ws)), UnsafeArchiveError,
      ("T2w.nhdr", "secret", "outside the bundle")),
+    ("mrb_text_encoded_nhdr_data_file_outside", lambda c, ws: io.load_scene(c, _nhdr_pointing_outside(
+        ws, lambda h, _: re.sub(r"encoding: \S+", "encoding: ascii", h))), UnsafeArchiveError,
+     ("T2w.nhdr", "secret", "outside the bundle")),
+    ("mrb_nhdr_list_of_data_files_outside", lambda c, ws: io.load_scene(c, _nhdr_pointing_outside(
+        ws, lambda h, data: h.replace(f"data file: {data}", "data file: LIST 2").rstrip("\n") + f"\n\n{data}\n")),
+     UnsafeArchiveError, ("T2w.nhdr", "secret", "outside the bundle")),
+    ("mrb_nhdr_numbered_data_files_outside", lambda c, ws: io.load_scene(c, _nhdr_pointing_outside(
+        ws, lambda h, data: h.replace(f"data file: {data}", f"data file: {data.parent}/slice%03d.raw 1 8 1 2"))),
+     UnsafeArchiveError, ("T2w.nhdr", "outside the bundle")),
     ("mrb_zip_slip_entry", lambda c, ws: io.load_scene(c, _zip_slip(ws)), UnsafeArchiveError, ("outside",)),
     ("mrb_without_mrml", lambda c, ws: io.load_scene(c, _no_scene(ws)), FileFormatError, ("no .mrml scene",)),
     ("mrb_with_truncated_segmentation", lambda c, ws: io.load_scene(c, _truncated_data_in_bundle(ws)),
