@@ -292,6 +292,16 @@ def test_override_bvalues_uses_the_typed_ones_and_records_both(tmp_path, capsys)
     assert "b-values overridden" in printed and summary["b_values_fitted"] == [0, 50, 400, 900]
 
 
+def test_override_of_the_stored_directions_alone_is_recorded_and_said(tmp_path, capsys):
+    summary, printed, _ = _run_fcf(tmp_path, capsys, fcf(
+        tmp_path, _nifti(tmp_path, (0, 1000, 1000, 1000), UNIT_BVECS), "--mask", _nifti_mask(tmp_path), "--bvecs",
+        _file(tmp_path, "other.bvec", "0 0 1 0\n0 1 0 0\n0 0 0 1\n"), "--override-bvalues"))
+    assert "b_values_override" not in summary  # the b-values agreed with the file; only the directions differ
+    assert summary["b_vectors_override"]["given"].endswith("other.bvec")
+    assert "dwi.bvec" in summary["b_vectors_override"]["stored_in"]
+    assert "Gradient directions overridden" in printed
+
+
 def test_typed_bvalues_equal_to_the_stored_ones_are_accepted(tmp_path, capsys):
     summary, _, adc = _run_fcf(tmp_path, capsys, fcf(tmp_path, _dwi_sequence(tmp_path), "--bvalues", "0,50,400,800"))
     assert "b_values_override" not in summary and adc == pytest.approx(1e-3, rel=0.03)

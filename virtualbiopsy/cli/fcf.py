@@ -191,10 +191,12 @@ def dwi_table(args, series, index_values, n_volumes: int) -> dict:
         if not args.override_bvalues:
             raise InputError(f"{vector_source} stores other gradient directions than '{args.bvecs.name}'. Leave "
                              "--bvecs out to use the stored ones, or give --override-bvalues to use yours.")
-        override = dict(override or {}, b_vectors_given=str(args.bvecs))
+        vectors_override = {"stored_in": vector_source, "given": str(args.bvecs)}
+    else:
+        vectors_override = None
     if vectors is None:
         vectors = stored_vectors
-    return {"b_values": b_values, "b_vectors": vectors, "override": override,
+    return {"b_values": b_values, "b_vectors": vectors, "override": override, "vectors_override": vectors_override,
             "b_values_from": origin, "b_vectors_from": None if vectors is None else (
                 str(args.bvecs) if args.bvecs is not None else vector_source)}
 
@@ -299,6 +301,9 @@ def print_dwi_combination(summary: dict) -> None:
     override = summary.get("b_values_override")
     if override:
         print(f"b-values overridden: {override['stored_in']} stores {override['stored']}; used {override['given']}")
+    override = summary.get("b_vectors_override")
+    if override:
+        print(f"Gradient directions overridden: {override['stored_in']} stores others; used {override['given']}")
 
 
 def run(args) -> int:
@@ -343,6 +348,8 @@ def run(args) -> int:
         summary["b_values_from"], summary["b_vectors_from"] = table["b_values_from"], table["b_vectors_from"]
         if table["override"] is not None:
             summary["b_values_override"] = table["override"]
+        if table["vectors_override"] is not None:
+            summary["b_vectors_override"] = table["vectors_override"]
         if times_override is not None:
             summary["dce_times_override"] = times_override
         io.write_csv(outputs.table, args.out / "habitats.csv")
