@@ -207,6 +207,13 @@ def test_bad_inputs_are_refused_clearly():
         fit_combat(values, labels)
 
 
+def test_a_table_where_every_case_failed_is_refused_by_name():
+    table, _ = synthetic_cohort(12, seed=9, batch_shifts=(0.0, 2.0))
+    table["error"] = "Image and mask are not on one voxel grid"
+    with pytest.raises(InputError, match="Every one of the 12 case"):
+        harmonise_table(table, "batch")
+
+
 def test_table_with_failed_cases():
     table, _ = synthetic_cohort(40, seed=9, batch_shifts=(0.0, 2.0), age_effect=0.1)
     table["error"] = ""

@@ -408,7 +408,10 @@ def plan_harmonisation(table: pd.DataFrame, batch_column: str, covariates: Seque
              if name not in reserved and why not in ("identifier / clinical column", "pyradiomics diagnostics column",
                                                      "not numeric", "not in the feature list")}
     rows = ~failed_rows(table).to_numpy()
-    share = most_common_share(numeric_values(table.loc[rows], chosen)) if rows.any() else {}
+    if not rows.any():
+        raise InputError(f"Every one of the {len(rows)} case(s) has a message in the error column (its feature "
+                         "extraction failed): there is nothing to harmonise.")
+    share = most_common_share(numeric_values(table.loc[rows], chosen))
     for name in [name for name in chosen if share[name] >= NEAR_CONSTANT_SHARE and share[name] < 1.0]:
         chosen.remove(name)
         left[name] = (f"near-constant ({share[name]:.0%} of the cases hold one value): ComBat's location / scale model "
