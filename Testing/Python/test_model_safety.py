@@ -402,6 +402,19 @@ def test_ct_model_flags_an_mr_like_image_by_its_median(model_copy):
         in warning
 
 
+def test_a_configuration_inheriting_the_ct_normalisation_is_checked_as_ct(model_copy):
+    plans = _plans(model_copy)
+    plans["configurations"][CONFIG]["normalization_schemes"] = ["CTNormalization"]
+    plans["foreground_intensity_properties_per_channel"]["0"].update(percentile_00_5=-60.0, percentile_99_5=220.0)
+    plans["configurations"]["child"] = {"inherits_from": CONFIG}
+    _write_plans(model_copy, plans)
+    model = inspect_model(model_copy)
+    model.configuration = "child"
+    mr = np.random.default_rng(1).uniform(300, 1500, (20, 40, 40))
+    (warning,) = input_warnings(model, [mr], (4.0, 1.5, 1.5), ["T2w"])
+    assert "median inside the body" in warning
+
+
 @pytest.mark.slow
 def test_segmenting_a_ct_puts_the_warning_in_the_summary_and_on_the_segmentation(context):
     from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters

@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from virtualbiopsy.segmentation.network_allowlist import resolve_configuration
+
 SPACING_FACTOR = 3.0
 NEGATIVE_FRACTION = 0.05
 _SAMPLE = 2_000_000  # voxels: percentiles of a larger image are taken on an evenly strided sample
@@ -83,7 +85,7 @@ def intensity_warning(model, channel: int, values: np.ndarray, name: str) -> str
     low, high = _number(props.get("percentile_00_5")), _number(props.get("percentile_99_5"))
     if low is None or high is None:
         return None
-    configuration = model.plans.get("configurations", {}).get(model.configuration, {})
+    configuration = resolve_configuration(model.plans, model.configuration, "plans.json")  # inherits_from too
     schemes = configuration.get("normalization_schemes") or []
     scheme = schemes[channel] if channel < len(schemes) else "ZScoreNormalization"
     channel_name = model.channel_names[channel] if channel < len(model.channel_names) else f"channel {channel}"
