@@ -181,7 +181,8 @@ def _checkpoint_globals(path: Path) -> list[str]:
         except (zipfile.BadZipFile, OSError, EOFError) as error:
             raise _CorruptError(f"a damaged zip archive ({error})") from error
     else:
-        head = path.read_bytes()[:2] if path.stat().st_size else b""
+        with open(path, "rb") as stream:
+            head = stream.read(2)  # the whole (legacy, hundreds of MB) file is not read for its first bytes
         if not head:
             raise _CorruptError("an empty file")
         if head == b"PK":
