@@ -156,11 +156,11 @@ def load_frames(context, path: str | Path, name: str | None = None,
     :func:`load_volume`. The voxels keep their positions in mm, and a mask read with
     :func:`load_volume` lies on the frames' grid whatever the file's axes.
     """
+    if Path(path).name.lower().endswith((".seq.nrrd", ".seq.nhdr")):  # checked there (NRRD hides no NaN)
+        return sequence_volumes(load_sequence(context, path, name))
     path, hidden_non_finite = _checked_file(path)
     if hidden_non_finite and require_finite_values:
         raise_non_finite(path.name, hidden_non_finite)
-    if path.name.lower().endswith((".seq.nrrd", ".seq.nhdr")):
-        return sequence_volumes(load_sequence(context, path, name))
     import SimpleITK as sitk
 
     from virtualbiopsy.mrml.arrays import array_from_volume
@@ -198,8 +198,9 @@ def load_frames(context, path: str | Path, name: str | None = None,
 
 def load_segmentation(context, path: str | Path, name: str | None = None):
     """Load a segmentation: a ``.seg.nrrd`` file, or a label-map image (one segment per label)."""
-    path = _existing_file(path)
+    path = Path(path)
     if path.name.lower().endswith((".seg.nrrd", ".seg.nhdr")):
+        path = _existing_file(path)  # a label-map file is checked once, by load_volume
         with context.transaction():
             node = _read(context, path, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", name)
             node.CreateDefaultDisplayNodes()
