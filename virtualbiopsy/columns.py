@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from virtualbiopsy.errors import InputError
+from virtualbiopsy.frames import BLANKS, CASE_ID_COLUMNS
 
 #: Identifier and bookkeeping column names, never default features (compared case-insensitively).
 BOOKKEEPING_COLUMNS = frozenset({
@@ -40,13 +41,10 @@ BOOKKEEPING_COLUMNS = frozenset({
 })
 #: Column-name prefixes never treated as features (pyradiomics writes its settings/diagnostics there).
 BOOKKEEPING_PREFIXES = ("diagnostics_",)
-#: Columns that name the case of a row, tried in this order when no key is given.
-CASE_ID_COLUMNS = ("case_id", "case", "caseid", "id", "subject", "subject_id", "patient", "patient_id")
 #: A whole-number column with at most this many distinct (repeated) values is categorical (stage 1-4, grade 1-3).
 MAX_CATEGORY_LEVELS = 5
 #: ... whose levels lie at most this far apart (codes 0-5, not one outlier of 100 among 1s).
 MAX_CODE_SPAN = 10
-_BLANKS = ("", "nan", "none", "na", "n/a")
 
 # Name parts that mark a column as an outcome (follow-up, events, survival, response): recorded AFTER
 # the time of prediction, such a column leaks the answer when used as a feature. Abbreviations are
@@ -96,7 +94,7 @@ def row_name(frame: pd.DataFrame, position: int, key: str | None = None) -> str:
 def _text_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(is a non-blank cell, is a number) per cell of a column."""
     text = column.astype(str).str.strip()
-    filled = column.notna().to_numpy() & ~text.str.lower().isin(_BLANKS).to_numpy()
+    filled = column.notna().to_numpy() & ~text.str.lower().isin(BLANKS).to_numpy()
     numbers = pd.to_numeric(text.where(filled), errors="coerce").notna().to_numpy()
     return filled, numbers
 

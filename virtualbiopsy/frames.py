@@ -12,7 +12,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-IDENTIFIER_COLUMNS = frozenset({"case", "case_id", "caseid", "id", "subject", "subject_id", "patient", "patient_id"})
+#: Columns that name the case of a row, tried in this order when no key is given (kept as text, never numbers).
+CASE_ID_COLUMNS = ("case_id", "case", "caseid", "id", "subject", "subject_id", "patient", "patient_id")
+IDENTIFIER_COLUMNS = frozenset(CASE_ID_COLUMNS)
 BLANKS = ("", "nan", "none", "na", "n/a")
 
 

@@ -49,10 +49,9 @@ from virtualbiopsy.signature.batch_effect import (  # noqa: F401 - part of this 
 )
 from virtualbiopsy.signature.tables import failed_rows, feature_selection, require_columns, require_finite_features
 from virtualbiopsy.signature.tables import labels_as_text as _labels
-from virtualbiopsy.signature.variance import most_common_share
+from virtualbiopsy.signature.variance import NEAR_CONSTANT_SHARE, most_common_share
 
 MODEL_KIND = "virtualbiopsy.combat"
-NEAR_CONSTANT_SHARE = 0.95  # features where this share of the cases hold one value are not harmonised
 FORMAT_VERSION = 1
 
 

@@ -20,6 +20,10 @@ VARIANCE_RULES = ("near-constant", "percentile", "knee", "fixed", "off")
 ROUNDING = 1e-9  # a feature whose range is below this fraction of its largest magnitude is constant
 
 
+#: a feature in which at least this share of the cases hold one value is near-constant (caret's freqCut idea)
+NEAR_CONSTANT_SHARE = 0.95
+
+
 @dataclass
 class VarianceFilterParameters:
     """Low-variance filter parameters (module docstring)."""
@@ -27,7 +31,7 @@ class VarianceFilterParameters:
     rule: str = "near-constant"  # "near-constant", "percentile", "knee", "fixed" or "off"
     percentile: float = 10.0  # rule "percentile": drop features below this percentile of the scaled variances
     threshold: float = 0.0  # rule "fixed": drop features whose scaled variance is below this (<= 1/4)
-    near_constant_share: float = 0.95  # rule "near-constant": drop features where this share of cases has one value
+    near_constant_share: float = NEAR_CONSTANT_SHARE  # rule "near-constant": this share of cases holds one value
 
 
 def scaled_variance(values: pd.DataFrame) -> pd.Series:
