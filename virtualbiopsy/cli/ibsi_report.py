@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
                         help="folder holding ibsi1_ct_phantom/ and ibsi2_filters/ (default: $VIRTUALBIOPSY_REFERENCE_"
                              "DATA, else ../shared/reference beside the repository; without it the ct and filters "
                              "sections are left out, with a note)")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
+    parser.add_argument("--sections", default=None,
                         help="comma list of the sections to run besides the digital phantom (always run): ct, filters, "
                              "or none (default: ct,filters)")
     parser.set_defaults(run=run)
@@ -55,8 +55,8 @@ def _sections(text: str) -> list[str]:
 def run(args) -> int:
     from virtualbiopsy.radiomics import ibsi, ibsi_ct, ibsi_filters
 
-    sections = _sections(args.sections)
-    explicit = args.reference is not None or args.sections != ",".join(SECTIONS)
+    sections = list(SECTIONS) if args.sections is None else _sections(args.sections)
+    explicit = args.reference is not None or args.sections is not None  # asked for: missing data is an error
     reference = args.reference or ibsi_ct.default_reference_dir()
     notes, wanted = [], list(sections)
     if wanted and reference is None:
