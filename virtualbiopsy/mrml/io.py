@@ -13,16 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import slicer
 
 from virtualbiopsy.archives import safe_extract
 from virtualbiopsy.errors import FileFormatError, ImageDimensionError, InputError
 from virtualbiopsy.input_checks import (
-    raise_non_finite,
     require_bundle_paths_inside,
     require_complete,
     require_integer_labels,
+    require_usable_image_file,
     scene_file_references,
 )
 from virtualbiopsy.mrml.arrays import scratch_nodes, table_columns
@@ -40,19 +39,18 @@ def node_name_from_path(path: str | Path) -> str:
     return Path(path).stem
 
 
-def _checked_file(path: str | Path) -> tuple[Path, int]:
-    """(path, NaN / infinite voxels the NIfTI reader would hide) of an existing file whose voxel data is complete.
-
-    See :func:`virtualbiopsy.input_checks.require_complete`.
-    """
+def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"No file at '{path}'.")
-    return path, require_complete(path)
+    return path
 
 
 def _existing_file(path: str | Path) -> Path:
-    return _checked_file(path)[0]
+    """An existing file whose voxel data is complete (:func:`virtualbiopsy.input_checks.require_complete`)."""
+    path = _existing(path)
+    require_complete(path)
+    return path
 
 
 def _frame_count(path: Path) -> int:
@@ -116,11 +114,8 @@ def load_volume(context, path: str | Path, name: str | None = None, labelmap: bo
     Refuses (and leaves the scene unchanged on) missing or corrupt files, 2D or multi-component
     images when ``require_3d``, and NaN / infinite voxels when ``require_finite_values``.
     """
-    path, hidden_non_finite = _checked_file(path)
-    if hidden_non_finite and labelmap:
-        require_integer_labels(np.full(hidden_non_finite, np.nan), path.name)
-    if hidden_non_finite and require_finite_values:
-        raise_non_finite(path.name, hidden_non_finite)
+    path = _existing(path)
+    require_usable_image_file(path, "mask" if labelmap else "image", allow_non_finite=not require_finite_values)
     frames = _frame_count(path)
     if frames > 1:
         raise ImageDimensionError(
@@ -158,9 +153,8 @@ def load_frames(context, path: str | Path, name: str | None = None,
     """
     if Path(path).name.lower().endswith((".seq.nrrd", ".seq.nhdr")):  # checked there (NRRD hides no NaN)
         return sequence_volumes(load_sequence(context, path, name))
-    path, hidden_non_finite = _checked_file(path)
-    if hidden_non_finite and require_finite_values:
-        raise_non_finite(path.name, hidden_non_finite)
+    path = _existing(path)
+    require_usable_image_file(path, allow_non_finite=not require_finite_values)
     import SimpleITK as sitk
 
     from virtualbiopsy.mrml.arrays import array_from_volume
