@@ -3,7 +3,8 @@
 Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``.
 Exit status: 0 done; 2 an error the user can act on (:class:`~virtualbiopsy.errors.VirtualBiopsyError`,
 or a file that cannot be read or written), printed as one line ``virtualbiopsy: error: ...``;
-130 cancelled (Ctrl+C); 1 an internal error (a bug: one line, the traceback saved to a file;
+3 a cohort run (``segment`` / ``radiomics --manifest``) finished but some cases failed (its table names
+them and says why); 130 cancelled (Ctrl+C); 1 an internal error (a bug: one line, the traceback saved to a file;
 ``VIRTUALBIOPSY_DEBUG=1`` shows it).
 Every command's ``--out`` follows one rule (:mod:`virtualbiopsy.cli.output`): a refused or failed run
 leaves nothing behind, and an earlier run's results are replaced only with ``--overwrite``.

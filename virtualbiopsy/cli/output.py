@@ -28,6 +28,9 @@ import vtk
 
 from virtualbiopsy.errors import InputError
 
+#: exit status of a cohort run that finished but where some cases failed (their messages are in its table)
+EXIT_SOME_CASES_FAILED = 3
+
 MARKER = ".virtualbiopsy-outputs.json"
 BACKUP = ".virtualbiopsy-previous"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from virtualbiopsy.cli.output import EXIT_SOME_CASES_FAILED
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.progress import ConsoleProgress, Task
 
@@ -22,7 +23,8 @@ def add_parser(subparsers) -> None:
             "--out FILE.csv. A cohort: --manifest CSV (columns case_id, image or image_<sequence>, mask, optional "
             "label, and any batch/site/clinical columns, copied into the table) and --out FOLDER: features.csv with "
             "an 'error' column for cases that failed; finished cases are kept in FOLDER/cases and not recomputed "
-            "by a later run. The settings and library versions are written beside the table (*_settings.csv). "
+            "by a later run; the run exits 3 when any case failed. The settings and library versions are written "
+            "beside the table (*_settings.csv). "
             f"Presets: {presets}. Research use only."
         ),
     )
@@ -82,11 +84,11 @@ def run(args) -> int:
             raise InputError(f"--workers must be at least 1, got {args.workers}.")
         with ConsoleProgress("radiomics") as bar:
             result = batch.run_batch(args.manifest, args.out, parameters, args.workers, Task(bar))
-        print(f"{len(result.rows)} case(s): {result.computed} computed, {result.reused} reused from an earlier run, "
-              f"{result.failed} failed -> {result.table_path}")
+        print(f"{len(result.rows)} case(s): {result.computed - result.failed} computed, {result.reused} reused from "
+              f"an earlier run, {result.failed} failed -> {result.table_path}")
         for row in [r for r in result.rows if r["error"]][:10]:
             print(f"  {row['case_id']}: {row['error']}")
-        return 0
+        return EXIT_SOME_CASES_FAILED if result.failed else 0
     if args.mask is None:
         raise InputError("Give the region's --mask (label map) with --image.")
     if args.out.suffix.lower() != ".csv":

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from virtualbiopsy.cli.output import quiet_vtk
+from virtualbiopsy.cli.output import EXIT_SOME_CASES_FAILED, quiet_vtk
 from virtualbiopsy.cli.preprocess import add_pipeline_arguments, pipeline_from_args
-from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.progress import ConsoleProgress, Task
 
 
@@ -19,13 +17,17 @@ def add_parser(subparsers) -> None:
         description=(
             "Run a trained nnU-Net v2 model (a results folder with dataset.json, plans.json and fold_N/, or a .zip "
             "of one) on one case (--image, once per model channel, in the model's channel order) or on every case "
-            "of a manifest CSV (columns case_id, image[, image2, ...]). Writes per case: segmentation.seg.nrrd "
+            "of a manifest CSV (columns case_id, image[, image2, ...]; each case id becomes a folder in --out, so it "
+            "must be unique and a plain name). Writes per case: segmentation.seg.nrrd "
             "(new segments; the tumour coded as a neoplasm), uncertainty.nrrd (normalised predictive entropy over "
             "the mirrored passes and folds, uint8 0-255 = 0-1), disagreement.nrrd (mutual information between "
             "those passes, same scale; with several folds also fold_disagreement.nrrd), agreement.seg.nrrd (mean "
             "tumour probability >= 10 %% and >= 50 %%) and summary.json (tumour volume in mL, uncertain fraction, "
             "slices to review, the pre-processing applied). --n4 / --denoise pre-process every input image first "
-            "(same grid; nnU-Net does its own resampling and normalisation). Any NRRD / NIfTI input. Research use only."
+            "(same grid; nnU-Net does its own resampling and normalisation). Any NRRD / NIfTI input. A manifest run "
+            "writes cases.csv (status and error of each case), goes on past a case that fails and exits 3 if any "
+            "did; run it again to resume: finished cases are reused, a case whose inputs changed is segmented again "
+            "unless its segmentation was edited since (kept; --overwrite replaces everything). Research use only."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, help="nnU-Net v2 model folder or .zip")
@@ -44,28 +46,43 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _cases(args) -> list[tuple[str, list[Path]]]:
-    if args.image:
-        return [("", list(args.image))]
-    if not args.manifest.is_file():
-        raise FileFormatError(f"No manifest at '{args.manifest}'.")
-    with open(args.manifest, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows or "case_id" not in rows[0]:
-        raise InputError(f"The manifest '{args.manifest.name}' needs a header with case_id and image columns.")
-    columns = [c for c in rows[0] if c != "case_id" and c.lower().startswith("image")]
-    base = args.manifest.parent
-    return [(row["case_id"], [base / row[c] if not Path(row[c]).is_absolute() else Path(row[c]) for c in columns])
-            for row in rows]
+def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, task, case_id: str, images) -> dict:
+    """Segment one case's loaded ``volumes`` and write its files into ``folder``; returns its summary."""
+    from virtualbiopsy.mrml import io
+
+    if pipeline is not None:
+        steps = task.sub(0.0, 0.4)
+        volumes = [logic.preprocess(v, pipeline, progress=steps.sub(i / len(volumes), (i + 1) / len(volumes)))
+                   for i, v in enumerate(volumes)]
+        task = task.sub(0.4, 1.0)
+    outputs = logic.segment(volumes, parameters, task, name=case_id or None)
+    io.save_node(outputs.segmentation, folder / "segmentation.seg.nrrd")
+    if outputs.uncertainty is not None:
+        io.save_node(outputs.uncertainty, folder / "uncertainty.nrrd")
+        io.save_node(outputs.agreement, folder / "agreement.seg.nrrd")
+        io.save_node(outputs.disagreement, folder / "disagreement.nrrd")
+        if outputs.fold_disagreement is not None:
+            io.save_node(outputs.fold_disagreement, folder / "fold_disagreement.nrrd")
+    summary = {"case_id": case_id, "images": [str(p) for p in images],
+               "preprocessing": pipeline.to_dict() if pipeline is not None else None, **outputs.summary}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _report(name: str, summary: dict, folder: Path) -> None:
+    print(f"{name}: tumour {summary['tumour_volume_ml']:.1f} mL, "
+          f"{100 * summary['uncertain_fraction']:.1f} % uncertain -> {folder}")
+    for warning in summary.get("warnings") or []:
+        print(f"warning: {name}: {warning}")
 
 
 def run(args) -> int:
     from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
     from virtualbiopsy.mrml import MRMLContext, io
+    from virtualbiopsy.segmentation import cohort
     from virtualbiopsy.segmentation.model_source import ModelArchives, parse_folds
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    quiet_vtk(args.out / "vtk.log")
+    cases = cohort.read_manifest(args.manifest) if args.manifest is not None else None
     model = ModelArchives().folder(args.model, args.sha256)
     folds = parse_folds(args.folds)
     pipeline = pipeline_from_args(args)
@@ -73,32 +90,34 @@ def run(args) -> int:
                                    args.threshold)
     context = MRMLContext.create()
     logic = NeuroblastomaSegLogic(context)
-    cases = _cases(args)
-    with ConsoleProgress("segment") as bar:
-        task = Task(bar)
-        for index, (case_id, images) in enumerate(cases):
-            case_task = task.sub(index / len(cases), (index + 1) / len(cases))
-            volumes = [io.load_volume(context, path) for path in images]
-            if pipeline is not None:
-                steps = case_task.sub(0.0, 0.4)
-                volumes = [logic.preprocess(v, pipeline, progress=steps.sub(i / len(volumes), (i + 1) / len(volumes)))
-                           for i, v in enumerate(volumes)]
-                case_task = case_task.sub(0.4, 1.0)
-            outputs = logic.segment(volumes, parameters, case_task, name=case_id or None)
-            folder = args.out / case_id if case_id else args.out
-            io.save_node(outputs.segmentation, folder / "segmentation.seg.nrrd")
-            if outputs.uncertainty is not None:
-                io.save_node(outputs.uncertainty, folder / "uncertainty.nrrd")
-                io.save_node(outputs.agreement, folder / "agreement.seg.nrrd")
-                io.save_node(outputs.disagreement, folder / "disagreement.nrrd")
-                if outputs.fold_disagreement is not None:
-                    io.save_node(outputs.fold_disagreement, folder / "fold_disagreement.nrrd")
-            summary = {"case_id": case_id, "images": [str(p) for p in images],
-                       "preprocessing": pipeline.to_dict() if pipeline is not None else None, **outputs.summary}
-            (folder / "summary.json").write_text(json.dumps(summary, indent=2))
-            print(f"{case_id or images[0].name}: tumour {summary['tumour_volume_ml']:.1f} mL, "
-                  f"{100 * summary['uncertain_fraction']:.1f} % uncertain -> {folder}")
-            for warning in summary.get("warnings") or []:
-                print(f"warning: {case_id + ': ' if case_id else ''}{warning}")
+    logic.load_model(parameters)  # a bad model is refused once, before any case or file
+    args.out.mkdir(parents=True, exist_ok=True)
+    quiet_vtk(args.out / "vtk.log")
+    if cases is None:
+        volumes = [io.load_volume(context, path) for path in args.image]
+        with ConsoleProgress("segment") as bar:
+            summary = _write_case(logic, context, volumes, parameters, pipeline, args.out, Task(bar), "", args.image)
+        _report(args.image[0].name, summary, args.out)
+        return 0
+
+    def segment_case(case, folder, task):
+        try:
+            volumes = [io.load_volume(context, path) for path in case.images]
+            return _write_case(logic, context, volumes, parameters, pipeline, folder, task, case.case_id,
+                               case.images)
+        finally:
             context.scene.Clear(0)
-    return 0
+
+    settings = {"model": cohort.model_stamp(model), "folds": folds, "mirroring": parameters.mirroring,
+                "uncertainty": parameters.uncertainty, "threshold": parameters.uncertain_threshold,
+                "preprocessing": pipeline.to_dict() if pipeline is not None else None}
+    with ConsoleProgress("segment") as bar:
+        result = cohort.run_cohort(cases, args.out, settings, segment_case, Task(bar))
+    for case in result.results:
+        if case.status == "computed":
+            _report(case.case_id, case.summary, args.out / case.case_id)
+    print(f"{len(result.results)} case(s): {result.count('computed')} segmented, {result.count('reused')} reused "
+          f"from an earlier run, {len(result.failed)} failed -> {result.table_path}")
+    for case in result.failed[:10]:
+        print(f"  {case.case_id}: {case.error}")
+    return EXIT_SOME_CASES_FAILED if result.failed else 0
