@@ -97,3 +97,66 @@ def test_preprocess_needs_a_step_and_refuses_bad_spacing(study_folder, tmp_path,
     assert main(["preprocess", "--image", image, "--out", str(tmp_path / "x.nrrd"), "--spacing", "1,1"]) == 2
     assert "three numbers" in capsys.readouterr().err
     assert not (tmp_path / "x.nrrd").exists()
+
+
+def _four_d_dwi(folder, tmp_path, b_values=(800, 0, 400)):
+    """A 4D DWI NIfTI whose b0 (not its first volume) is the study's T2w shifted by (4, -3, 2) mm, with
+    its .bval beside it (dcm2niix's layout); the other volumes are noise."""
+    original = sitk.ReadImage(str(folder / "t2w.nrrd"), sitk.sitkFloat32)
+    shifted = sitk.Resample(original, original, sitk.TranslationTransform(3, (4.0, -3.0, 2.0)), sitk.sitkLinear, 0.0)
+    rng = np.random.default_rng(7)
+    frames = []
+    for b in b_values:
+        if b == 0:
+            frames.append(shifted)
+        else:
+            noise = sitk.GetImageFromArray(rng.uniform(0, 50, sitk.GetArrayViewFromImage(original).shape)
+                                           .astype(np.float32))
+            noise.CopyInformation(original)
+            frames.append(noise)
+    path = tmp_path / "dwi.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries(frames), str(path))
+    (tmp_path / "dwi.bval").write_text(" ".join(str(b) for b in b_values) + "\n")
+    return path
+
+
+def test_preprocess_registers_the_b0_of_a_4d_dwi_by_default(study_folder, tmp_path, capsys):
+    folder, _ = study_folder
+    dwi = _four_d_dwi(folder, tmp_path)
+    out = tmp_path / "b0_registered.nrrd"
+    assert main(["preprocess", "--image", str(dwi), "--register-to", str(folder / "t2w.nrrd"),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "b0_registered.json").read_text())
+    assert report["input_frame"].startswith("volume 1 of 3 (the b0: b = 0 s/mm² in 'dwi.bval'")
+    assert "volume 1 of 3" in printed
+    translation = np.array(report["moving_from_fixed_ras"])[:3, 3]
+    assert np.allclose(translation, (4.0, -3.0, -2.0), atol=0.75), translation
+    assert sitk.ReadImage(str(out)).GetDimension() == 3
+
+
+def test_preprocess_takes_the_frame_asked_for_and_refuses_one_that_is_not_there(study_folder, tmp_path, capsys):
+    folder, _ = study_folder
+    dwi = _four_d_dwi(folder, tmp_path)
+    out = tmp_path / "frame.nrrd"
+    assert main(["preprocess", "--image", str(dwi), "--frame", "1", "--normalise", "zscore", "--out", str(out)]) == 0
+    report = json.loads((tmp_path / "frame.json").read_text())
+    assert report["input_frame"] == "volume 1 of 3 (b = 0 s/mm²)"
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(dwi)))[1]
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert np.corrcoef(reference.ravel(), written.ravel())[0, 1] > 0.999  # z-scored b0, not a noise volume
+    capsys.readouterr()
+    for argv, words in (
+        (["--frame", "3"], ("--frame 3", "3 volumes", "0 to 2")),
+        (["--frame", "-1"], ("--frame -1", "0 to 2")),
+        ([], ("4D series of 3 volumes", "--frame N")),
+    ):
+        target = tmp_path / "refused.nrrd"
+        assert main(["preprocess", "--image", str(dwi), "--normalise", "zscore", "--out", str(target), *argv]) == 2
+        err = capsys.readouterr().err
+        for word in words:
+            assert word in err, (argv, err)
+        assert not target.exists() and not (tmp_path / "refused.json").exists()
+    assert main(["preprocess", "--image", str(folder / "t2w.nrrd"), "--frame", "2", "--normalise", "zscore",
+                 "--out", str(tmp_path / "refused.nrrd")]) == 2
+    assert "single 3D volume" in capsys.readouterr().err

@@ -50,6 +50,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--image", type=Path, required=True, help="image to pre-process or register")
     parser.add_argument("--out", type=Path, required=True, help="output image file (.nrrd, .nii.gz)")
+    parser.add_argument("--frame", type=int, default=None, metavar="N",
+                        help="for a 4D --image (a DWI or DCE series): use its volume N (0 = the first, FSL's "
+                             "numbering); with --register-to the default is the b0 (the lowest b-value the file "
+                             "or its .bval carries, else the first volume)")
     parser.add_argument("--mask", type=Path,
                         help="segmentation or label map on the image's grid (on REF's grid with --register-to)")
     add_pipeline_arguments(parser)
@@ -57,6 +61,49 @@ def add_parser(subparsers) -> None:
     group.add_argument("--register-to", type=Path, metavar="REF", help="reference (fixed) image")
     group.add_argument("--transform", choices=("rigid", "affine"), default="rigid", help="default: rigid")
     parser.set_defaults(run=run)
+
+
+def _load_image(context, path: Path, frame: int | None, registering: bool):
+    """(the 3D volume node to work on, a note on which frame of a 4D series it is, or '')."""
+    from virtualbiopsy.mrml import io
+
+    count = io.series_length(path) if path.is_file() else 1
+    is_sequence = path.name.lower().endswith((".seq.nrrd", ".seq.nhdr"))
+    if count == 1 and not is_sequence:
+        if frame not in (None, 0):
+            raise InputError(f"--frame {frame}: '{path.name}' is a single 3D volume, not a 4D series.")
+        return io.load_volume(context, path), ""
+    if frame is None and not registering:
+        raise InputError(f"'{path.name}' is a 4D series of {count} volumes; choose the one to pre-process with "
+                         "--frame N (0 = the first).")
+    from virtualbiopsy.cli.fcf import stored_dwi_table
+    from virtualbiopsy.mrml.arrays import scratch_nodes
+    from virtualbiopsy.mrml.sitk_bridge import add_volume_from_image, image_from_volume
+
+    with context.transaction(), scratch_nodes(context.scene) as keep:
+        frames, index_values = io.load_frames(context, path)
+        b_values, _, source, _ = stored_dwi_table([path])
+        if b_values is None and index_values is not None:
+            try:
+                b_values, source = [float(v) for v in index_values], f"the index values of '{path.name}'"
+            except ValueError:
+                b_values = None
+        if b_values is not None and len(b_values) != len(frames):
+            b_values = None
+        if frame is None:
+            frame = min(range(len(frames)), key=lambda i: b_values[i]) if b_values is not None else 0
+            why = (f"the b0: b = {b_values[frame]:g} s/mm² in {source}" if b_values is not None
+                   else "the first; the file carries no b-values, give --frame N for another")
+        else:
+            why = f"b = {b_values[frame]:g} s/mm²" if b_values is not None and 0 <= frame < len(frames) else "--frame"
+        if not 0 <= frame < len(frames):
+            raise InputError(f"--frame {frame}: '{path.name}' has {len(frames)} volumes, numbered 0 to "
+                             f"{len(frames) - 1}.")
+        node = frames[frame]
+        if node.GetScene() is not context.scene:  # a .seq.nrrd frame lives in its sequence's own scene
+            node = add_volume_from_image(context, image_from_volume(node), f"{path.name.split('.')[0]} {frame}")
+        keep.append(node)
+    return node, f"volume {frame} of {len(frames)} ({why})"
 
 
 def _load_mask(context, path: Path | None):
@@ -87,7 +134,7 @@ def run(args) -> int:
     quiet_vtk(args.out.parent / "vtk.log")
     context = MRMLContext.create()
     logic = NeuroblastomaSegLogic(context)
-    image = io.load_volume(context, args.image)
+    image, frame_note = _load_image(context, args.image, args.frame, args.register_to is not None)
     mask = _load_mask(context, args.mask)
     with ConsoleProgress("preprocess") as bar:
         if args.register_to is not None:
@@ -98,14 +145,17 @@ def run(args) -> int:
             node = logic.preprocess(image, pipeline, mask, progress=Task(bar))
     io.save_node(node, args.out)
     report = json.loads(node.GetAttribute(ATTRIBUTE))
+    if frame_note:
+        report["input_frame"] = frame_note
     report_path = args.out.with_name(args.out.name.split(".")[0] + ".json")
     report_path.write_text(json.dumps(report, indent=2))
+    source = f"{args.image.name} {frame_note}" if frame_note else args.image.name
     if args.register_to is not None:
-        print(f"Registered ({args.transform}) {args.image.name} onto {args.register_to.name}: normalised "
+        print(f"Registered ({args.transform}) {source} onto {args.register_to.name}: normalised "
               f"cross-correlation {quality.ncc_before:.3f} -> {quality.ncc_after:.3f}, mutual information "
               f"{quality.mi_before:.3f} -> {quality.mi_after:.3f} nats"
               + ("" if quality.improved else " (NOT improved: check the result)") + f" -> {args.out}")
     else:
         steps = ", ".join(step["step"] for step in report["steps"])
-        print(f"{args.image.name}: {steps} -> {args.out} (report: {report_path.name})")
+        print(f"{source}: {steps} -> {args.out} (report: {report_path.name})")
     return 0

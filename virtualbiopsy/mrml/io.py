@@ -66,6 +66,23 @@ def _frame_count(path: Path) -> int:
     return int(reader.GetSize()[3]) if reader.GetDimension() == 4 else 1
 
 
+def series_length(path: str | Path) -> int:
+    """Number of 3D frames of a file read as a series: a 4D image's 4th size, a multi-component image's
+    components, a ``.seq.nrrd``'s data nodes' count from its header; 1 for a plain 3D image (or a file
+    SimpleITK cannot read: the reader that loads it gives the message)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 1
+    if reader.GetDimension() == 4:
+        return int(reader.GetSize()[3])
+    return max(1, int(reader.GetNumberOfComponents()))
+
+
 def _storage_messages(storage_node) -> str:
     messages = storage_node.GetUserMessages() if hasattr(storage_node, "GetUserMessages") else None
     text = messages.GetAllMessagesAsString() if messages is not None else ""
