@@ -454,3 +454,68 @@ def test_cli_compare_end_to_end(context, studies, tmp_path, capsys):
             tmp_path / "all.seg.nrrd")
         _run_compare(["--ai", str(tmp_path / "all.seg.nrrd"), "--corrected", str(tmp_path / "corrected.seg.nrrd"),
                       "--out", str(out)])
+
+
+def test_cli_compare_repeated_segments_mean_their_union_and_a_merged_label_map_is_reported(
+        context, studies, tmp_path, capsys):
+    study = studies[1]
+    geometry = geometry_of(study.t2_grid)
+    t2 = arrays.add_volume_from_array(context, study.t2w, geometry, "T2w")
+    io.save_node(t2, tmp_path / "t2w.nrrd")
+    tissues = {v: (name, (1, 0, 0)) for v, name in ((6, "tumour rim"), (7, "tumour core"), (2, "liver"))}
+    keep = np.where(np.isin(study.t2_labels, (2, 6, 7)), study.t2_labels, 0)
+    corrected = arrays.add_segmentation_from_labels(context, keep, geometry, tissues, "drawn", t2)
+    io.save_node(corrected, tmp_path / "drawn.seg.nrrd")
+    labels = arrays.add_volume_from_array(context, keep, geometry, "labels", "vtkMRMLLabelMapVolumeNode")
+    io.save_node(labels, tmp_path / "labels.nrrd")
+    ai_mask = ndimage.binary_erosion(_tumour(study))
+    ai = arrays.add_volume_from_array(context, ai_mask.astype(np.uint8), geometry, "AI", "vtkMRMLLabelMapVolumeNode")
+    io.save_node(ai, tmp_path / "ai.nii.gz")
+    expected = compare_masks(ai_mask, _tumour(study), (3, 3, 4))
+
+    def metrics(*argv):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        assert _run_compare(["--ai", str(tmp_path / "ai.nii.gz"), "--reference", str(tmp_path / "t2w.nrrd"),
+                             "--out", str(out), *argv]) == 0
+        rows = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+        return {row[0]: float(row[1]) for row in rows}, capsys.readouterr().out
+
+    # rim + core of a .seg.nrrd: the union is the tumour (the last --corrected-segment alone would be the core)
+    union, printed = metrics("--corrected", str(tmp_path / "drawn.seg.nrrd"),
+                             "--corrected-segment", "tumour rim", "--corrected-segment", "tumour core")
+    assert union == pytest.approx(expected, rel=1e-8)
+    assert "'tumour rim' + 'tumour core'" in printed
+    core_only, _ = metrics("--corrected", str(tmp_path / "drawn.seg.nrrd"), "--corrected-segment", "tumour core")
+    assert core_only["volume_corrected_ml"] < union["volume_corrected_ml"]
+    # the same with label values of a label image
+    by_label, printed = metrics("--corrected", str(tmp_path / "labels.nrrd"),
+                                "--corrected-segment", "6", "--corrected-segment", "7")
+    assert by_label == pytest.approx(expected, rel=1e-8) and "note:" not in printed
+    # no --corrected-segment on a multi-label map: every label is merged, and that is said
+    merged, printed = metrics("--corrected", str(tmp_path / "labels.nrrd"))
+    assert merged["volume_corrected_ml"] == pytest.approx(np.count_nonzero(keep) * 0.036)
+    assert "note: the corrected mask 'labels.nrrd' holds labels 2, 6, 7; all non-zero voxels were merged" in printed
+    # a label value that is not in the map is said, not silently compared as empty
+    _, printed = metrics("--corrected", str(tmp_path / "labels.nrrd"), "--corrected-segment", "6",
+                         "--corrected-segment", "9")
+    assert "label 9 does not occur in the corrected mask 'labels.nrrd' (labels present: 2, 6, 7)" in printed
+    with pytest.raises(InputError, match="no segment named 'tumour centre'"):
+        metrics("--corrected", str(tmp_path / "drawn.seg.nrrd"), "--corrected-segment", "tumour rim",
+                "--corrected-segment", "tumour centre")
+
+
+def test_compare_segments_takes_a_list_of_segments_as_their_union(context, studies):
+    study = studies[0]
+    geometry = geometry_of(study.t2_grid)
+    t2 = arrays.add_volume_from_array(context, study.t2w, geometry, "T2w")
+    tissues = {6: ("tumour rim", (1, 0, 0)), 7: ("tumour core", (0, 1, 0))}
+    corrected = arrays.add_segmentation_from_labels(
+        context, np.where(_tumour(study), study.t2_labels, 0), geometry, tissues, "drawn", t2)
+    ai = arrays.add_segmentation_from_labels(context, _tumour(study).astype(np.uint8), geometry, TUMOUR, "AI", t2)
+    ids = arrays.segment_ids(corrected)
+    table = compare_segments(context, ai, arrays.segment_ids(ai)[0], corrected, ids, t2)
+    assert _values(table)["dsc"] == pytest.approx(1.0)
+    assert json.loads(table.GetAttribute("VirtualBiopsy.CorrectedSegments")) == ["tumour rim", "tumour core"]
+    rim_only = _values(compare_segments(context, ai, arrays.segment_ids(ai)[0], corrected, ids[:1], t2))["dsc"]
+    assert rim_only == pytest.approx(compare_masks(_tumour(study), study.t2_labels == 6, (3, 3, 4))["dsc"])
+    assert rim_only < 0.99

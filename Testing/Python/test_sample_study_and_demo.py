@@ -88,3 +88,17 @@ def test_demo_writes_a_scene_that_reloads_with_the_same_volumes_and_segments(tmp
     assert abs(float(rim[5])) < 5.0, "tumour-rim ADC bias over 5 % on the demo study"
     html = (out / "report.html").read_text()
     assert "figures/overview.png" in html and "nothing here is for clinical decisions" in html
+
+    # the headline DSC is reproducible from the files with the command line: the true tumour is the
+    # union of the ground truth's rim and core segments (repeated --corrected-segment)
+    def metrics(folder):
+        rows = [line.split(",") for line in (folder / "metrics.csv").read_text().splitlines()[1:]]
+        return {row[0]: float(row[1]) for row in rows}
+
+    assert main(["compare", "--ai", str(out / "segmentation" / "segmentation.seg.nrrd"),
+                 "--corrected", str(out / "study" / "ground_truth.seg.nrrd"), "--corrected-segment", "tumour rim",
+                 "--corrected-segment", "tumour core", "--reference", str(out / "study" / "t2w.nrrd"),
+                 "--out", str(tmp_path / "compare")]) == 0
+    demo_metrics = metrics(out / "segmentation")
+    assert metrics(tmp_path / "compare") == pytest.approx(demo_metrics, rel=1e-9)
+    assert demo_metrics["dsc"] > 0.8

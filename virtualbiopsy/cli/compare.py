@@ -1,8 +1,10 @@
 """``virtualbiopsy compare``: agreement of an AI tumour mask with the radiologist-corrected mask.
 
 Inputs are ``.seg.nrrd`` segmentations or label images (NRRD, NIfTI, MetaImage). In a label
-image the tumour is every non-zero voxel, or the voxels equal to ``--segment`` when that is a
-label value. In a ``.seg.nrrd`` the segment is ``--segment`` (by name) or the only segment.
+image the tumour is every non-zero voxel (said so when several labels are merged), or the voxels
+equal to ``--segment`` values. In a ``.seg.nrrd`` the tumour is the ``--segment`` segments (by
+name) or the only segment. A repeated ``--segment`` (or ``--corrected-segment``) means the union
+of those segments or labels, as in ``fcf`` and ``dce``.
 
 Reference grid: ``--reference`` when given; otherwise the corrected mask's own grid, i.e. the
 label image itself (loaded as a label-map volume) or, for a ``.seg.nrrd``, its reference image
@@ -11,6 +13,7 @@ geometry extended to cover its segments. The AI mask must lie on that grid (no r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from virtualbiopsy.cli.output import quiet_vtk
@@ -29,19 +32,22 @@ def add_parser(subparsers) -> None:
             "surface distance (mm), surface Dice at a tolerance (mm), added path length (mm) and volumes (mL). "
             "Writes OUT/metrics.csv (columns metric, value, unit, description) and prints the table. Masks are "
             ".seg.nrrd files or label images (NRRD/NIfTI; tumour = non-zero voxels unless --segment gives a label "
-            "value). Both masks must be on the reference grid: --reference, else the corrected mask's own grid."
+            "value; a repeated --segment / --corrected-segment means their union, e.g. a tumour drawn as rim and "
+            "core). "
+            "Both masks must be on the reference grid: --reference, else the corrected mask's own grid."
         ),
     )
     parser.add_argument("--ai", type=Path, required=True, help="AI segmentation (.seg.nrrd or label image)")
     parser.add_argument("--corrected", type=Path, required=True,
                         help="radiologist-corrected segmentation (.seg.nrrd or label image)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.csv (created if needed)")
-    parser.add_argument("--segment", default=None,
+    parser.add_argument("--segment", action="append", default=None,
                         help="segment name (.seg.nrrd) or label value (label image) of the tumour in the AI mask, "
-                             "and in the corrected mask unless --corrected-segment is given (default: the only "
-                             "segment, or every non-zero label)")
-    parser.add_argument("--corrected-segment", default=None,
-                        help="segment name or label value of the tumour in the corrected mask (default: --segment)")
+                             "and in the corrected mask unless --corrected-segment is given; repeat for a union "
+                             "(default: the only segment, or every non-zero label)")
+    parser.add_argument("--corrected-segment", action="append", default=None,
+                        help="segment name or label value of the tumour in the corrected mask; repeat for a union "
+                             "(default: --segment)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="image whose voxel grid both masks are read on (default: the corrected mask's grid)")
     parser.add_argument("--tolerance-mm", type=float, default=1.0,
@@ -57,27 +63,40 @@ def _require_file(path: Path, role: str) -> Path:
     return Path(path)
 
 
-def _pick_segment(node, segment: str | None, path: Path) -> str:
+def _pick_segments(node, segments: list[str] | None, path: Path) -> list[str]:
     from virtualbiopsy.errors import InputError
     from virtualbiopsy.mrml import arrays
 
-    if segment is not None:
-        return arrays.segment_id_by_name(node, segment)
+    if segments:
+        return list(dict.fromkeys(arrays.segment_id_by_name(node, name) for name in segments))
     ids = arrays.segment_ids(node)
     if len(ids) != 1:
         names = [node.GetSegmentation().GetSegment(s).GetName() for s in ids]
         raise InputError(
             f"'{path.name}' holds {len(ids)} segments ({', '.join(names) or 'none'}); choose the tumour with "
-            "--segment NAME (and --corrected-segment NAME for the corrected file)."
+            "--segment NAME (repeat it for a union; --corrected-segment NAME for the corrected file)."
         )
-    return ids[0]
+    return ids
 
 
-def _load_mask(context, path: Path, role: str, segment: str | None):
-    """(segmentation node, segment ID, label-map volume or None) of one input file."""
+def _label_values(path: Path, segments: list[str]) -> list[float]:
+    from virtualbiopsy.errors import InputError
+
+    values = []
+    for segment in segments:
+        try:
+            values.append(float(segment))
+        except ValueError:
+            raise InputError(
+                f"'{path.name}' is a label image: give --segment as a label value (e.g. 1), not '{segment}'."
+            ) from None
+    return values
+
+
+def _load_mask(context, path: Path, role: str, segments: list[str] | None):
+    """(segmentation node, segment IDs, label-map volume or None, a note on what was merged or '')."""
     import numpy as np
 
-    from virtualbiopsy.errors import InputError
     from virtualbiopsy.mrml import arrays, io
     from virtualbiopsy.mrml.geometry import Geometry
 
@@ -85,25 +104,29 @@ def _load_mask(context, path: Path, role: str, segment: str | None):
     name = io.node_name_from_path(path)
     if path.name.lower().endswith(_SEGMENTATION_SUFFIXES):
         node = io.load_segmentation(context, path, name)
-        return node, _pick_segment(node, segment, path), None
+        return node, _pick_segments(node, segments, path), None, ""
     labelmap = io.load_volume(context, path, f"{name} labels", labelmap=True, require_finite_values=False)
     labels = arrays.array_from_volume(labelmap)
-    if segment is None:
+    present = [float(v) for v in np.unique(labels) if v != 0]
+    note = ""
+    if not segments:
         mask = labels != 0
+        if len(present) > 1:
+            note = (f"the {role} '{path.name}' holds labels {', '.join(f'{v:g}' for v in present)}; all non-zero "
+                    "voxels were merged into one tumour mask (give --segment to choose labels)")
     else:
-        try:
-            value = float(segment)
-        except ValueError:
-            raise InputError(
-                f"'{path.name}' is a label image: give --segment as a label value (e.g. 1), not '{segment}'."
-            ) from None
-        mask = labels == value
+        values = _label_values(path, segments)
+        mask = np.isin(labels, values)
+        absent = [v for v in values if v not in present]
+        if absent:
+            note = (f"label {', '.join(f'{v:g}' for v in absent)} does not occur in the {role} '{path.name}' "
+                    f"(labels present: {', '.join(f'{v:g}' for v in present) or 'none'})")
     node = arrays.add_segmentation_from_labels(
         context, mask.astype(np.uint8), Geometry.from_node(labelmap), {1: ("tumour", _TUMOUR_COLOUR)}, name,
         reference_volume=labelmap)
     if not arrays.segment_ids(node):  # an empty mask gives no segment; keep an empty one to compare
         node.GetSegmentation().AddEmptySegment("tumour", "tumour")
-    return node, arrays.segment_ids(node)[0], labelmap
+    return node, arrays.segment_ids(node), labelmap, note
 
 
 def _segmentation_grid(context, segmentation_node):
@@ -130,23 +153,31 @@ def run(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     quiet_vtk(args.out / "vtk.log")
     corrected_segment = args.corrected_segment if args.corrected_segment is not None else args.segment
-    ai, ai_id, _ = _load_mask(context, ai_path, "AI mask", args.segment)
-    corrected, corrected_id, corrected_labels = _load_mask(context, corrected_path, "corrected mask",
-                                                           corrected_segment)
+    ai, ai_ids, _, ai_note = _load_mask(context, ai_path, "AI mask", args.segment)
+    corrected, corrected_ids, corrected_labels, corrected_note = _load_mask(context, corrected_path, "corrected mask",
+                                                                            corrected_segment)
     if reference_path is not None:
         reference = io.load_volume(context, reference_path, require_finite_values=False)
     elif corrected_labels is not None:
         reference = corrected_labels
     else:
         reference = _segmentation_grid(context, corrected)
-    table = compare_segments(context, ai, ai_id, corrected, corrected_id, reference, args.tolerance_mm)
+    table = compare_segments(context, ai, ai_ids, corrected, corrected_ids, reference, args.tolerance_mm)
     path = io.write_csv(table, args.out / "metrics.csv")
 
     from virtualbiopsy.mrml.arrays import table_columns
 
     columns = table_columns(table)
-    print(f"AI '{ai_path.name}' vs corrected '{corrected_path.name}' "
-          f"(surface Dice tolerance {args.tolerance_mm:g} mm):")
+    for note in (ai_note, corrected_note):
+        if note:
+            print(f"note: {note}")
+
+    def segments(attribute: str) -> str:
+        names = json.loads(table.GetAttribute(attribute))
+        return " + ".join(f"'{n}'" for n in names)
+
+    print(f"AI '{ai_path.name}' ({segments('VirtualBiopsy.AiSegments')}) vs corrected '{corrected_path.name}' "
+          f"({segments('VirtualBiopsy.CorrectedSegments')}), surface Dice tolerance {args.tolerance_mm:g} mm:")
     for metric, value, unit in zip(columns["metric"], columns["value"], columns["unit"]):
         print(f"  {metric:<27} {value:>12.4g} {unit}")
     print(f"Written: {path}")

@@ -266,7 +266,8 @@ class NeuroblastomaSegLogic:
 
     def compare(self, ai_segmentation, ai_segment_id, corrected_segmentation, corrected_segment_id,
                 reference_volume, tolerance_mm: float = 1.0, table_node=None):
-        """AI vs corrected segment: DSC, Jaccard, FPR, FNR, HD95, MSD, surface DSC, APL, volumes (a table)."""
+        """AI vs corrected segment (an ID, or a list of IDs for their union): DSC, Jaccard, FPR, FNR, HD95, MSD,
+        surface DSC, APL, volumes (a table)."""
         from virtualbiopsy.segmentation.correction import compare_segments
 
         return compare_segments(self.context, ai_segmentation, ai_segment_id, corrected_segmentation,

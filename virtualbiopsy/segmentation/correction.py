@@ -47,29 +47,45 @@ def _segment_name(segmentation_node, segment_id: str) -> str:
     return segment.GetName()
 
 
-def _mask_on_grid(segmentation_node, segment_id: str, reference_volume, role: str) -> np.ndarray:
-    """The segment as a mask on the reference grid, refusing resampling and cropping."""
-    name = _segment_name(segmentation_node, segment_id)
-    own = {row["segment_id"]: row["voxels"] for row in arrays.segment_volumes(segmentation_node)}[segment_id]
-    if own == 0:  # an empty segment (e.g. the AI found nothing) may have no voxel grid at all
-        return np.zeros(Geometry.from_node(reference_volume).shape, bool)
-    arrays.require_segmentation_on_grid(segmentation_node, reference_volume)
-    mask = arrays.mask_from_segment(segmentation_node, segment_id, reference_volume, allow_empty=True)
-    inside = int(np.count_nonzero(mask))
-    if inside != own:
-        raise GeometryMismatchError(
-            f"{own - inside} of the {own} voxels of the {role} segment '{name}' ('{segmentation_node.GetName()}') "
-            f"lie outside the reference image '{reference_volume.GetName()}'; choose a reference image that "
-            "covers both segmentations."
-        )
-    return mask
+def _segment_ids(segment_ids: str | Sequence[str]) -> list[str]:
+    """One segment ID or several (their union), without repeats, in the order given."""
+    ids = [segment_ids] if isinstance(segment_ids, str) else list(dict.fromkeys(segment_ids))
+    if not ids:
+        raise InputError("Choose at least one segment to compare.")
+    return ids
+
+
+def _mask_on_grid(segmentation_node, segment_ids: str | Sequence[str], reference_volume, role: str) -> np.ndarray:
+    """The union of the segments as a mask on the reference grid, refusing resampling and cropping."""
+    union = np.zeros(Geometry.from_node(reference_volume).shape, bool)
+    own_voxels = {row["segment_id"]: row["voxels"] for row in arrays.segment_volumes(segmentation_node)}
+    for segment_id in _segment_ids(segment_ids):
+        name = _segment_name(segmentation_node, segment_id)
+        own = own_voxels[segment_id]
+        if own == 0:  # an empty segment (e.g. the AI found nothing) may have no voxel grid at all
+            continue
+        arrays.require_segmentation_on_grid(segmentation_node, reference_volume)
+        mask = arrays.mask_from_segment(segmentation_node, segment_id, reference_volume, allow_empty=True)
+        inside = int(np.count_nonzero(mask))
+        if inside != own:
+            raise GeometryMismatchError(
+                f"{own - inside} of the {own} voxels of the {role} segment '{name}' "
+                f"('{segmentation_node.GetName()}') lie outside the reference image '{reference_volume.GetName()}'; "
+                "choose a reference image that covers both segmentations."
+            )
+        union |= mask
+    return union
 
 
 def compare_segments(
-    context, ai_segmentation, ai_segment_id: str, corrected_segmentation, corrected_segment_id: str,
-    reference_volume, tolerance_mm: float = 1.0, table_node=None,
+    context, ai_segmentation, ai_segment_id: str | Sequence[str], corrected_segmentation,
+    corrected_segment_id: str | Sequence[str], reference_volume, tolerance_mm: float = 1.0, table_node=None,
 ):
     """A table (metric, value, unit, description) of the AI vs corrected segment agreement.
+
+    Each side is one segment ID or a list of them, whose union is compared (a tumour drawn as rim
+    and core, say); the table's attributes ``VirtualBiopsy.AiSegments`` / ``CorrectedSegments`` name
+    the segments compared.
 
     Both segments are read on the voxel grid of ``reference_volume``. Segmentations whose voxels
     are not on that grid (other spacing, directions or shifted voxel centres) are refused with
@@ -80,9 +96,10 @@ def compare_segments(
     are never modified.
     """
     geometry = require_scalar_3d(reference_volume, "reference image")
-    ai_name = f"AI segment '{_segment_name(ai_segmentation, ai_segment_id)}' ('{ai_segmentation.GetName()}')"
-    corrected_name = (f"corrected segment '{_segment_name(corrected_segmentation, corrected_segment_id)}' "
-                      f"('{corrected_segmentation.GetName()}')")
+    ai_names = [_segment_name(ai_segmentation, i) for i in _segment_ids(ai_segment_id)]
+    corrected_names = [_segment_name(corrected_segmentation, i) for i in _segment_ids(corrected_segment_id)]
+    ai_name = f"AI {_describe(ai_names)} ('{ai_segmentation.GetName()}')"
+    corrected_name = f"corrected {_describe(corrected_names)} ('{corrected_segmentation.GetName()}')"
     ai = _mask_on_grid(ai_segmentation, ai_segment_id, reference_volume, "AI")
     corrected = _mask_on_grid(corrected_segmentation, corrected_segment_id, reference_volume, "corrected")
     values = compare_masks(ai, corrected, geometry.spacing, tolerance_mm, ai_name=ai_name,
@@ -100,7 +117,15 @@ def compare_segments(
             context, columns, f"{corrected_segmentation.GetName()} vs {ai_segmentation.GetName()} agreement",
             table_node)
         table.SetAttribute("VirtualBiopsy.SurfaceDiceToleranceMm", f"{float(tolerance_mm):g}")
+        table.SetAttribute("VirtualBiopsy.AiSegments", json.dumps(ai_names))
+        table.SetAttribute("VirtualBiopsy.CorrectedSegments", json.dumps(corrected_names))
     return table
+
+
+def _describe(names: list[str]) -> str:
+    if len(names) == 1:
+        return f"segment '{names[0]}'"
+    return "segments " + " + ".join(f"'{n}'" for n in names) + " (their union)"
 
 
 # -- editing time ------------------------------------------------------------------------------
