@@ -144,6 +144,8 @@ def run_reduce(args) -> int:
         print(f"Signature of {len(reduction.signature_)} feature(s) for {len(table)} case(s): "
               f"{args.out / 'signature.csv'}")
         return 0
+    if not 0.0 < args.correlation <= 1.0:
+        raise InputError(f"--correlation must be in (0, 1] (1 = no pruning); got {args.correlation:g}.")
     parameters = ReductionParameters(
         variance=VarianceFilterParameters(args.variance_rule, args.variance_percentile, args.variance_threshold,
                                           args.near_constant_share),

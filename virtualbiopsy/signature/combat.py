@@ -39,15 +39,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from virtualbiopsy.columns import OUTCOME, discrete_kind, numeric_values
+from virtualbiopsy.columns import OUTCOME, discrete_kind, numeric_values, row_name
 from virtualbiopsy.errors import FileFormatError, InputError
+from virtualbiopsy.frames import BLANKS
 from virtualbiopsy.progress import as_task
 from virtualbiopsy.signature.batch_effect import (  # noqa: F401 - part of this module's API
     batch_effect_table,
     plot_batch_effect,
     summarise_batch_effect,
 )
-from virtualbiopsy.signature.tables import failed_rows, feature_selection, require_columns, require_finite_features
+from virtualbiopsy.signature.tables import (
+    failed_rows,
+    feature_selection,
+    level_text,
+    require_columns,
+    require_finite_features,
+)
 from virtualbiopsy.signature.tables import labels_as_text as _labels
 from virtualbiopsy.signature.variance import NEAR_CONSTANT_SHARE, most_common_share
 
@@ -429,7 +436,15 @@ def plan_harmonisation(table: pd.DataFrame, batch_column: str, covariates: Seque
     if not chosen:
         raise InputError("No continuous feature is left to harmonise ("
                          + "; ".join(f"{name}: {why}" for name, why in list(left.items())[:6]) + ").")
+    if len(chosen) < 2:
+        raise InputError(f"ComBat needs at least 2 features; only {', '.join(chosen)} is left to harmonise ("
+                         + "; ".join(f"{name}: {why}" for name, why in list(left.items())[:6]) + ").")
     fitted = table.loc[rows]
+    blank = [i for i, v in enumerate(fitted[batch_column].tolist()) if level_text(v).lower() in BLANKS]
+    if blank:
+        raise InputError(f"The batch column '{batch_column}' is empty for {len(blank)} case(s): "
+                         + ", ".join(row_name(fitted, i) for i in blank[:6]) + (" ..." if len(blank) > 6 else "")
+                         + ". Give every case its batch (or remove the case).")
     values = numeric_values(fitted, chosen)
     _design(values, fitted[batch_column].tolist(), fitted[covariates] if covariates else None,
             parameters or ComBatParameters(), categorical, batch_column)

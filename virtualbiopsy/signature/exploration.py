@@ -44,7 +44,10 @@ def check_label(labels: Sequence, positive=None, name: str = "label") -> tuple[n
     try:
         is_positive, negative, positive = two_classes(labels, positive)
     except InputError as error:
-        raise InputError(f"The {name} column: {error}") from None
+        text = str(error)
+        text = f"The {name} column " + text[len("The label "):] if text.startswith("The label ") else \
+            f"The {name} column: {text}"
+        raise InputError(text) from None
     if min(is_positive.sum(), (~is_positive).sum()) < 2:
         raise InputError(f"Each class of the {name} column needs at least 2 cases ({positive}: "
                          f"{int(is_positive.sum())}, {negative}: {int((~is_positive).sum())}).")

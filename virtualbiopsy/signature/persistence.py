@@ -52,4 +52,7 @@ def load_model(path: str | Path):
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise FileFormatError(f"Could not read the saved model '{path}' ({error}).") from error
-    return model_from_json(text)
+    try:
+        return model_from_json(text)
+    except FileFormatError as error:
+        raise FileFormatError(f"'{path.name}': {error}") from None

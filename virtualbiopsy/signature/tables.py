@@ -25,6 +25,7 @@ from virtualbiopsy.columns import (
     why_not_a_feature,
 )
 from virtualbiopsy.errors import InputError, InvalidValuesError
+from virtualbiopsy.frames import BLANKS
 
 #: Column names never treated as features (compared case-insensitively).
 META_COLUMNS = BOOKKEEPING_COLUMNS
@@ -101,7 +102,7 @@ def level_text(value) -> str:
 
 def labels_as_text(values: Sequence, what: str) -> np.ndarray:
     labels = np.array([level_text(v) for v in values], dtype=object)
-    missing = [i for i, v in enumerate(labels) if v in ("", "nan", "None", "NaN")]
+    missing = [i for i, v in enumerate(labels) if v.lower() in BLANKS]
     if missing:
         raise InputError(f"The {what} is missing for {len(missing)} case(s) (rows "
                          f"{', '.join(str(i + 1) for i in missing[:8])}"
