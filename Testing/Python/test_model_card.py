@@ -146,3 +146,26 @@ def test_the_saved_cohort_summary_keeps_no_minimum_or_maximum(saved, tmp_path):
     patient = X.loc[X["adc_mean"].idxmax()]
     path = patient_in_cohort(tmp_path / "in_cohort.png", quantiles, patient, loaded.used_features)
     assert path.is_file() and path.stat().st_size > 5000
+
+
+def test_feature_names_and_labels_reach_the_model_card_as_text_not_markup(tmp_path, capsys):
+    """Markup injection (issue 10, item 5): names from a user's table are escaped in model_card.md, so a
+    Markdown renderer that passes raw HTML through (as most do) shows them and runs nothing."""
+    markdown_it = pytest.importorskip("markdown_it", reason="needs markdown-it-py (pip install markdown-it-py)")
+    from virtualbiopsy.cli.main import main
+
+    hostile = {"adc_mean": "<script>alert(1)</script>", "noise_1": "[x](javascript:alert(2)) *b*|c",
+               "t2_entropy": "<img src=x onerror=alert(3)>"}
+    cohort = generate_cohort(n_patients=60, seed=3)
+    table = cohort.table.rename(columns=hostile)
+    table["mycn_amplified"] = table["mycn_amplified"].map({0: "<b>no</b>", 1: "yes|<i>"})
+    table.to_csv(tmp_path / "hostile.csv", index=False)
+    assert main(["predict", "train", "--table", str(tmp_path / "hostile.csv"), "--endpoint", "mycn_amplified",
+                 "--bootstrap", "20", "--folds", "3", "--out", str(tmp_path / "model")]) == 0
+    card = (tmp_path / "model" / CARD_MD).read_text()
+    rendered = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(card)
+    for tag in ("<script", "<img", "<b>", "<i>", "<a ", "<em>"):  # no element made from a name, no link
+        assert tag not in rendered, tag
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered  # shown as the text it is
+    assert json.loads((tmp_path / "model" / CARD_JSON).read_text())  # the JSON card keeps the names as data
+    assert "<script>alert(1)</script>" in (tmp_path / "model" / CARD_JSON).read_text()

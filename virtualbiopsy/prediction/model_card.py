@@ -117,34 +117,47 @@ def model_card(model: TrainedModel, file_sha256: str | None = None) -> dict:
 
 
 def card_markdown(card: dict) -> str:
-    """A readable model card."""
+    """A readable model card. Every value is escaped (:func:`~virtualbiopsy.report.html.markdown_text`): feature
+    names, class labels and case ids come from a user's table and must reach a Markdown viewer as text."""
+    from virtualbiopsy.report.html import markdown_text as t
+
+    def listed(values) -> str:
+        return ", ".join(t(v) for v in values)
+
     model, cohort, validation = card["model"], card["training_cohort"], card["validation"]
-    lines = [f"# Model card: {model['description']}", "", f"**Intended use.** {card['intended_use']}", "",
-             "## Model", f"- Model: `{model['name']}` — pipeline: {' → '.join(model['pipeline'])}",
-             f"- Hyper-parameters: {model['hyper_parameters']}",
-             f"- Input features ({len(model['input_features'])}): {', '.join(model['input_features'])}",
-             f"- Features used after selection ({len(model['features_used'])}): {', '.join(model['features_used'])}",
-             f"- Endpoint: {model['endpoint']}"]
+    endpoint = model["endpoint"]
+    if isinstance(endpoint, dict):
+        columns = [c for c in (endpoint.get("column"), endpoint.get("time"), endpoint.get("event")) if c]
+        endpoint_text = f"{listed(columns)} ({t(endpoint.get('kind', ''))}"
+        endpoint_text += f"; classes: {listed(endpoint['classes'])})" if endpoint.get("classes") else ")"
+    else:
+        endpoint_text = t(endpoint)
+    lines = [f"# Model card: {t(model['description'])}", "", f"**Intended use.** {t(card['intended_use'])}", "",
+             "## Model", f"- Model: {t(model['name'])} — pipeline: {' → '.join(t(step) for step in model['pipeline'])}",
+             f"- Hyper-parameters: {t(model['hyper_parameters'])}",
+             f"- Input features ({len(model['input_features'])}): {listed(model['input_features'])}",
+             f"- Features used after selection ({len(model['features_used'])}): {listed(model['features_used'])}",
+             f"- Endpoint: {endpoint_text}"]
     if model.get("threshold") is not None:
-        lines.append(f"- Probability threshold: {model['threshold']}")
+        lines.append(f"- Probability threshold: {t(model['threshold'])}")
     if model.get("risk_cut") is not None:
         lines.append(f"- High risk: prognostic index > {model['risk_cut']:.4g} "
                      f"(the {model['risk_percentile']:g}th percentile of the training cohort)")
-    lines += ["", "## Training cohort", *[f"- {k}: {v}" for k, v in cohort.items()], "",
-              "## Validation", validation["method"], "", "| metric | estimate | 95 % CI |", "|---|---|---|"]
+    lines += ["", "## Training cohort", *[f"- {t(k)}: {t(v)}" for k, v in cohort.items()], "",
+              "## Validation", t(validation["method"]), "", "| metric | estimate | 95 % CI |", "|---|---|---|"]
     for row in validation["metrics"]:
         low, high = row.get("ci_low"), row.get("ci_high")
         ci = f"{low:.3f} – {high:.3f}" if isinstance(low, float) and isinstance(high, float) else "n/a"
         estimate = row["estimate"]
-        lines.append(f"| {row['metric']} | {estimate:.3f} | {ci} |" if isinstance(estimate, float)
-                     else f"| {row['metric']} | n/a | {ci} |")
+        lines.append(f"| {t(row['metric'])} | {estimate:.3f} | {ci} |" if isinstance(estimate, float)
+                     else f"| {t(row['metric'])} | n/a | {ci} |")
     if card.get("warnings"):
-        lines += ["", "## Data warnings", *[f"- {w}" for w in card["warnings"]]]
-    lines += ["", "## Provenance", f"- Trained: {card['trained_at']}",
-              *[f"- {k}: {v}" for k, v in card["libraries"].items()], "",
+        lines += ["", "## Data warnings", *[f"- {t(w)}" for w in card["warnings"]]]
+    lines += ["", "## Provenance", f"- Trained: {t(card['trained_at'])}",
+              *[f"- {t(k)}: {t(v)}" for k, v in card["libraries"].items()], "",
               "## Model file",
-              f"- `{card['file']['name']}` ({card['file']['format']}), SHA-256 `{card['file']['sha256']}`",
-              f"- {card['file']['security']}", ""]
+              f"- {t(card['file']['name'])} ({t(card['file']['format'])}), SHA-256 {t(card['file']['sha256'])}",
+              f"- {t(card['file']['security'])}", ""]
     return "\n".join(lines)
 
 
