@@ -325,3 +325,18 @@ def test_cli_reduce_and_harmonise(tmp_path):
     args = parser.parse_args(["harmonise", "--table", str(tmp_path / "features.csv"), "--out", str(tmp_path / "x")])
     with pytest.raises(InputError, match="--batch"):
         args.run(args)
+
+
+def test_the_default_variance_rule_keeps_the_informative_feature_of_the_outcome_cohort():
+    """Issue 10, item 15: the old default (drop the lowest 10 % of scaled variances) dropped adc_mean, the one
+    informative feature of the outcome cohort; the default now drops only near-constant features."""
+    from virtualbiopsy.prediction.cohort import generate_cohort
+
+    for seed in range(5):
+        cohort = generate_cohort(n_patients=200, seed=seed)
+        table = cohort.table[["case_id", *cohort.features]]
+        default = FeatureReduction(ReductionParameters()).fit(table)
+        assert cohort.truth["informative"] not in set(dropped(default, "variance")["feature"]), seed
+        assert dropped(default, "variance").empty  # nothing here is near-constant
+        percentile = FeatureReduction(ReductionParameters(variance=VarianceFilterParameters("percentile"))).fit(table)
+        assert len(dropped(percentile, "variance")) >= 1  # the percentile rule drops a fixed share, as documented
