@@ -171,7 +171,7 @@ def dwi_table(args, series, index_values, n_volumes: int) -> dict:
     stored, stored_vectors, source, vector_source = stored_dwi_table(args.dwi)
     if index_values is not None:
         try:
-            stored, source = [float(v) for v in index_values], f"The DWI file '{args.dwi[0].name}' (its index values)"
+            stored, source = [float(v) for v in index_values], stored_from(args.dwi[0], "DWI", "b-value")
         except ValueError:
             stored = None
     if given is None and stored is None:
@@ -201,6 +201,15 @@ def dwi_table(args, series, index_values, n_volumes: int) -> dict:
                 str(args.bvecs) if args.bvecs is not None else vector_source)}
 
 
+def stored_from(path: Path, what: str, tags: str) -> str:
+    """Where a series' own b-values / times come from, for messages: a .seq.nrrd's index values or DICOM tags."""
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+    if is_dicom_reference(path):
+        return f"The DICOM {what} series '{path}' (its {tags} tags)"
+    return f"The {what} file '{Path(path).name}' (its index values)"
+
+
 def load_series(context, paths: list[Path], what: str) -> tuple[object, list | None]:
     """Volume nodes of a series: several 3D files, or one 4D file. Returns (sequence node or list of volumes,
     index values of a sequence or None)."""
@@ -209,6 +218,10 @@ def load_series(context, paths: list[Path], what: str) -> tuple[object, list | N
     if len(paths) > 1:
         return [io.load_volume(context, p) for p in paths], None
     path = paths[0]
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+    if is_dicom_reference(path):  # b-values (DWI) or frame times (DCE) from the series' own tags
+        return io.load_frames(context, path)
     if not path.is_file():
         raise FileFormatError(f"No file at '{path}'.")
     if path.name.lower().endswith((".seq.nrrd", ".seq.nhdr")):
@@ -287,7 +300,7 @@ def series_times(text, override: bool, index_values, path: Path, option: str = "
             stored = None
     if given is None and stored is None:
         raise InputError(f"Give the DCE acquisition times with {option} (s), e.g. 40x5 or 0,5,10,...")
-    return reconcile_values(stored, given, stored_from=f"The DCE file '{path.name}' (its index values)",
+    return reconcile_values(stored, given, stored_from=stored_from(path, "DCE", "timing"),
                             given_from=option, what="times", unit="s", override=override,
                             hint=OVERRIDE_HINT.format(option=option, flag="--override-times"))
 

@@ -23,7 +23,7 @@ from virtualbiopsy.cli.output import add_overwrite_flags, guard_for
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 
 COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "radiomics", "ibsi-report", "reduce", "harmonise",
-            "fcf", "fcf-cohort", "dce", "predict", "deps")
+            "fcf", "fcf-cohort", "dce", "predict", "dicom", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         dce,
         demo,
         deps,
+        dicom,
         fcf,
         fcf_cohort,
         ibsi_report,
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, fcf_cohort,
-                   dce, predict, deps):
+                   dce, predict, dicom, deps):
         module.add_parser(subparsers)
     add_overwrite_flags(parser)
     return parser

@@ -129,8 +129,13 @@ def load_volume(context, path: str | Path, name: str | None = None, labelmap: bo
     """Load a NRRD / NIfTI / MetaImage volume as a new scalar (or label map) volume node.
 
     Refuses (and leaves the scene unchanged on) missing or corrupt files, 2D or multi-component
-    images when ``require_3d``, and NaN / infinite voxels when ``require_finite_values``.
+    images when ``require_3d``, and NaN / infinite voxels when ``require_finite_values``. A DICOM folder
+    (or 'FOLDER#series') is read as one series (:mod:`virtualbiopsy.dicom.series`).
     """
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference, load_dicom_volume
+
+    if not labelmap and is_dicom_reference(path):
+        return load_dicom_volume(context, path, name)
     path = _existing(path)
     require_usable_image_file(path, "mask" if labelmap else "image", allow_non_finite=not require_finite_values)
     frames = _frame_count(path)
@@ -160,7 +165,7 @@ def load_frames(context, path: str | Path, name: str | None = None,
                 require_finite_values: bool = True) -> tuple[list, list[str] | None]:
     """Load every 3D frame of one 4D file (DWI b-values, DCE times) as NEW scalar volume nodes.
 
-    Returns (volume nodes in file order, index values of a ``.seq.nrrd`` or None). A 4D NIfTI /
+    Returns (volume nodes in file order, index values of a ``.seq.nrrd`` or a DICOM series, or None). A 4D NIfTI /
     NRRD / MetaImage file, or a multi-component one, is read with SimpleITK and each frame put on
     the grid Slicer's own reader gives a 3D file with the same header: a left-handed grid (e.g. the
     LAS axes dcm2niix writes) gets its slice order reversed with Slicer's
@@ -170,6 +175,10 @@ def load_frames(context, path: str | Path, name: str | None = None,
     """
     if Path(path).name.lower().endswith((".seq.nrrd", ".seq.nhdr")):  # checked there (NRRD hides no NaN)
         return sequence_volumes(load_sequence(context, path, name))
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference, load_dicom_frames
+
+    if is_dicom_reference(path):  # a DWI / dynamic DICOM series: its b-values or times as index values
+        return load_dicom_frames(context, path, name)
     path = _existing(path)
     require_usable_image_file(path, allow_non_finite=not require_finite_values)
     import SimpleITK as sitk

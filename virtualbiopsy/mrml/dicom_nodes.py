@@ -1,0 +1,88 @@
+"""DICOM series as new MRML volume nodes (what :func:`virtualbiopsy.mrml.io.load_volume` and
+:func:`~virtualbiopsy.mrml.io.load_frames` do with a DICOM folder or 'FOLDER#series' reference).
+
+Each node carries what Slicer's DICOM module puts on a volume it loads - ``DICOM.instanceUIDs``
+(the SOP instance UIDs of its slices, in slice order) - and the series and study UIDs, so results
+can be exported as DICOM objects that reference their source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from virtualbiopsy.errors import ImageDimensionError
+
+SERIES_UID_ATTRIBUTE = "VirtualBiopsy.DicomSeriesUID"
+STUDY_UID_ATTRIBUTE = "VirtualBiopsy.DicomStudyUID"
+FILES_ATTRIBUTE = "VirtualBiopsy.DicomFiles"
+INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # Slicer's own attribute name
+
+
+def is_dicom_reference(path: str | Path) -> bool:
+    """A folder, a 'FOLDER#choice' reference, or a file that starts like a DICOM file (preamble + 'DICM')."""
+    from virtualbiopsy.dicom.series import split_reference
+
+    folder, choice = split_reference(path)
+    if folder.is_dir():
+        return True
+    if choice is not None or not folder.is_file():
+        return False
+    try:
+        with open(folder, "rb") as stream:
+            head = stream.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def _instance_uids(files: list[Path]) -> str:
+    import pydicom
+
+    return " ".join(str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+                    for f in dict.fromkeys(files))
+
+
+def _add(context, series, index: int, name: str):
+    from virtualbiopsy.mrml import arrays
+
+    node = arrays.add_volume_from_array(context, series.arrays[index], series.geometry, name)
+    node.SetAttribute(SERIES_UID_ATTRIBUTE, series.info.series_uid)
+    node.SetAttribute(STUDY_UID_ATTRIBUTE, series.info.study_uid)
+    node.SetAttribute(FILES_ATTRIBUTE, "\n".join(str(f) for f in dict.fromkeys(series.files[index])))
+    node.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, _instance_uids(series.files[index]))
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def _read(path, progress):
+    from virtualbiopsy.dicom import series as dicom_series
+
+    series = dicom_series.load(path, progress)
+    if series.geometry.shape[0] == 1 and len(series.arrays) == 1:
+        raise ImageDimensionError(f"{series.info.label()} at '{path}' is a single 2D slice; give the folder holding "
+                                  "the whole series (every slice).")
+    return series
+
+
+def load_dicom_volume(context, path: str | Path, name: str | None = None, progress=None):
+    """One 3D DICOM series as a NEW scalar volume node; refuses a DWI / dynamic series and a lone slice."""
+    from virtualbiopsy.dicom.series import require_volume
+
+    series = _read(path, progress)
+    require_volume(series)
+    with context.transaction():
+        return _add(context, series, 0, name or series.info.description or "DICOM volume")
+
+
+def load_dicom_frames(context, path: str | Path, name: str | None = None, progress=None) -> tuple[list, list[str]]:
+    """The frames of a DWI or dynamic DICOM series as NEW volume nodes, and their b-values (s/mm²) or times
+    (s from the first frame) as index values, like a ``.seq.nrrd``'s."""
+    series = _read(path, progress)
+    if len(series.arrays) == 1:
+        raise ImageDimensionError(f"{series.info.label()} is a single 3D volume, not a DWI or dynamic series.")
+    stem = name or series.info.description or "DICOM series"
+    with context.transaction():
+        nodes = [_add(context, series, i, f"{stem} {i + 1}") for i in range(len(series.arrays))]
+    for node in nodes:
+        node.SetAttribute("VirtualBiopsy.DicomFrameValuesFrom", series.source)
+    return nodes, [f"{v:g}" for v in series.values]
