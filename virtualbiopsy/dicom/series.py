@@ -356,6 +356,9 @@ def _kind(frames: list[_Frame], info: SeriesInfo) -> str:
     times = {round(f.time_s, 3) for f in frames if f.time_s is not None}
     if len(times) > 1 and all(f.time_s is not None for f in frames):
         return "dynamic"
+    if len(frames) % max(len(positions), 1):
+        raise InputError(f"{info.label()}: {len(frames)} slices at {len(positions)} positions, not a whole number of "
+                         "frames: a slice is duplicated at the same position, or missing from some frames.")
     if info.b_values or "DIFFUSION" in info.image_type:
         raise InputError(f"{info.label()} looks like a DWI, but its slices carry no b-value tag (standard (0018,9087) "
                          "or the vendor's); give the b-values with --bvalues on a NIfTI/NRRD export instead.")
