@@ -63,9 +63,9 @@ def test_the_t2w_and_dce_read_back_on_the_grid_of_the_nrrd_files(study, dicom_st
     uids = dicom.GetAttribute("DICOM.instanceUIDs").split()
     assert len(uids) == study.t2w.shape[0] and len(set(uids)) == len(uids)
     frames, times = io.load_frames(context, folder / "standard#DCE")
-    assert [float(t) for t in times] == list(DCE_TIMES)  # TriggerTime, relative to the first frame
+    assert [float(t) for t in times] == list(DCE_TIMES)  # AcquisitionTime, relative to the first frame
     np.testing.assert_array_equal(np.array([array_from_volume(f) for f in frames]), study.dce.astype(np.float32))
-    assert "TriggerTime" in frames[0].GetAttribute("VirtualBiopsy.DicomFrameValuesFrom")
+    assert "AcquisitionTime" in frames[0].GetAttribute("VirtualBiopsy.DicomFrameValuesFrom")
 
 
 def test_the_volume_equals_highdicoms_get_volume_from_series(dicom_study):

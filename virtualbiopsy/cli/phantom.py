@@ -16,8 +16,8 @@ def add_parser(subparsers) -> None:
             "Write the seeded synthetic study to OUT: t2w.nrrd, dwi.seq.nrrd (index = b-value, s/mm²), "
             "dce.seq.nrrd (index = time, s), ground_truth.seg.nrrd, label maps, true ADC / S0 / iAUC60 maps "
             "and truth.json. With --dicom also OUT/dicom/: the T2w, DWI and DCE as classic MR DICOM series of one "
-            "study (b-values in the tags of --b-value-convention; DCE with TemporalPositionIdentifier, TriggerTime "
-            "and AcquisitionTime). The same seed always gives the same study; see virtualbiopsy/phantom/README.md."
+            "study (b-values in the tags of --b-value-convention; DCE with TemporalPositionIdentifier and "
+            "AcquisitionTime). The same seed always gives the same study; see virtualbiopsy/phantom/README.md."
         ),
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")

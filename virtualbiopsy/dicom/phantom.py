@@ -1,8 +1,8 @@
 """The sample study written as classic single-frame MR DICOM series (``virtualbiopsy phantom --dicom``).
 
 One study, one frame of reference, three series: T2w, DWI (every b-value, its value in the tags of
-the chosen vendor convention, :data:`B_VALUE_CONVENTIONS`) and DCE (TemporalPositionIdentifier,
-TriggerTime and AcquisitionTime per time point). The voxels are the study's own (int16), so every
+the chosen vendor convention, :data:`B_VALUE_CONVENTIONS`) and DCE (TemporalPositionIdentifier and
+AcquisitionTime per time point; TriggerTime is for gated series). The voxels are the study's own (int16), so every
 DICOM reader path can be checked against the NRRD files of the same study and its truth.
 Nothing identifying: a fixed phantom patient name and id, UIDs generated anew.
 """
@@ -59,8 +59,11 @@ def _base_dataset(study: dict, series: dict, geometry: Geometry, k: int, instanc
     ds.FrameOfReferenceUID = study["frame_of_reference_uid"]
     ds.PositionReferenceIndicator = ""
     ds.InstanceNumber = instance
-    ds.ImageType = ["ORIGINAL", "PRIMARY", series.get("image_type", "OTHER"), "NONE"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION" if series.get("image_type") == "DIFFUSION" else "OTHER"]
     ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType = "SE", "NONE", "", "2D"
+    ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = series.get("tr_te", (4000.0, 90.0)) + (1,)
+    ds.PatientPosition = "HFS"
+    ds.BodyPartExamined = "ABDOMEN"
     lps = _RAS_TO_LPS @ geometry.ijk_to_ras
     spacing = geometry.spacing
     ds.ImageOrientationPatient = [round(float(v), 8) for v in
@@ -73,7 +76,6 @@ def _base_dataset(study: dict, series: dict, geometry: Geometry, k: int, instanc
     ds.Rows, ds.Columns = geometry.shape[1], geometry.shape[2]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
     return ds
 
 
@@ -147,7 +149,6 @@ def write_study_dicom(study, folder: str | Path, b_value_convention: str = "stan
         def timing(ds, position=index + 1, t=float(seconds)):
             ds.TemporalPositionIdentifier = position
             ds.NumberOfTemporalPositions = len(study.dce_times)
-            ds.TriggerTime = round(t * 1000.0, 3)  # ms
             ds.AcquisitionTime = (now + datetime.timedelta(seconds=t)).strftime("%H%M%S.%f")
 
         instance = _write_volume(paths["dce"], study.dce[index], dwi, info, dce_series, instance, timing)
