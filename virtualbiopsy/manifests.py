@@ -109,8 +109,15 @@ def require_folder_names(ids: list[str], name: str, lines: list[int], reserved: 
 
 
 def file_stamp(path: str | Path) -> list:
-    """``[resolved path, size in bytes, modification time in ns]`` of a file; ``[path, None, None]`` if absent."""
+    """``[resolved path, size in bytes, modification time in ns]`` of a file; ``[path, None, None]`` if absent.
+    A folder (a DICOM series, also as 'FOLDER#series') gets a digest of every file's path, size and time."""
     p = Path(path)
+    if not p.exists() and "#" in str(path):
+        p = Path(str(path).rsplit("#", 1)[0])
+    if p.is_dir():
+        listing = [(str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns)
+                   for f in sorted(p.rglob("*")) if f.is_file()]
+        return [str(path), len(listing), content_key({"files": listing})]
     if not p.is_file():
         return [str(path), None, None]
     stat = p.stat()

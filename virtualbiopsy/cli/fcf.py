@@ -45,6 +45,10 @@ def add_parser(subparsers) -> None:
                              "summary.json)")
     add_mask_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write DICOM into OUT/dicom/: ADC and its SE (and iAUC with --dce) as Parametric "
+                             "Maps, the habitats as a DICOM SEG, referencing the DWI series (--dwi must be a DICOM "
+                             "folder or FOLDER#series)")
     fit = parser.add_argument_group("voxel fit")
     fit.add_argument("--min-b", type=float, help="leave out b-values below this (s/mm²), e.g. 200 against perfusion")
     fit.add_argument("--max-b", type=float, help="leave out b-values above this (s/mm²)")
@@ -319,6 +323,26 @@ def print_dwi_combination(summary: dict) -> None:
         print(f"Gradient directions overridden: {override['stored_in']} stores others; used {override['given']}")
 
 
+def _write_dicom(outputs, source, args) -> list[str]:
+    """The maps and habitats as DICOM objects referencing the DWI series they were fitted on."""
+    from virtualbiopsy.dicom import export
+
+    folder = args.out / "dicom"
+    written = [
+        export.write_parametric_map(outputs.adc, source, folder / "adc_pm.dcm", "ADC",
+                                    "apparent diffusion coefficient, monoexponential fit", "mm2/s", 902),
+        export.write_parametric_map(outputs.adc_se, source, folder / "adc_se_pm.dcm", "ADC SE",
+                                    "standard error of the ADC fit", "mm2/s", 903),
+        export.write_segmentation(outputs.habitats, source, folder / "habitats_seg.dcm",
+                                  export.Algorithm("AUTOMATIC", "Fit-Cluster-Fit habitats"),
+                                  series_description="Fit-Cluster-Fit habitats", series_number=904),
+    ]
+    if "iauc" in outputs.dce:
+        written.append(export.write_parametric_map(outputs.dce["iauc"], source, folder / "iauc_pm.dcm",
+                                                   f"iAUC{args.window:g}", "initial area under the curve", "s", 905))
+    return [str(p.relative_to(args.out)) for p in written]
+
+
 def run(args) -> int:
     from virtualbiopsy.habitats import figures
     from virtualbiopsy.habitats.pipeline import DceParameters
@@ -342,6 +366,10 @@ def run(args) -> int:
     if args.dce:
         dce, dce_index = load_series(context, args.dce, "DCE")
         times, times_override = series_times(args.times, args.override_times, dce_index, args.dce[0])
+    if args.dicom:
+        from virtualbiopsy.dicom.export import require_dicom_source
+
+        require_dicom_source(dwi[0] if isinstance(dwi, list) else io.sequence_volumes(dwi)[0][0], "--dicom")
     mask, segments, label = load_mask(context, args)
     inputs = dict(b_vectors=table["b_vectors"], override_b_values=True, override_dce_times=True)
     logic.check_fit_cluster_fit_inputs(dwi, table["b_values"], mask, segments, label, parameters, dce, times,
@@ -380,6 +408,8 @@ def run(args) -> int:
         spacing = first.GetSpacing()
         figures.habitat_map(args.out / "habitat_map.png", arrays.array_from_volume(first), result.labels, names,
                             HABITAT_COLOURS, aspect=spacing[1] / spacing[0])
+        if args.dicom:
+            summary["dicom"] = _write_dicom(outputs, first if isinstance(dwi, list) else dwi[0], args)
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print_dwi_combination(summary)
     print(f"{result.k} habitat(s) in {summary['tumour_volume_ml']:.1f} mL of tumour "

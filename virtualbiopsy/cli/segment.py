@@ -42,14 +42,24 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-uncertainty", action="store_true", help="skip the uncertainty maps")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="normalised entropy from which a voxel counts as uncertain (default 0.5)")
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write DICOM into OUT/dicom/ (per case with --manifest): the AI segmentation as a "
+                             "DICOM SEG and the uncertainty as a Parametric Map, referencing the source series "
+                             "(the first --image must be a DICOM folder or FOLDER#series)")
     add_pipeline_arguments(parser, grid_steps=False)
     parser.set_defaults(run=run)
 
 
-def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, task, case_id: str, images) -> dict:
+def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, task, case_id: str, images,
+                dicom: bool = False) -> dict:
     """Segment one case's loaded ``volumes`` and write its files into ``folder``; returns its summary."""
     from virtualbiopsy.mrml import io
 
+    source = volumes[0]
+    if dicom:
+        from virtualbiopsy.dicom.export import require_dicom_source
+
+        require_dicom_source(source)
     if pipeline is not None:
         steps = task.sub(0.0, 0.4)
         volumes = [logic.preprocess(v, pipeline, progress=steps.sub(i / len(volumes), (i + 1) / len(volumes)))
@@ -63,10 +73,32 @@ def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, tas
         io.save_node(outputs.disagreement, folder / "disagreement.nrrd")
         if outputs.fold_disagreement is not None:
             io.save_node(outputs.fold_disagreement, folder / "fold_disagreement.nrrd")
+    if dicom:
+        from virtualbiopsy.dicom import export
+        from virtualbiopsy.segmentation.model_source import is_demo_model
+
+        algorithm = export.ai_algorithm(outputs.segmentation, is_demo_model(parameters.model_path))
+        written = [export.write_segmentation(outputs.segmentation, source, folder / "dicom" / "segmentation_seg.dcm",
+                                             algorithm, series_description="AI tumour segmentation")]
+        if outputs.uncertainty is not None:
+            uncertainty = _scaled_copy(context, outputs.uncertainty, 1.0 / 255.0)
+            written.append(export.write_parametric_map(
+                uncertainty, source, folder / "dicom" / "uncertainty_pm.dcm", "Uncertainty",
+                "normalised predictive entropy 0-1", "1", series_number=903))
+            context.scene.RemoveNode(uncertainty)
+        outputs.summary["dicom"] = [str(p.relative_to(folder)) for p in written]
     summary = {"case_id": case_id, "images": [str(p) for p in images],
                "preprocessing": pipeline.to_dict() if pipeline is not None else None, **outputs.summary}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _scaled_copy(context, volume, factor: float):
+    from virtualbiopsy.mrml import arrays
+    from virtualbiopsy.mrml.geometry import Geometry
+
+    values = arrays.array_from_volume(volume).astype("float32") * factor
+    return arrays.add_volume_from_array(context, values, Geometry.from_node(volume), f"{volume.GetName()} scaled")
 
 
 def _report(name: str, summary: dict, folder: Path) -> None:
@@ -95,8 +127,13 @@ def run(args) -> int:
     quiet_vtk(args.out / "vtk.log")
     if cases is None:
         volumes = [io.load_volume(context, path) for path in args.image]
+        if args.dicom:
+            from virtualbiopsy.dicom.export import require_dicom_source
+
+            require_dicom_source(volumes[0])
         with ConsoleProgress("segment") as bar:
-            summary = _write_case(logic, context, volumes, parameters, pipeline, args.out, Task(bar), "", args.image)
+            summary = _write_case(logic, context, volumes, parameters, pipeline, args.out, Task(bar), "", args.image,
+                                  args.dicom)
         _report(args.image[0].name, summary, args.out)
         return 0
 
@@ -104,13 +141,13 @@ def run(args) -> int:
         try:
             volumes = [io.load_volume(context, path) for path in case.images]
             return _write_case(logic, context, volumes, parameters, pipeline, folder, task, case.case_id,
-                               case.images)
+                               case.images, args.dicom)
         finally:
             context.scene.Clear(0)
 
     settings = {"model": cohort.model_stamp(model), "folds": folds, "mirroring": parameters.mirroring,
                 "uncertainty": parameters.uncertainty, "threshold": parameters.uncertain_threshold,
-                "preprocessing": pipeline.to_dict() if pipeline is not None else None}
+                "preprocessing": pipeline.to_dict() if pipeline is not None else None, "dicom": args.dicom}
     with ConsoleProgress("segment") as bar:
         result = cohort.run_cohort(cases, args.out, settings, segment_case, Task(bar))
     for case in result.results:

@@ -77,7 +77,9 @@ def _codes_of(segment):
     else:
         category, kind = codes.SCT.Tissue, codes.SCT.Tissue
     fields = tag.split("~")
-    if len(fields) >= 3:
+    # Slicer gives every new segment the placeholder 'Tissue / Tissue': only a chosen entry overrides the name
+    chosen = _code(fields[2], None) if len(fields) >= 3 else None
+    if chosen is not None and chosen != codes.SCT.Tissue:
         category, kind = _code(fields[1], category), _code(fields[2], kind)
     return category, kind
 
@@ -190,3 +192,23 @@ def _frame_anatomy(dataset, source) -> None:
     anatomy.FrameLaterality = "U"
     anatomy.AnatomicRegionSequence = [region]
     dataset.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [anatomy]
+
+
+def require_dicom_source(volume_node, option: str = "--dicom") -> None:
+    """Refuse, before anything is computed, a DICOM export of results whose image was not read from DICOM."""
+    from virtualbiopsy.mrml.dicom_nodes import FILES_ATTRIBUTE
+
+    if not volume_node.GetAttribute(FILES_ATTRIBUTE):
+        raise InputError(f"{option} writes DICOM objects that reference the source series, but "
+                         f"'{volume_node.GetName()}' was not read from DICOM; give the image as its DICOM folder "
+                         "(or FOLDER#series).")
+
+
+def ai_algorithm(segmentation_node, demo: bool) -> Algorithm:
+    """The algorithm identification of an AI segmentation made by ``NeuroblastomaSegLogic.segment``
+    (``demo``: made by the bundled DEMO model, which the name then says)."""
+    described = segmentation_node.GetAttribute("VirtualBiopsy.Model") or "nnU-Net model"
+    name = described.split("(")[0].strip().replace("nnU-Net model ", "nnU-Net ").replace("'", "")
+    if demo:
+        name = f"{name} DEMO, not for patients"
+    return Algorithm("AUTOMATIC", name, f"virtualbiopsy {__version__}")

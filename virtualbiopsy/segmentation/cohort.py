@@ -119,8 +119,10 @@ def _check_images(case: SegmentCase) -> None:
     if not case.images or not all(case.images):
         empty = [str(i + 1) for i, p in enumerate(case.images) if not p]
         raise InputError(f"No image file given (image column {', '.join(empty)} is empty).")
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
     for image in case.images:
-        if not Path(image).is_file():
+        if not Path(image).is_file() and not is_dicom_reference(image):
             raise InputError(f"No image at '{image}'.")
 
 

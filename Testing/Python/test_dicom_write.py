@@ -1,0 +1,155 @@
+"""Writing DICOM (issue 11): SEG and Parametric Maps reference their source series, pass dciodvfy without
+errors and read back with highdicom to the same voxels and grid; ``segment --dicom`` and ``fcf --dicom``
+write them from DICOM inputs and refuse when the input was not DICOM."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+from refusals import CliCase, assert_cli_refuses
+from test_dicom_read import _from_highdicom
+
+from virtualbiopsy.cli.main import main
+from virtualbiopsy.dicom import export
+from virtualbiopsy.dicom.phantom import write_study_dicom
+from virtualbiopsy.mrml import MRMLContext, arrays, io
+from virtualbiopsy.mrml.geometry import Geometry
+from virtualbiopsy.phantom import generate_study
+from virtualbiopsy.sample_study import write_study
+from virtualbiopsy.segmentation.demo_model import demo_model_path
+
+DCE_TIMES = (0.0, 10.0, 20.0, 30.0, 40.0, 60.0)
+
+
+@pytest.fixture(scope="module")
+def study_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    study = generate_study(3, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0), dce_times=DCE_TIMES)
+    write_study(study, folder)
+    write_study_dicom(study, folder / "dicom")
+    return folder, study
+
+
+def dciodvfy_errors(path) -> list[str]:
+    """dciodvfy's error lines for one file (its warnings are listed by the callers' assertion messages)."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (Debian package dicom3tools: apt-get install dicom3tools)")
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    lines = (result.stdout + result.stderr).splitlines()
+    return [line for line in lines if line.startswith("Error")]
+
+
+def _volume_of_segment(seg, number: int, reference: Geometry) -> np.ndarray:
+    """One segment of a SEG read back with highdicom, on ``reference``'s grid (empty frames are omitted)."""
+    volume = seg.get_volume(segment_numbers=[number], combine_segments=False)
+    array, geometry = _from_highdicom(volume.squeeze_channel() if volume.array.ndim == 4 else volume)
+    full = np.zeros(reference.shape, np.uint8)
+    offset = np.linalg.solve(reference.ijk_to_ras, geometry.ijk_to_ras[:, 3])[:3]
+    i, j, k = (int(round(v)) for v in offset)
+    np.testing.assert_allclose(geometry.ijk_to_ras[:3, :3], reference.ijk_to_ras[:3, :3], atol=1e-4)
+    full[k:k + array.shape[0], j:j + array.shape[1], i:i + array.shape[2]] = array
+    return full
+
+
+def test_a_seg_of_the_ground_truth_reads_back_voxel_for_voxel_and_passes_dciodvfy(study_folder, tmp_path):
+    import highdicom
+
+    folder, _ = study_folder
+    context = MRMLContext.create()
+    t2 = io.load_volume(context, folder / "dicom" / "t2w")
+    truth = io.load_segmentation(context, folder / "ground_truth.seg.nrrd")
+    path = export.write_segmentation(truth, t2, tmp_path / "truth_seg.dcm", export.Algorithm("MANUAL"))
+    seg = highdicom.seg.segread(path)
+    source = pydicom.dcmread(sorted((folder / "dicom" / "t2w").glob("*.dcm"))[0])
+    assert (seg.StudyInstanceUID, seg.PatientID, seg.FrameOfReferenceUID) == (
+        source.StudyInstanceUID, source.PatientID, source.FrameOfReferenceUID)
+    assert seg.SeriesInstanceUID != source.SeriesInstanceUID and seg.Modality == "SEG"
+    reference = Geometry.from_node(t2)
+    names = {}
+    for number, segment_id in enumerate(arrays.segment_ids(truth), start=1):
+        expected = arrays.mask_from_segment(truth, segment_id, t2, allow_empty=True)
+        description = seg.SegmentSequence[number - 1]
+        names[description.SegmentLabel] = description.SegmentedPropertyTypeCodeSequence[0].CodeMeaning
+        assert description.SegmentAlgorithmType == "MANUAL"
+        np.testing.assert_array_equal(_volume_of_segment(seg, number, reference), expected.astype(np.uint8))
+    assert names["tumour rim"] == names["tumour core"] == "Neoplasm" and names["liver"] == "Tissue"
+    assert dciodvfy_errors(path) == []
+
+
+def test_an_adc_parametric_map_reads_back_in_um2_per_s(study_folder, tmp_path):
+    import highdicom
+
+    folder, _ = study_folder
+    context = MRMLContext.create()
+    frames, b_values = io.load_frames(context, folder / "dicom" / "dwi")
+    adc = io.load_volume(context, folder / "adc_true.nrrd")
+    path = export.write_parametric_map(adc, frames[0], tmp_path / "adc_pm.dcm", "ADC", "true ADC", "mm2/s")
+    dataset = pydicom.dcmread(path)
+    mapping = dataset.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == "um2/s"
+    pmap = highdicom.pm.ParametricMap.from_dataset(dataset)
+    array, geometry = _from_highdicom(pmap.get_volume(apply_real_world_transform=True))
+    assert not geometry.differences(Geometry.from_node(adc), tolerance_mm=1e-4)
+    np.testing.assert_allclose(array * 1e-6, arrays.array_from_volume(adc), rtol=1e-6, atol=1e-12)
+    assert dataset.ReferencedSeriesSequence[0].SeriesInstanceUID == frames[0].GetAttribute(
+        "VirtualBiopsy.DicomSeriesUID")
+    assert dciodvfy_errors(path) == []
+
+
+@pytest.mark.slow
+def test_segment_and_fcf_write_dicom_from_dicom_inputs(study_folder, tmp_path, capsys):
+    import highdicom
+
+    folder, _ = study_folder
+    out = tmp_path / "seg"
+    assert main(["segment", "--model", str(demo_model_path()), "--image", f"{folder / 'dicom'}#T2w", "--out",
+                 str(out), "--no-mirroring", "--device", "cpu", "--dicom"]) == 0
+    seg = highdicom.seg.segread(out / "dicom" / "segmentation_seg.dcm")
+    description = seg.SegmentSequence[0]
+    assert description.SegmentAlgorithmType == "AUTOMATIC"
+    assert "DEMO" in description.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName
+    context = MRMLContext.create()
+    t2 = io.load_volume(context, folder / "dicom" / "t2w")
+    nrrd = io.load_segmentation(context, out / "segmentation.seg.nrrd")
+    expected = arrays.mask_from_segment(nrrd, arrays.segment_ids(nrrd)[0], t2)
+    np.testing.assert_array_equal(_volume_of_segment(seg, 1, Geometry.from_node(t2)), expected.astype(np.uint8))
+
+    fcf = tmp_path / "fcf"
+    assert main(["fcf", "--dwi", str(folder / "dicom" / "dwi"), "--mask", str(folder / "dwi_labels.nrrd"),
+                 "--label", "6", "--dce", str(folder / "dicom" / "dce"), "--window", "30", "--out", str(fcf),
+                 "--dicom"]) == 0
+    written = sorted(p.name for p in (fcf / "dicom").iterdir())
+    assert written == ["adc_pm.dcm", "adc_se_pm.dcm", "habitats_seg.dcm", "iauc_pm.dcm"]
+    pmap = highdicom.pm.ParametricMap.from_dataset(pydicom.dcmread(fcf / "dicom" / "adc_pm.dcm"))
+    array, _ = _from_highdicom(pmap.get_volume(apply_real_world_transform=True))
+    adc = io.load_volume(context, fcf / "adc.nrrd")
+    np.testing.assert_allclose(array * 1e-6, arrays.array_from_volume(adc), rtol=1e-6, atol=1e-12)
+    for path in [out / "dicom" / "segmentation_seg.dcm", out / "dicom" / "uncertainty_pm.dcm",
+                 *(fcf / "dicom" / name for name in written)]:
+        assert dciodvfy_errors(path) == [], path.name
+
+
+def _not_dicom(command):
+    def make(ws):
+        study = generate_study(1, t2_spacing=(12.0, 12.0, 16.0), dwi_spacing=(12.0, 12.0, 16.0),
+                               dce_times=(0.0, 20.0, 40.0, 60.0), b_values=(0, 500, 1000))
+        write_study(study, ws / "study")
+        if command == "segment":
+            return ["segment", "--model", demo_model_path(), "--image", ws / "study" / "t2w.nrrd", "--out",
+                    ws / "out", "--dicom", "--device", "cpu"]
+        return ["fcf", "--dwi", ws / "study" / "dwi.seq.nrrd", "--mask", ws / "study" / "dwi_labels.nrrd",
+                "--label", "6", "--out", ws / "out", "--dicom"]
+    return make
+
+
+REFUSED = [CliCase("segment-dicom-from-nrrd", _not_dicom("segment"), ("--dicom", "not read from DICOM")),
+           CliCase("fcf-dicom-from-nrrd", _not_dicom("fcf"), ("--dicom", "not read from DICOM"))]
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=[c.id for c in REFUSED])
+def test_dicom_output_from_a_non_dicom_input_is_refused_before_anything_runs(case, tmp_path, capsys):
+    assert_cli_refuses(case, tmp_path, capsys)
