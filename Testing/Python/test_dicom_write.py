@@ -4,6 +4,8 @@ write them from DICOM inputs and refuse when the input was not DICOM."""
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 import subprocess
 
@@ -123,14 +125,53 @@ def test_segment_and_fcf_write_dicom_from_dicom_inputs(study_folder, tmp_path, c
                  "--label", "6", "--dce", str(folder / "dicom" / "dce"), "--window", "30", "--out", str(fcf),
                  "--dicom"]) == 0
     written = sorted(p.name for p in (fcf / "dicom").iterdir())
-    assert written == ["adc_pm.dcm", "adc_se_pm.dcm", "habitats_seg.dcm", "iauc_pm.dcm"]
+    assert written == ["adc_pm.dcm", "adc_se_pm.dcm", "habitats_seg.dcm", "iauc_pm.dcm", "measurements_sr.dcm"]
     pmap = highdicom.pm.ParametricMap.from_dataset(pydicom.dcmread(fcf / "dicom" / "adc_pm.dcm"))
     array, _ = _from_highdicom(pmap.get_volume(apply_real_world_transform=True))
     adc = io.load_volume(context, fcf / "adc.nrrd")
     np.testing.assert_allclose(array * 1e-6, arrays.array_from_volume(adc), rtol=1e-6, atol=1e-12)
+    seg_summary = json.loads((out / "summary.json").read_text())
+    [tumour] = _sr_groups(out / "dicom" / "measurements_sr.dcm", out / "dicom" / "segmentation_seg.dcm")
+    assert tumour["Volume"] == (pytest.approx(seg_summary["tumour_volume_ml"]), "ml", None)
+    assert tumour["Uncertain fraction of the segment"][0] == pytest.approx(100 * seg_summary["uncertain_fraction"])
+    habitats = _sr_groups(fcf / "dicom" / "measurements_sr.dcm", fcf / "dicom" / "habitats_seg.dcm")
+    table = list(csv.DictReader((fcf / "habitats.csv").open()))
+    assert [group["label"] for group in habitats] == [row["habitat"] for row in table]
+    for group, row in zip(habitats, table, strict=True):
+        value, unit, (low, high) = group["Apparent Diffusion Coefficient"]
+        assert unit == "um2/s" and value == pytest.approx(float(row["adc"]) * 1e6)
+        assert (value - low, value + high) == pytest.approx((float(row["adc_ci_low"]) * 1e6,
+                                                             float(row["adc_ci_high"]) * 1e6))
+        assert group["Initial area under the enhancement curve"][0] == pytest.approx(float(row["iauc30"]))
+    assert sum(group["Fraction of the tumour volume"][0] for group in habitats) == pytest.approx(100)
     for path in [out / "dicom" / "segmentation_seg.dcm", out / "dicom" / "uncertainty_pm.dcm",
+                 out / "dicom" / "measurements_sr.dcm",
                  *(fcf / "dicom" / name for name in written)]:
         assert dciodvfy_errors(path) == [], path.name
+
+
+def _sr_groups(sr_path, seg_path) -> list[dict]:
+    """Each measurement group of a TID 1500 report read back with highdicom: its label, then per
+    measurement (value, unit, (lower, upper) uncertainty or None); checks it references the SEG."""
+    import highdicom
+
+    report = highdicom.sr.srread(sr_path)
+    seg = pydicom.dcmread(seg_path)
+    groups = []
+    for group in report.content.get_volumetric_roi_measurement_groups():
+        reference = group.referenced_segment[0].ReferencedSOPSequence[0]
+        assert reference.ReferencedSOPInstanceUID == seg.SOPInstanceUID
+        label = seg.SegmentSequence[int(reference.ReferencedSegmentNumber) - 1].SegmentLabel
+        entry = {"label": label}
+        assert group.tracking_identifier == label
+        for measurement in group.get_measurements():
+            spread = {item.ConceptNameCodeSequence[0].CodeMeaning.split(",")[1].split()[2]:
+                      float(item.MeasuredValueSequence[0].NumericValue)
+                      for item in measurement[0].get("ContentSequence", []) if item.ValueType == "NUM"}
+            entry[measurement.name.meaning] = (measurement.value, measurement.unit.value,
+                                               (spread["lower"], spread["upper"]) if spread else None)
+        groups.append(entry)
+    return groups
 
 
 def _not_dicom(command):
@@ -153,3 +194,11 @@ REFUSED = [CliCase("segment-dicom-from-nrrd", _not_dicom("segment"), ("--dicom",
 @pytest.mark.parametrize("case", REFUSED, ids=[c.id for c in REFUSED])
 def test_dicom_output_from_a_non_dicom_input_is_refused_before_anything_runs(case, tmp_path, capsys):
     assert_cli_refuses(case, tmp_path, capsys)
+
+
+def test_private_concept_codes_fit_a_short_code_value_so_every_reader_reads_them():
+    from virtualbiopsy.dicom.report import PRIVATE_SCHEME, _concepts
+
+    for concept, unit in _concepts().values():
+        assert len(concept.value) <= 16 and len(unit.value) <= 16, concept
+        assert concept.scheme_designator in ("SCT", "DCM", PRIVATE_SCHEME)

@@ -47,8 +47,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--dicom", action="store_true",
                         help="also write DICOM into OUT/dicom/: ADC and its SE (and iAUC with --dce) as Parametric "
-                             "Maps, the habitats as a DICOM SEG, referencing the DWI series (--dwi must be a DICOM "
-                             "folder or FOLDER#series)")
+                             "Maps, the habitats as a DICOM SEG and each habitat's ADC (95 %% CI), share and iAUC "
+                             "as an SR Measurement Report (TID 1500), referencing the DWI series (--dwi must be a "
+                             "DICOM folder or FOLDER#series)")
     fit = parser.add_argument_group("voxel fit")
     fit.add_argument("--min-b", type=float, help="leave out b-values below this (s/mm²), e.g. 200 against perfusion")
     fit.add_argument("--max-b", type=float, help="leave out b-values above this (s/mm²)")
@@ -340,7 +341,35 @@ def _write_dicom(outputs, source, args) -> list[str]:
     if "iauc" in outputs.dce:
         written.append(export.write_parametric_map(outputs.dce["iauc"], source, folder / "iauc_pm.dcm",
                                                    f"iAUC{args.window:g}", "initial area under the curve", "s", 905))
+    written.append(_write_habitat_report(outputs, source, written[2], folder / "measurements_sr.dcm"))
     return [str(p.relative_to(args.out)) for p in written]
+
+
+def _write_habitat_report(outputs, source, seg_path, path):
+    """An SR Measurement Report: each habitat's ADC (with its CI), voxel-mean ADC, share of the tumour
+    and iAUC, referencing its segment in the habitat SEG."""
+    from virtualbiopsy.dicom import export
+    from virtualbiopsy.dicom.report import Quantity, SegmentFinding, write_measurement_report
+    from virtualbiopsy.mrml import arrays
+
+    columns = arrays.table_columns(outputs.table)
+    total = sum(float(v) for v in columns["volume_ml"])
+    iauc = next((name for name in columns if name.startswith("iauc") and not name.endswith(("_true", "_low",
+                                                                                              "_high"))), None)
+    findings = []
+    for row, name in enumerate(columns["habitat"]):
+        adc = float(columns["adc"][row]) * 1e6
+        ci = (float(columns["adc_ci_low"][row]) * 1e6, float(columns["adc_ci_high"][row]) * 1e6)
+        quantities = [Quantity("adc_um2_s", adc, ci),
+                      Quantity("voxel_mean_adc_um2_s", float(columns["voxel_mean_adc"][row]) * 1e6),
+                      Quantity("volume_ml", float(columns["volume_ml"][row])),
+                      Quantity("fraction_percent", 100 * float(columns["volume_ml"][row]) / total if total else
+                               float("nan"))]
+        if iauc is not None:
+            quantities.append(Quantity("iauc_s", float(columns[iauc][row])))
+        findings.append(SegmentFinding(row + 1, str(name), quantities))
+    return write_measurement_report(seg_path, export.source_datasets(source), findings, path,
+                                    export.Algorithm("AUTOMATIC", "Fit-Cluster-Fit habitats"), series_number=951)
 
 
 def run(args) -> int:

@@ -44,7 +44,8 @@ def add_parser(subparsers) -> None:
                         help="normalised entropy from which a voxel counts as uncertain (default 0.5)")
     parser.add_argument("--dicom", action="store_true",
                         help="also write DICOM into OUT/dicom/ (per case with --manifest): the AI segmentation as a "
-                             "DICOM SEG and the uncertainty as a Parametric Map, referencing the source series "
+                             "DICOM SEG, the uncertainty as a Parametric Map and the tumour volume and uncertain "
+                             "fraction as an SR Measurement Report (TID 1500), referencing the source series "
                              "(the first --image must be a DICOM folder or FOLDER#series)")
     add_pipeline_arguments(parser, grid_steps=False)
     parser.set_defaults(run=run)
@@ -75,11 +76,22 @@ def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, tas
             io.save_node(outputs.fold_disagreement, folder / "fold_disagreement.nrrd")
     if dicom:
         from virtualbiopsy.dicom import export
+        from virtualbiopsy.dicom.report import Quantity, SegmentFinding, write_measurement_report
+        from virtualbiopsy.mrml import arrays
         from virtualbiopsy.segmentation.model_source import is_demo_model
 
         algorithm = export.ai_algorithm(outputs.segmentation, is_demo_model(parameters.model_path))
-        written = [export.write_segmentation(outputs.segmentation, source, folder / "dicom" / "segmentation_seg.dcm",
-                                             algorithm, series_description="AI tumour segmentation")]
+        seg_path = export.write_segmentation(outputs.segmentation, source, folder / "dicom" / "segmentation_seg.dcm",
+                                             algorithm, series_description="AI tumour segmentation")
+        written = [seg_path]
+        summary = outputs.summary
+        tumour = outputs.segmentation.GetSegmentation().GetSegment(arrays.segment_ids(outputs.segmentation)[0])
+        quantities = [Quantity("volume_ml", summary["tumour_volume_ml"])]  # the tumour is the first segment
+        if outputs.uncertainty is not None:
+            quantities.append(Quantity("uncertain_percent", 100 * summary["uncertain_fraction"]))
+        written.append(write_measurement_report(seg_path, export.source_datasets(source),
+                                                [SegmentFinding(1, tumour.GetName(), quantities)],
+                                                folder / "dicom" / "measurements_sr.dcm", algorithm))
         if outputs.uncertainty is not None:
             uncertainty = _scaled_copy(context, outputs.uncertainty, 1.0 / 255.0)
             written.append(export.write_parametric_map(
