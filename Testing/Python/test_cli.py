@@ -19,7 +19,7 @@ def test_every_command_has_help(command, capsys):
     text = capsys.readouterr().out
     assert "usage: virtualbiopsy" in text
     if command:
-        assert "--out" in text or command in ("deps", "dicom")  # inspection commands write nothing
+        assert "--out" in text or command in ("deps", "dicom", "pacs")  # inspection commands write nothing
 
 
 def test_phantom_writes_a_study(tmp_path, capsys):

@@ -369,7 +369,8 @@ def _write_habitat_report(outputs, source, seg_path, path):
             quantities.append(Quantity("iauc_s", float(columns[iauc][row])))
         findings.append(SegmentFinding(row + 1, str(name), quantities))
     return write_measurement_report(seg_path, export.source_datasets(source), findings, path,
-                                    export.Algorithm("AUTOMATIC", "Fit-Cluster-Fit habitats"), series_number=951)
+                                    export.Algorithm("AUTOMATIC", "Fit-Cluster-Fit habitats"),
+                                    "Fit-Cluster-Fit habitat measurements", series_number=951)
 
 
 def run(args) -> int:

@@ -23,7 +23,7 @@ from virtualbiopsy.cli.output import add_overwrite_flags, guard_for
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 
 COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "radiomics", "ibsi-report", "reduce", "harmonise",
-            "fcf", "fcf-cohort", "dce", "predict", "dicom", "deps")
+            "fcf", "fcf-cohort", "dce", "predict", "dicom", "pacs", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         fcf,
         fcf_cohort,
         ibsi_report,
+        pacs,
         phantom,
         predict,
         preprocess,
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, fcf_cohort,
-                   dce, predict, dicom, deps):
+                   dce, predict, dicom, pacs, deps):
         module.add_parser(subparsers)
     add_overwrite_flags(parser)
     return parser

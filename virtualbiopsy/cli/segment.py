@@ -91,7 +91,8 @@ def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, tas
             quantities.append(Quantity("uncertain_percent", 100 * summary["uncertain_fraction"]))
         written.append(write_measurement_report(seg_path, export.source_datasets(source),
                                                 [SegmentFinding(1, tumour.GetName(), quantities)],
-                                                folder / "dicom" / "measurements_sr.dcm", algorithm))
+                                                folder / "dicom" / "measurements_sr.dcm", algorithm,
+                                                "AI tumour measurements"))
         if outputs.uncertainty is not None:
             uncertainty = _scaled_copy(context, outputs.uncertainty, 1.0 / 255.0)
             written.append(export.write_parametric_map(

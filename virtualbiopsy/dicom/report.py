@@ -58,7 +58,8 @@ class SegmentFinding:
 
 
 def write_measurement_report(seg_path: str | Path, source_datasets: Sequence, findings: Sequence[SegmentFinding],
-                             path: str | Path, algorithm: Algorithm, series_number: int = 950) -> Path:
+                             path: str | Path, algorithm: Algorithm, series_description: str | None = None,
+                             series_number: int = 950) -> Path:
     """A Comprehensive 3D SR (TID 1500) with one volumetric group per finding, referencing the SEG at
     ``seg_path`` (which must reference ``source_datasets``)."""
     import highdicom as hd
@@ -108,7 +109,7 @@ def write_measurement_report(seg_path: str | Path, source_datasets: Sequence, fi
     sr = hd.sr.Comprehensive3DSR(
         evidence=[seg, *source_datasets], content=report, series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
-        software_versions=__version__, series_description=f"{algorithm.name} measurements"[:64])
+        software_versions=__version__, series_description=(series_description or f"{algorithm.name} measurements")[:64])
     scheme = pydicom.Dataset()
     scheme.CodingSchemeDesignator = PRIVATE_SCHEME
     scheme.CodingSchemeName = "Virtual Biopsy concepts without a standard code"

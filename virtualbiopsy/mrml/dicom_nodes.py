@@ -19,9 +19,13 @@ INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # Slicer's own attribute name
 
 
 def is_dicom_reference(path: str | Path) -> bool:
-    """A folder, a 'FOLDER#choice' reference, or a file that starts like a DICOM file (preamble + 'DICM')."""
+    """A folder, a 'FOLDER#choice' reference, a dicomweb:// reference, or a file that starts like a DICOM file
+    (preamble + 'DICM')."""
+    from virtualbiopsy.dicom.pacs import parse_web_reference
     from virtualbiopsy.dicom.series import split_reference
 
+    if parse_web_reference(path) is not None:
+        return True
     folder, choice = split_reference(path)
     if folder.is_dir():
         return True
@@ -55,8 +59,12 @@ def _add(context, series, index: int, name: str):
 
 
 def _read(path, progress):
+    from virtualbiopsy.dicom import pacs
     from virtualbiopsy.dicom import series as dicom_series
 
+    reference = pacs.parse_web_reference(path)
+    if reference is not None:  # retrieved into the cache first (once), then read as a folder
+        path = pacs.retrieve_cached(reference, progress)
     series = dicom_series.load(path, progress)
     if series.geometry.shape[0] == 1 and len(series.arrays) == 1:
         raise ImageDimensionError(f"{series.info.label()} at '{path}' is a single 2D slice; give the folder holding "
