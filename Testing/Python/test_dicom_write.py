@@ -202,3 +202,43 @@ def test_private_concept_codes_fit_a_short_code_value_so_every_reader_reads_them
     for concept, unit in _concepts().values():
         assert len(concept.value) <= 16 and len(unit.value) <= 16, concept
         assert concept.scheme_designator in ("SCT", "DCM", PRIVATE_SCHEME)
+
+
+def test_compare_writes_the_corrected_tumour_as_a_semiautomatic_seg_with_its_agreement_report(study_folder, tmp_path):
+    import highdicom
+
+    folder, _ = study_folder
+    context = MRMLContext.create()
+    t2 = io.load_volume(context, folder / "dicom" / "t2w")
+    truth = io.load_segmentation(context, folder / "ground_truth.seg.nrrd")
+    tumour = np.logical_or.reduce([arrays.mask_from_segment(truth, arrays.segment_id_by_name(truth, name), t2)
+                                   for name in ("tumour rim", "tumour core")])
+    corrected = tumour.copy()
+    corrected[: int(np.argwhere(tumour)[:, 0].mean())] = False  # the reader removed the lower half
+    labels = arrays.add_volume_from_array(context, corrected.astype(np.uint8), Geometry.from_node(t2), "corrected")
+    io.save_node(labels, tmp_path / "corrected.nrrd")
+    out = tmp_path / "compare"
+    assert main(["compare", "--ai", str(folder / "ground_truth.seg.nrrd"), "--segment", "tumour rim", "--segment",
+                 "tumour core", "--corrected", str(tmp_path / "corrected.nrrd"), "--corrected-segment", "1",
+                 "--reference", str(folder / "dicom" / "t2w"), "--out", str(out), "--dicom"]) == 0
+    seg = highdicom.seg.segread(out / "dicom" / "corrected_seg.dcm")
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Neoplasm"
+    np.testing.assert_array_equal(_volume_of_segment(seg, 1, Geometry.from_node(t2)), corrected.astype(np.uint8))
+    metrics = {row["metric"]: float(row["value"]) for row in csv.DictReader((out / "metrics.csv").open())}
+    [group] = _sr_groups(out / "dicom" / "corrected_sr.dcm", out / "dicom" / "corrected_seg.dcm")
+    assert group["Dice similarity to the AI segmentation"][0] == pytest.approx(100 * metrics["dsc"])
+    assert group["Volume"][0] == pytest.approx(metrics["volume_corrected_ml"])
+    assert 40 < group["Dice similarity to the AI segmentation"][0] < 90
+    for name in ("corrected_seg.dcm", "corrected_sr.dcm"):
+        assert dciodvfy_errors(out / "dicom" / name) == [], name
+
+
+def test_compare_dicom_without_a_dicom_reference_is_refused(study_folder, tmp_path, capsys):
+    folder, _ = study_folder
+    for extra, message in (([], "--dicom needs --reference"),
+                           (["--reference", str(folder / "t2w.nrrd")], "--reference to be a DICOM series")):
+        assert main(["compare", "--ai", str(folder / "ground_truth.seg.nrrd"), "--segment", "liver", "--corrected",
+                     str(folder / "ground_truth.seg.nrrd"), "--out", str(tmp_path / "c"), "--dicom", *extra]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "c").exists()

@@ -52,6 +52,10 @@ def add_parser(subparsers) -> None:
                         help="image whose voxel grid both masks are read on (default: the corrected mask's grid)")
     parser.add_argument("--tolerance-mm", type=float, default=1.0,
                         help="surface Dice tolerance in mm (default: 1.0)")
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write OUT/dicom/corrected_seg.dcm (the corrected tumour as a DICOM SEG, algorithm "
+                             "type SEMIAUTOMATIC: an AI result edited by a person) and corrected_sr.dcm (its volume, "
+                             "and the DSC / HD95 against the AI mask); --reference must be the DICOM series")
     parser.set_defaults(run=run)
 
 
@@ -149,7 +153,7 @@ def run(args) -> int:
     context = MRMLContext.create()
     ai_path = _require_file(args.ai, "AI mask")
     corrected_path = _require_file(args.corrected, "corrected mask")
-    reference_path = _require_file(args.reference, "reference image") if args.reference else None
+    reference_path = _reference_path(args.reference, args.dicom)
     args.out.mkdir(parents=True, exist_ok=True)
     quiet_vtk(args.out / "vtk.log")
     corrected_segment = args.corrected_segment if args.corrected_segment is not None else args.segment
@@ -158,6 +162,10 @@ def run(args) -> int:
                                                                             corrected_segment)
     if reference_path is not None:
         reference = io.load_volume(context, reference_path, require_finite_values=False)
+        if args.dicom:
+            from virtualbiopsy.dicom.export import require_dicom_source
+
+            require_dicom_source(reference, "--dicom")
     elif corrected_labels is not None:
         reference = corrected_labels
     else:
@@ -181,4 +189,50 @@ def run(args) -> int:
     for metric, value, unit in zip(columns["metric"], columns["value"], columns["unit"]):
         print(f"  {metric:<27} {value:>12.4g} {unit}")
     print(f"Written: {path}")
+    if args.dicom:
+        for written in _write_dicom(context, corrected, corrected_ids, reference, columns, args.out / "dicom"):
+            print(f"Written: {written}")
     return 0
+
+
+def _reference_path(reference, dicom: bool):
+    from virtualbiopsy.errors import InputError
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+    if reference is None:
+        if dicom:
+            raise InputError("--dicom needs --reference: the DICOM series the masks were drawn on (the SEG "
+                             "references its instances).")
+        return None
+    if is_dicom_reference(reference):
+        return reference
+    if dicom:
+        raise InputError(f"--dicom needs --reference to be a DICOM series; '{reference}' is not one.")
+    return _require_file(reference, "reference image")
+
+
+def _write_dicom(context, corrected, corrected_ids, reference, columns, folder: Path) -> list[Path]:
+    """The corrected tumour as a SEMIAUTOMATIC SEG, and its volume and agreement as a TID 1500 report."""
+    import numpy as np
+
+    from virtualbiopsy.dicom import export
+    from virtualbiopsy.dicom.report import Quantity, SegmentFinding, write_measurement_report
+    from virtualbiopsy.mrml import arrays
+    from virtualbiopsy.mrml.geometry import Geometry
+
+    algorithm = export.Algorithm("SEMIAUTOMATIC", "AI segmentation corrected by a reader")
+    masks = [arrays.mask_from_segment(corrected, i, reference, allow_empty=True) for i in corrected_ids]
+    names = [corrected.GetSegmentation().GetSegment(i).GetName() for i in corrected_ids]
+    name = names[0] if len(names) == 1 else "tumour (" + " + ".join(names) + ")"
+    node = arrays.add_segmentation_from_labels(context, np.logical_or.reduce(masks).astype(np.uint8),
+                                               Geometry.from_node(reference), {1: (name, _TUMOUR_COLOUR)},
+                                               "corrected tumour", reference)
+    seg = export.write_segmentation(node, reference, folder / "corrected_seg.dcm", algorithm,
+                                    series_description="Corrected tumour segmentation", series_number=911)
+    metric = dict(zip(columns["metric"], columns["value"], strict=True))
+    quantities = [Quantity("volume_ml", float(metric["volume_corrected_ml"])),
+                  Quantity("dice_percent", 100 * float(metric["dsc"])),
+                  Quantity("hd95_mm", float(metric["hd95_mm"]))]
+    report = write_measurement_report(seg, export.source_datasets(reference), [SegmentFinding(1, name, quantities)],
+                                      folder / "corrected_sr.dcm", algorithm, "Corrected tumour measurements", 912)
+    return [seg, report]

@@ -36,6 +36,9 @@ def _concepts() -> dict:
         "voxel_mean_adc_um2_s": (Code("VOXEL-MEAN-ADC", PRIVATE_SCHEME, "Mean of voxel-wise ADC"), um2_s),
         "iauc_s": (Code("IAUC", PRIVATE_SCHEME, "Initial area under the enhancement curve"), Code("s", "UCUM", "s")),
         "fraction_percent": (Code("HABITAT-FRACTION", PRIVATE_SCHEME, "Fraction of the tumour volume"), percent),
+        "dice_percent": (Code("DSC-VS-AI", PRIVATE_SCHEME, "Dice similarity to the AI segmentation"), percent),
+        "hd95_mm": (Code("HD95-VS-AI", PRIVATE_SCHEME, "95th percentile Hausdorff distance to the AI segmentation"),
+                    Code("mm", "UCUM", "millimeter")),
     }
 
 
