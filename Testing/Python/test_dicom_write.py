@@ -242,3 +242,23 @@ def test_compare_dicom_without_a_dicom_reference_is_refused(study_folder, tmp_pa
                      str(folder / "ground_truth.seg.nrrd"), "--out", str(tmp_path / "c"), "--dicom", *extra]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "c").exists()
+
+
+def test_dce_writes_its_maps_as_parametric_maps_of_the_dicom_series(study_folder, tmp_path):
+    import highdicom
+
+    folder, _ = study_folder
+    out = tmp_path / "dce"
+    assert main(["dce", "--series", str(folder / "dicom" / "dce"), "--mask", str(folder / "dwi_labels.nrrd"),
+                 "--label", "6", "--window", "30", "--out", str(out), "--dicom"]) == 0
+    context = MRMLContext.create()
+    for name, nrrd, unit in (("iauc30_pm.dcm", "iauc30.nrrd", "s"), ("time_to_peak_pm.dcm", "time_to_peak.nrrd", "s"),
+                             ("wash_in_pm.dcm", "wash_in.nrrd", "/s")):
+        dataset = pydicom.dcmread(out / "dicom" / name)
+        mapping = dataset.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+        assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == unit
+        array, _ = _from_highdicom(highdicom.pm.ParametricMap.from_dataset(dataset).get_volume(
+            apply_real_world_transform=True))
+        expected = arrays.array_from_volume(io.load_volume(context, out / nrrd, require_finite_values=False))
+        np.testing.assert_allclose(array, expected, rtol=1e-6, atol=1e-9, equal_nan=True)
+        assert dciodvfy_errors(out / "dicom" / name) == [], name

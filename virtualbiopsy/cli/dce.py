@@ -8,6 +8,7 @@ from pathlib import Path
 
 from virtualbiopsy.cli.fcf import add_mask_arguments, arrival_from_text, load_mask, load_series, series_times
 from virtualbiopsy.cli.output import quiet_vtk
+from virtualbiopsy.errors import InputError
 from virtualbiopsy.progress import ConsoleProgress, Task
 
 
@@ -36,6 +37,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--override-times", action="store_true",
                         help="use --times even where the sequence stores different ones (recorded in summary.json)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write OUT/dicom/: iAUC, time to peak and wash-in as DICOM Parametric Maps "
+                             "referencing the first frame of the series (--series must be a DICOM folder or "
+                             "FOLDER#series)")
     parser.set_defaults(run=run)
 
 
@@ -56,6 +61,13 @@ def run(args) -> int:
     habitats = io.load_segmentation(context, args.habitats) if args.habitats else None
     reference = logic.dce_signals(series, times, True)[2]
     logic.tumour_mask(mask, reference, segments, label)
+    first_frame = series[0] if isinstance(series, list) else None
+    if args.dicom:
+        from virtualbiopsy.dicom.export import require_dicom_source
+
+        if first_frame is None:
+            raise InputError(f"--dicom needs a DICOM series; '{args.series[0]}' was not read from DICOM.")
+        require_dicom_source(first_frame, "--dicom")
 
     args.out.mkdir(parents=True, exist_ok=True)
     quiet_vtk(args.out / "vtk.log")
@@ -75,6 +87,8 @@ def run(args) -> int:
                 io.save_node(node, args.out / file_name)
         figures.enhancement_curves(args.out / "curves.png", outputs.times, outputs.mean_curves,
                                    outputs.summary["arrival_s"], args.window)
+        if args.dicom:
+            outputs.summary["dicom"] = _write_dicom(outputs, first_frame, args)
         (args.out / "summary.json").write_text(json.dumps(outputs.summary, indent=2))
     table = arrays.table_columns(outputs.table)
     print(f"Bolus arrival {outputs.summary['arrival_s']:.1f} s ({outputs.summary['arrival_mode']}):")
@@ -83,3 +97,16 @@ def run(args) -> int:
               f"(voxel mean {table[f'voxel_mean_iauc{window}'][i]:.2f}), time to peak {table['ttp_s'][i]:.0f} s")
     print(f"-> {args.out}")
     return 0
+
+
+def _write_dicom(outputs, source, args) -> list[str]:
+    """The DCE maps as Parametric Maps referencing the series' first frame."""
+    from virtualbiopsy.dicom import export
+
+    folder, window = args.out / "dicom", f"{args.window:g}"
+    maps = ((outputs.iauc, f"iauc{window}_pm.dcm", f"iAUC{window}", "initial area under the curve", "s"),
+            (outputs.time_to_peak, "time_to_peak_pm.dcm", "TTP", "time to peak enhancement", "s"),
+            (outputs.wash_in, "wash_in_pm.dcm", "Wash-in", "wash-in rate of the relative enhancement", "1/s"))
+    written = [export.write_parametric_map(node, source, folder / name, label, explanation, unit, 906 + i)
+               for i, (node, name, label, explanation, unit) in enumerate(maps)]
+    return [str(p.relative_to(args.out)) for p in written]

@@ -84,6 +84,13 @@ def _codes_of(segment):
     return category, kind
 
 
+def _code_string(text: str) -> str:
+    """``text`` as a DICOM code string (CS: at most 16 of A-Z, 0-9, space, underscore): 'Wash-in' -> 'WASH_IN'."""
+    import re
+
+    return re.sub(r"[^A-Z0-9 _]", "_", text.upper())[:16] or "MAP"
+
+
 def _same_grid(volume_node, datasets) -> Geometry:
     geometry = Geometry.from_node(volume_node)
     if len(datasets) != geometry.shape[0]:
@@ -138,6 +145,7 @@ def write_segmentation(segmentation_node, reference_volume, path: str | Path, al
 UNITS = {
     "mm2/s": ("um2/s", "um2/s", 1e6),
     "s": ("s", "second", 1.0),
+    "1/s": ("/s", "per second", 1.0),
     "1": ("1", "no units", 1.0),
 }
 
@@ -168,10 +176,10 @@ def write_parametric_map(volume_node, source_volume, path: str | Path, label: st
         series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
         manufacturer_model_name=MODEL_NAME, software_versions=__version__, device_serial_number="0",
         contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=(low + high) / 2,
-                                                         window_width=max(high - low, 1e-6))],
+        voi_lut_transformations=[hd.VOILUTTransformation(  # LINEAR_EXACT: a float map's window may be < 1 wide
+            window_center=(low + high) / 2, window_width=max(high - low, 1e-6), voi_lut_function="LINEAR_EXACT")],
         series_description=f"{label} map"[:64],
-        content_label=label.upper().replace(" ", "_")[:16], content_description=explanation[:64])
+        content_label=_code_string(label), content_description=explanation[:64])
     _frame_anatomy(pmap, datasets[0])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
