@@ -262,3 +262,22 @@ def test_dce_writes_its_maps_as_parametric_maps_of_the_dicom_series(study_folder
         expected = arrays.array_from_volume(io.load_volume(context, out / nrrd, require_finite_values=False))
         np.testing.assert_allclose(array, expected, rtol=1e-6, atol=1e-9, equal_nan=True)
         assert dciodvfy_errors(out / "dicom" / name) == [], name
+
+
+def test_radiomics_of_a_dicom_series_equals_radiomics_of_the_same_image_as_nrrd(study_folder, tmp_path):
+    folder, _ = study_folder
+    for name, image in (("nrrd", folder / "t2w.nrrd"), ("dicom", folder / "dicom" / "t2w")):
+        assert main(["radiomics", "--image", str(image), "--mask", str(folder / "t2w_labels.nrrd"), "--label", "6",
+                     "--case-id", "case", "--out", str(tmp_path / f"{name}.csv")]) == 0
+    nrrd, dicom = ([row for row in csv.DictReader((tmp_path / f"{n}.csv").open())][0] for n in ("nrrd", "dicom"))
+    assert nrrd.keys() == dicom.keys() and len(nrrd) > 50
+    assert nrrd == dicom  # the same voxels on the same grid: every feature identical
+
+
+def test_radiomics_refuses_a_lone_dicom_slice_instead_of_calling_it_3d(study_folder, tmp_path, capsys):
+    folder, _ = study_folder
+    one = sorted((folder / "dicom" / "t2w").glob("*.dcm"))[10]
+    assert main(["radiomics", "--image", str(one), "--mask", str(folder / "t2w_labels.nrrd"), "--label", "6",
+                 "--out", str(tmp_path / "r.csv")]) == 2
+    assert "single 2D slice" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()

@@ -29,7 +29,9 @@ def add_parser(subparsers) -> None:
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", action="append", help="image file, or NAME=PATH; repeat for several sequences")
+    source.add_argument("--image", action="append",
+                        help="image file or DICOM series (folder, FOLDER#series, dicomweb://...), or NAME=PATH; "
+                        "repeat for several sequences")
     source.add_argument("--manifest", type=Path, help="cohort CSV: case_id, image (or image_<seq>), mask[, label, ...]")
     parser.add_argument("--mask", type=Path, help="label map / mask on the image's grid (one case)")
     parser.add_argument("--label", type=int, default=1, help="label value of the region (default 1)")

@@ -58,7 +58,8 @@ def _add(context, series, index: int, name: str):
     return node
 
 
-def _read(path, progress):
+def read_dicom_series(path, progress=None):
+    """The series a DICOM reference names (dicomweb:// retrieved first), refusing a lone 2D slice."""
     from virtualbiopsy.dicom import pacs
     from virtualbiopsy.dicom import series as dicom_series
 
@@ -76,7 +77,7 @@ def load_dicom_volume(context, path: str | Path, name: str | None = None, progre
     """One 3D DICOM series as a NEW scalar volume node; refuses a DWI / dynamic series and a lone slice."""
     from virtualbiopsy.dicom.series import require_volume
 
-    series = _read(path, progress)
+    series = read_dicom_series(path, progress)
     require_volume(series)
     with context.transaction():
         return _add(context, series, 0, name or series.info.description or "DICOM volume")
@@ -85,7 +86,7 @@ def load_dicom_volume(context, path: str | Path, name: str | None = None, progre
 def load_dicom_frames(context, path: str | Path, name: str | None = None, progress=None) -> tuple[list, list[str]]:
     """The frames of a DWI or dynamic DICOM series as NEW volume nodes, and their b-values (s/mm²) or times
     (s from the first frame) as index values, like a ``.seq.nrrd``'s."""
-    series = _read(path, progress)
+    series = read_dicom_series(path, progress)
     if len(series.arrays) == 1:
         raise ImageDimensionError(f"{series.info.label()} is a single 3D volume, not a DWI or dynamic series.")
     stem = name or series.info.description or "DICOM series"

@@ -432,6 +432,10 @@ def extract_case(
 
 def read_image(path: str | Path, what: str = "image") -> sitk.Image:
     """Read an image or mask file with SimpleITK, with a clear error for a missing or unreadable file."""
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+    if what == "image" and is_dicom_reference(path):
+        return _read_dicom_image(path)
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"No {what} file at '{path}'.")
@@ -444,6 +448,18 @@ def read_image(path: str | Path, what: str = "image") -> sitk.Image:
     if what == "mask":
         require_integer_labels(sitk.GetArrayViewFromImage(image), path.name)
     return image
+
+
+def _read_dicom_image(reference) -> sitk.Image:
+    """A 3D DICOM series (folder, FOLDER#series, dicomweb://) as the SimpleITK image pyradiomics gets: our
+    reader (b-values, geometry checks, lone slices refused) rather than SimpleITK's, which takes any file."""
+    from virtualbiopsy.dicom.series import require_volume
+    from virtualbiopsy.mrml.dicom_nodes import read_dicom_series
+    from virtualbiopsy.mrml.sitk_bridge import image_from_array
+
+    series = read_dicom_series(reference)
+    require_volume(series)
+    return image_from_array(series.arrays[0], series.geometry)
 
 
 def extract_files(
