@@ -3,7 +3,8 @@
 Steps (each existing module's logic on real MRML nodes): generate and write the sample study,
 load it into a fresh scene through storage nodes, tabulate segment volumes (NeuroblastomaSeg),
 T2w statistics per tissue (RadiomicsBiomarkers), fit the ADC map (FitClusterFit), join the
-per-tissue tables (OutcomePredictor), then write figures, CSV tables, an HTML report and the
+per-tissue tables (OutcomePredictor), write the study as DICOM and export the AI segmentation
+and ADC map as DICOM SEG / SR / Parametric Maps, then write figures, CSV tables, an HTML report and the
 scene bundle ``scene.mrb``. Later issues add their steps here.
 """
 
@@ -49,6 +50,7 @@ class DemoResult:
     segmentation_metrics: dict = field(default_factory=dict)
     radiomics: dict = field(default_factory=dict)
     fit_cluster_fit: dict = field(default_factory=dict)
+    dicom: list[Path] = field(default_factory=list)
     outcome: object | None = None  # virtualbiopsy.prediction.demo.DemoOutputs
 
 
@@ -91,7 +93,7 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     volumes = NeuroblastomaSegLogic(context).segment_volumes_table(nodes["segmentation"])
     result.tables["segment_volumes"] = io.write_csv(volumes, tables_dir / "segment_volumes.csv")
 
-    _segmentation_step(context, study, nodes, result, out, task.sub(0.5, 0.55))
+    segmentation = _segmentation_step(context, study, nodes, result, out, task.sub(0.5, 0.55))
 
     task.update(0.55, "T2w statistics per tissue")
     stats = RadiomicsBiomarkersLogic(context).intensity_statistics_table(nodes["t2w"], nodes["segmentation"])
@@ -111,10 +113,12 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     result.tables["habitats"] = result.fit_cluster_fit["tables"]["habitats"]
     result.figures.update({f"fcf_{k}": v for k, v in result.fit_cluster_fit["figures"].items()})
 
-    task.update(0.7, "Joining tables")
+    result.dicom = _dicom_step(context, study, segmentation, adc_node, out, task.sub(0.7, 0.74))
+
+    task.update(0.74, "Joining tables")
     joined = OutcomePredictorLogic(context).join_tables([stats, adc_table], key="segment", name="Tissue summary")
     result.tables["tissue_summary"] = io.write_csv(joined, tables_dir / "tissue_summary.csv")
-    result.outcome = outcome_demo_step(context, out / "outcome", task.sub(0.7, 0.88), volume_node=nodes["t2w"],
+    result.outcome = outcome_demo_step(context, out / "outcome", task.sub(0.74, 0.88), volume_node=nodes["t2w"],
                                        segmentation_node=nodes["segmentation"], seed=seed)
     result.tables["model_comparison"] = result.outcome.tables["model_comparison"]
 
@@ -157,6 +161,29 @@ def _segmentation_step(context, study, nodes, result: DemoResult, out: Path, tas
     result.figures["segmentation"] = figures.segmentation_uncertainty(
         out / "figures" / "segmentation_uncertainty.png", study.t2w, ai, truth.astype(bool), entropy,
         outputs.summary["slices_to_review"], spacing[1] / spacing[0], p10)
+    return outputs
+
+
+def _dicom_step(context, study, segmentation, adc_node, out: Path, task) -> list[Path]:
+    """The study written as DICOM MR series too (study/dicom/), and the AI segmentation (SEG, SR,
+    uncertainty map) and the ADC map exported as DICOM objects referencing them (dicom/)."""
+    from virtualbiopsy.dicom.export import write_parametric_map
+    from virtualbiopsy.dicom.phantom import write_study_dicom
+    from virtualbiopsy.dicom.results import export_ai_segmentation
+
+    folders = write_study_dicom(study, out / "study" / "dicom", progress=task.sub(0.0, 0.6))["folders"]
+    task.update(0.6, "DICOM results")
+    t2 = io.load_volume(context, folders["t2w"], "T2w (DICOM)")
+    frames, _ = io.load_frames(context, folders["dwi"], "DWI (DICOM)")
+    try:
+        written = export_ai_segmentation(segmentation, t2, out / "dicom", demo=True)
+        written.append(write_parametric_map(adc_node, frames[0], out / "dicom" / "adc_pm.dcm", "ADC",
+                                            "apparent diffusion coefficient, monoexponential fit", "mm2/s"))
+    finally:  # the scene keeps the NRRD-loaded study only
+        for node in [t2, *frames]:
+            context.scene.RemoveNode(node)
+    task.update(1.0, "DICOM written")
+    return written
 
 
 def _figures(study, adc, table: dict, folder: Path) -> dict[str, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pydicom
 import pytest
 
 from virtualbiopsy.cli.main import main
@@ -102,3 +103,16 @@ def test_demo_writes_a_scene_that_reloads_with_the_same_volumes_and_segments(tmp
     demo_metrics = metrics(out / "segmentation")
     assert metrics(tmp_path / "compare") == pytest.approx(demo_metrics, rel=1e-9)
     assert demo_metrics["dsc"] > 0.8
+
+    # the study as DICOM, and the results as DICOM objects referencing it
+    import highdicom
+
+    t2_dicom = io.load_volume(context, out / "study" / "dicom" / "t2w")
+    np.testing.assert_array_equal(arrays.array_from_volume(t2_dicom), study.t2w)
+    assert sorted(p.name for p in (out / "dicom").iterdir()) == [
+        "adc_pm.dcm", "measurements_sr.dcm", "segmentation_seg.dcm", "uncertainty_pm.dcm"]
+    seg = highdicom.seg.segread(out / "dicom" / "segmentation_seg.dcm")
+    source = pydicom.dcmread(next((out / "study" / "dicom" / "t2w").glob("*.dcm")))
+    assert seg.StudyInstanceUID == source.StudyInstanceUID
+    assert "DEMO" in seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmName
+    assert "DICOM:        4 objects" in capsys.readouterr().out

@@ -15,8 +15,10 @@ def add_parser(subparsers) -> None:
         description=(
             "Generate the synthetic sample study (seeded), load it into a Slicer scene, run every pipeline step "
             "that exists (segment volumes, T2w statistics per tissue, voxel-wise ADC fit, table join) and write "
-            "to OUT: study/ (images, ground truth, truth.json), tables/*.csv, figures/*.png, adc.nrrd, "
-            "report.html and scene.mrb (opens in 3D Slicer)."
+            "to OUT: study/ (images, ground truth, truth.json; study/dicom/ the same images as DICOM MR series), "
+            "tables/*.csv, figures/*.png, adc.nrrd, dicom/ (the AI segmentation as DICOM SEG + SR + uncertainty "
+            "Parametric Map, the ADC map as a Parametric Map, referencing study/dicom/), report.html and scene.mrb "
+            "(opens in 3D Slicer)."
         ),
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
@@ -33,6 +35,8 @@ def run(args) -> int:
         result = run_demo(args.out, seed=args.seed, progress=Task(bar))
     print(f"Report:       {result.report}")
     print(f"Slicer scene: {result.scene}")
+    print(f"DICOM:        {len(result.dicom)} objects in {args.out / 'dicom'} (study as DICOM: "
+          f"{args.out / 'study' / 'dicom'})")
     for kind, paths in (("table", result.tables), ("figure", result.figures)):
         for name, path in paths.items():
             print(f"  {kind:<6} {name:<16} {path}")

@@ -325,52 +325,9 @@ def print_dwi_combination(summary: dict) -> None:
 
 
 def _write_dicom(outputs, source, args) -> list[str]:
-    """The maps and habitats as DICOM objects referencing the DWI series they were fitted on."""
-    from virtualbiopsy.dicom import export
+    from virtualbiopsy.dicom.results import export_habitats
 
-    folder = args.out / "dicom"
-    written = [
-        export.write_parametric_map(outputs.adc, source, folder / "adc_pm.dcm", "ADC",
-                                    "apparent diffusion coefficient, monoexponential fit", "mm2/s", 902),
-        export.write_parametric_map(outputs.adc_se, source, folder / "adc_se_pm.dcm", "ADC SE",
-                                    "standard error of the ADC fit", "mm2/s", 903),
-        export.write_segmentation(outputs.habitats, source, folder / "habitats_seg.dcm",
-                                  export.Algorithm("AUTOMATIC", "Fit-Cluster-Fit habitats"),
-                                  series_description="Fit-Cluster-Fit habitats", series_number=904),
-    ]
-    if "iauc" in outputs.dce:
-        written.append(export.write_parametric_map(outputs.dce["iauc"], source, folder / "iauc_pm.dcm",
-                                                   f"iAUC{args.window:g}", "initial area under the curve", "s", 905))
-    written.append(_write_habitat_report(outputs, source, written[2], folder / "measurements_sr.dcm"))
-    return [str(p.relative_to(args.out)) for p in written]
-
-
-def _write_habitat_report(outputs, source, seg_path, path):
-    """An SR Measurement Report: each habitat's ADC (with its CI), voxel-mean ADC, share of the tumour
-    and iAUC, referencing its segment in the habitat SEG."""
-    from virtualbiopsy.dicom import export
-    from virtualbiopsy.dicom.report import Quantity, SegmentFinding, write_measurement_report
-    from virtualbiopsy.mrml import arrays
-
-    columns = arrays.table_columns(outputs.table)
-    total = sum(float(v) for v in columns["volume_ml"])
-    iauc = next((name for name in columns if name.startswith("iauc") and not name.endswith(("_true", "_low",
-                                                                                              "_high"))), None)
-    findings = []
-    for row, name in enumerate(columns["habitat"]):
-        adc = float(columns["adc"][row]) * 1e6
-        ci = (float(columns["adc_ci_low"][row]) * 1e6, float(columns["adc_ci_high"][row]) * 1e6)
-        quantities = [Quantity("adc_um2_s", adc, ci),
-                      Quantity("voxel_mean_adc_um2_s", float(columns["voxel_mean_adc"][row]) * 1e6),
-                      Quantity("volume_ml", float(columns["volume_ml"][row])),
-                      Quantity("fraction_percent", 100 * float(columns["volume_ml"][row]) / total if total else
-                               float("nan"))]
-        if iauc is not None:
-            quantities.append(Quantity("iauc_s", float(columns[iauc][row])))
-        findings.append(SegmentFinding(row + 1, str(name), quantities))
-    return write_measurement_report(seg_path, export.source_datasets(source), findings, path,
-                                    export.Algorithm("AUTOMATIC", "Fit-Cluster-Fit habitats"),
-                                    "Fit-Cluster-Fit habitat measurements", series_number=951)
+    return [str(p.relative_to(args.out)) for p in export_habitats(outputs, source, args.out / "dicom", args.window)]
 
 
 def run(args) -> int:

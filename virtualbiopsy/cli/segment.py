@@ -75,43 +75,15 @@ def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, tas
         if outputs.fold_disagreement is not None:
             io.save_node(outputs.fold_disagreement, folder / "fold_disagreement.nrrd")
     if dicom:
-        from virtualbiopsy.dicom import export
-        from virtualbiopsy.dicom.report import Quantity, SegmentFinding, write_measurement_report
-        from virtualbiopsy.mrml import arrays
+        from virtualbiopsy.dicom.results import export_ai_segmentation
         from virtualbiopsy.segmentation.model_source import is_demo_model
 
-        algorithm = export.ai_algorithm(outputs.segmentation, is_demo_model(parameters.model_path))
-        seg_path = export.write_segmentation(outputs.segmentation, source, folder / "dicom" / "segmentation_seg.dcm",
-                                             algorithm, series_description="AI tumour segmentation")
-        written = [seg_path]
-        summary = outputs.summary
-        tumour = outputs.segmentation.GetSegmentation().GetSegment(arrays.segment_ids(outputs.segmentation)[0])
-        quantities = [Quantity("volume_ml", summary["tumour_volume_ml"])]  # the tumour is the first segment
-        if outputs.uncertainty is not None:
-            quantities.append(Quantity("uncertain_percent", 100 * summary["uncertain_fraction"]))
-        written.append(write_measurement_report(seg_path, export.source_datasets(source),
-                                                [SegmentFinding(1, tumour.GetName(), quantities)],
-                                                folder / "dicom" / "measurements_sr.dcm", algorithm,
-                                                "AI tumour measurements"))
-        if outputs.uncertainty is not None:
-            uncertainty = _scaled_copy(context, outputs.uncertainty, 1.0 / 255.0)
-            written.append(export.write_parametric_map(
-                uncertainty, source, folder / "dicom" / "uncertainty_pm.dcm", "Uncertainty",
-                "normalised predictive entropy 0-1", "1", series_number=903))
-            context.scene.RemoveNode(uncertainty)
+        written = export_ai_segmentation(outputs, source, folder / "dicom", is_demo_model(parameters.model_path))
         outputs.summary["dicom"] = [str(p.relative_to(folder)) for p in written]
     summary = {"case_id": case_id, "images": [str(p) for p in images],
                "preprocessing": pipeline.to_dict() if pipeline is not None else None, **outputs.summary}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _scaled_copy(context, volume, factor: float):
-    from virtualbiopsy.mrml import arrays
-    from virtualbiopsy.mrml.geometry import Geometry
-
-    values = arrays.array_from_volume(volume).astype("float32") * factor
-    return arrays.add_volume_from_array(context, values, Geometry.from_node(volume), f"{volume.GetName()} scaled")
 
 
 def _report(name: str, summary: dict, folder: Path) -> None:

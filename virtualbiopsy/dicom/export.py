@@ -151,9 +151,9 @@ UNITS = {
 
 
 def write_parametric_map(volume_node, source_volume, path: str | Path, label: str, explanation: str,
-                         unit: str, series_number: int = 902) -> Path:
-    """A DICOM Parametric Map (float32) of ``volume_node`` (on ``source_volume``'s grid), with a real-world
-    value mapping into ``unit`` (one of :data:`UNITS`: an ADC in mm²/s is written in um2/s)."""
+                         unit: str, series_number: int = 902, scale: float = 1.0) -> Path:
+    """A DICOM Parametric Map (float32) of ``volume_node`` (on ``source_volume``'s grid) times ``scale``, with
+    a real-world value mapping into ``unit`` (one of :data:`UNITS`: an ADC in mm²/s is written in um2/s)."""
     import highdicom as hd
     from pydicom.sr.coding import Code
 
@@ -165,7 +165,7 @@ def write_parametric_map(volume_node, source_volume, path: str | Path, label: st
         raise InputError(f"'{volume_node.GetName()}' is not on the grid of its DICOM source "
                          f"'{source_volume.GetName()}'.")
     code, meaning, factor = UNITS[unit]
-    values = arrays.array_from_volume(volume_node).astype(np.float32) * np.float32(factor)
+    values = arrays.array_from_volume(volume_node).astype(np.float32) * np.float32(factor * scale)
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     mapping = hd.pm.RealWorldValueMapping(
