@@ -46,3 +46,11 @@ class UnsafeArchiveError(InputError):
 
 class Cancelled(VirtualBiopsyError):  # noqa: N818 - a cancel is not an error to the user
     """The user cancelled a long-running step; nothing was added to the scene."""
+
+
+class VirtualBiopsyWarning(UserWarning):
+    """Something the user should know about an input that is still used (the CLI prints it on one line)."""
+
+
+class DicomWarning(VirtualBiopsyWarning):
+    """A DICOM series is read, with a reservation (not MR, times from a fallback tag, volumes without tags)."""

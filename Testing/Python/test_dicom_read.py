@@ -17,7 +17,8 @@ from refusals import CliCase, assert_cli_refuses, write_nrrd
 from virtualbiopsy.cli.main import main
 from virtualbiopsy.dicom import series as dicom_series
 from virtualbiopsy.dicom.phantom import B_VALUE_CONVENTIONS, write_study_dicom
-from virtualbiopsy.mrml import MRMLContext, io
+from virtualbiopsy.errors import ImageDimensionError
+from virtualbiopsy.mrml import MRMLContext, arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.sample_study import geometry_of, write_study
@@ -203,6 +204,19 @@ def _strip_b_values(folder):
     _rewrite(folder, change)
 
 
+def test_a_dwi_without_b_value_tags_is_read_in_instance_order_and_fitted_with_the_given_b_values(tmp_path):
+    context = MRMLContext.create()
+    tagged = _phantom_series("dwi")(tmp_path / "a")
+    untagged = _phantom_series("dwi", _strip_b_values)(tmp_path / "b")
+    frames, values = io.load_frames(context, tagged)
+    bare, none = io.load_frames(context, untagged)
+    assert values == ["0", "500", "1000"] and none is None
+    for volume, same in zip(frames, bare, strict=True):  # the same volumes in the same order
+        np.testing.assert_array_equal(arrays.array_from_volume(volume), arrays.array_from_volume(same))
+    with pytest.raises(ImageDimensionError, match="4D series of 3 volumes"):
+        io.load_volume(context, untagged)
+
+
 def _strip_some_b_values(folder):
     def change(ds, index):
         del ds.DiffusionBValue
@@ -259,11 +273,11 @@ def _volume_command(edit=None, choice=""):
     return make
 
 
-def _dwi_command(edit=None, role="dwi"):
+def _dwi_command(edit=None, extra=(), role="dwi"):
     def make(ws: Path):
         folder = _phantom_series(role, edit)(ws)
         mask = write_nrrd(ws / "mask.nrrd", np.ones((8, 8, 8), np.uint8))
-        return ["fcf", "--dwi", folder, "--mask", mask, "--out", ws / "out"]
+        return ["fcf", "--dwi", folder, "--mask", mask, "--out", ws / "out", *extra]
     return make
 
 
@@ -288,7 +302,10 @@ BAD_SERIES = [
     CliCase("no-dicom-in-folder", _volume_command(_not_dicom), ("No DICOM image", "1 not DICOM")),
     CliCase("dwi-given-as-a-volume", lambda ws: ["preprocess", "--image", _phantom_series("dwi")(ws), "--normalise",
                                                  "zscore", "--out", ws / "out.nrrd"], ("4D series of 3 volumes",)),
-    CliCase("dwi-without-b-value-tags", _dwi_command(_strip_b_values), ("looks like a DWI", "no b-value tag")),
+    CliCase("dwi-without-b-value-tags", _dwi_command(_strip_b_values),
+            ("carries no b-value tag", "Give the b-values with --bvalues", "InstanceNumber order")),
+    CliCase("dwi-b-values-not-matching-the-frames", _dwi_command(_strip_b_values, ["--bvalues", "0,1000"]),
+            ("2 b-values for the 3 DWI volumes",)),
     CliCase("dwi-with-some-b-values-missing", _dwi_command(_strip_some_b_values), ("carry no b-value",)),
     CliCase("dce-without-timing-tags", _dce_command(_strip_timing), ("no b-value or timing tag",)),
     CliCase("volume-given-as-a-dwi", _dwi_command(role="t2w"), ("single 3D volume",)),
@@ -317,3 +334,17 @@ def test_dicom_list_prints_each_series_with_its_b_values_and_time_points(dicom_s
     assert f"Study {written['study_uid']} (3 series)" in out
     assert "b = 0, 50, 400, 800 s/mm² (Diffusion b-value (0018,9087))" in out
     assert f"{len(DCE_TIMES)} time points" in out and written["series_uids"]["t2w"] in out
+
+
+def test_a_series_that_is_not_mr_is_read_with_a_one_line_warning(tmp_path, capsys):
+    def as_ct(folder):
+        def change(ds, index):
+            ds.Modality = "CT"
+        _rewrite(folder, change)
+
+    folder = _phantom_series("t2w", as_ct)(tmp_path)
+    assert main(["preprocess", "--image", str(folder), "--normalise", "zscore", "--out",
+                 str(tmp_path / "out.nrrd")]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and warning[0].startswith("virtualbiopsy: warning: ")
+    assert "modality is CT, not MR" in warning[0]

@@ -180,7 +180,13 @@ def dwi_table(args, series, index_values, n_volumes: int) -> dict:
         except ValueError:
             stored = None
     if given is None and stored is None:
-        raise InputError("Give the b-values with --bvalues (s/mm², one per DWI volume), e.g. 0,50,400,800.")
+        from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+        where = ""
+        if len(args.dwi) == 1 and is_dicom_reference(args.dwi[0]):
+            where = f"The DICOM series '{args.dwi[0]}' carries no b-value tag (standard or vendor's). "
+        raise InputError(f"{where}Give the b-values with --bvalues (s/mm², one per DWI volume"
+                         f"{', in InstanceNumber order' if where else ''}), e.g. 0,50,400,800.")
     given_from = "--bvalues"
     if given is not None and not _is_number_list(args.bvalues, parse_b_values):
         given_from = f"--bvalues '{Path(args.bvalues).name}'"

@@ -17,10 +17,11 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 
 from virtualbiopsy import __version__
 from virtualbiopsy.cli.output import add_overwrite_flags, guard_for
-from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
+from virtualbiopsy.errors import Cancelled, VirtualBiopsyError, VirtualBiopsyWarning
 
 COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "radiomics", "ibsi-report", "reduce", "harmonise",
             "fcf", "fcf-cohort", "dce", "predict", "dicom", "pacs", "deps")
@@ -77,10 +78,24 @@ def _internal_error(error: BaseException) -> int:
     return 1
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """The library's own warnings as one line each ('virtualbiopsy: warning: ...'); others as Python shows them."""
+    if issubclass(category, VirtualBiopsyWarning):
+        print(f"virtualbiopsy: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args, argv)
+
+
+def _run(args, argv) -> int:
     guard = None
     try:
         guard = guard_for(args, argv)

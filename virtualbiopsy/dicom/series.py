@@ -219,6 +219,8 @@ class _Frame:
     temporal: object = None  # temporal position index / identifier
     time_s: float | None = None
     time_source: str = ""
+    instance: int = 0  # InstanceNumber (orders the volumes of a DWI without b-value tags)
+    rank: int = 0  # the volume an untagged DWI slice belongs to (its order among slices at its position)
 
 
 def _floats(value, n: int) -> np.ndarray | None:
@@ -271,6 +273,7 @@ def _frame_headers(ds, path: Path | None = None) -> list[_Frame]:
                        tuple(spacing) if spacing is not None else None, rows, columns,
                        float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0),
                        b, direction, source)
+        frame.instance = int(ds.get("InstanceNumber") or 0)
         if ds.get("TemporalPositionIdentifier") not in (None, ""):
             frame.temporal = int(ds.TemporalPositionIdentifier)
         elif ds.get("TemporalPositionIndex") not in (None, ""):
@@ -337,7 +340,13 @@ def _group_key(frame: _Frame, kind: str):
         return (round(frame.b_value, 3), direction)
     if kind == "dynamic":
         return frame.temporal if frame.temporal is not None else round(frame.time_s, 3)
+    if kind == "dwi-untagged":
+        return frame.rank
     return 0
+
+
+UNTAGGED_DWI = ("{label} looks like a DWI, but its slices carry no b-value tag (standard (0018,9087) or the "
+                "vendor's)")
 
 
 def _kind(frames: list[_Frame], info: SeriesInfo) -> str:
@@ -360,8 +369,7 @@ def _kind(frames: list[_Frame], info: SeriesInfo) -> str:
         raise InputError(f"{info.label()}: {len(frames)} slices at {len(positions)} positions, not a whole number of "
                          "frames: a slice is duplicated at the same position, or missing from some frames.")
     if info.b_values or "DIFFUSION" in info.image_type:
-        raise InputError(f"{info.label()} looks like a DWI, but its slices carry no b-value tag (standard (0018,9087) "
-                         "or the vendor's); give the b-values with --bvalues on a NIfTI/NRRD export instead.")
+        return "dwi-untagged"  # the volumes in InstanceNumber order; the b-values must be given (--bvalues)
     raise InputError(f"{info.label()}: {len(frames)} slices share {len(positions)} positions and carry no b-value or "
                      "timing tag to tell the frames apart (or slices are duplicated).")
 
@@ -461,6 +469,13 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
         raise InputError(f"{info.label()} is a Siemens mosaic; convert it with dcm2niix (NIfTI + .bval/.bvec) and "
                          "give that file (mosaics are not read here yet).")
     kind = _kind(frames, info)
+    if kind == "dwi-untagged":
+        at: dict = defaultdict(list)
+        for frame in frames:
+            at[tuple(np.round(frame.position, 2)) if frame.position is not None else None].append(frame)
+        for slices in at.values():
+            for rank, frame in enumerate(sorted(slices, key=lambda f: (f.instance, str(f.path), f.frame))):
+                frame.rank = rank
     groups: dict = defaultdict(list)
     for frame in frames:
         groups[_group_key(frame, kind)].append(frame)
@@ -486,9 +501,12 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
         geometry = geometry or grid
         arrays.append(_pixels(ordered, cache))
         files.append([f.path for f in ordered])
-    result = DicomSeries(info, arrays, geometry, kind)
+    result = DicomSeries(info, arrays, geometry, "dwi" if kind == "dwi-untagged" else kind)
     result.files = files
-    if kind == "dwi":
+    if kind == "dwi-untagged":
+        result.source = UNTAGGED_DWI.format(label=info.label())
+        result.notes.append(f"{len(keys)} volumes told apart by InstanceNumber only (no b-value tag)")
+    elif kind == "dwi":
         result.values = [float(key[0]) for key in keys]
         result.source = f"{info.b_value_source} of {info.label()}"
         if any(key[1] is not None for key in keys):

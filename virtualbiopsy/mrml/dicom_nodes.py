@@ -8,9 +8,10 @@ can be exported as DICOM objects that reference their source.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from virtualbiopsy.errors import ImageDimensionError
+from virtualbiopsy.errors import DicomWarning, ImageDimensionError
 
 SERIES_UID_ATTRIBUTE = "VirtualBiopsy.DicomSeriesUID"
 STUDY_UID_ATTRIBUTE = "VirtualBiopsy.DicomStudyUID"
@@ -67,6 +68,11 @@ def read_dicom_series(path, progress=None):
     if reference is not None:  # retrieved into the cache first (once), then read as a folder
         path = pacs.retrieve_cached(reference, progress)
     series = dicom_series.load(path, progress)
+    modality = series.info.modality.upper()
+    if modality and modality != "MR":
+        series.notes.append(f"its modality is {modality}, not MR: the pipeline is made and validated for MRI")
+    for note in series.notes:
+        warnings.warn(f"{series.info.label()}: {note}.", DicomWarning, stacklevel=3)
     if series.geometry.shape[0] == 1 and len(series.arrays) == 1:
         raise ImageDimensionError(f"{series.info.label()} at '{path}' is a single 2D slice; give the folder holding "
                                   "the whole series (every slice).")
@@ -85,7 +91,8 @@ def load_dicom_volume(context, path: str | Path, name: str | None = None, progre
 
 def load_dicom_frames(context, path: str | Path, name: str | None = None, progress=None) -> tuple[list, list[str]]:
     """The frames of a DWI or dynamic DICOM series as NEW volume nodes, and their b-values (s/mm²) or times
-    (s from the first frame) as index values, like a ``.seq.nrrd``'s."""
+    (s from the first frame) as index values, like a ``.seq.nrrd``'s (None for a DWI without b-value tags,
+    whose volumes are in InstanceNumber order)."""
     series = read_dicom_series(path, progress)
     if len(series.arrays) == 1:
         raise ImageDimensionError(f"{series.info.label()} is a single 3D volume, not a DWI or dynamic series.")
@@ -94,4 +101,6 @@ def load_dicom_frames(context, path: str | Path, name: str | None = None, progre
         nodes = [_add(context, series, i, f"{stem} {i + 1}") for i in range(len(series.arrays))]
     for node in nodes:
         node.SetAttribute("VirtualBiopsy.DicomFrameValuesFrom", series.source)
+    if series.values is None:  # a DWI without b-value tags: the caller must be given them
+        return nodes, None
     return nodes, [f"{v:g}" for v in series.values]
