@@ -6,6 +6,7 @@ code); this file only wires the widget, and Slicer finds the module, widget and 
 
 from pathlib import Path
 
+import qt
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
@@ -49,7 +50,9 @@ T2w with its quality before and after; each adds a NEW volume.
 <b>Segment</b> (inputs in the model's channel order) runs in the background and adds NEW nodes: the
 segmentation, an uncertainty volume (normalised predictive entropy, shown over the first input) and the
 10 %/50 % probability contours; it reports the tumour volume (mL), its uncertain share and the slices to
-review (double-click: Red view). <b>Start correcting</b> edits a timed copy in the Segment Editor (the AI
+review (double-click: Red view). <b>Export as DICOM</b> writes it as a DICOM SEG, an SR (TID 1500) and an
+uncertainty Parametric Map referencing the DICOM series of the first input (loaded through the DICOM module).
+<b>Start correcting</b> edits a timed copy in the Segment Editor (the AI
 result is never edited); <b>Compare</b> stores the editing time and tabulates AI-vs-corrected agreement;
 <b>Export</b> writes an nnU-Net training case. <b>Measure</b>: each segment's volume (mL) into a table.</p>
 """
@@ -85,6 +88,8 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self._reviewSlices, self._reviewVolumeID = [], None
         VirtualBiopsyModuleWidget.setup(self)
         self.ui.segmentButton.connect("clicked(bool)", lambda *_: self.runAction(self.startSegmentation))
+        self.ui.exportDicomButton.connect("clicked(bool)", lambda *_: self.runAction(self.exportDicom))
+        self._lastResult = None  # (outputs, source volume, made by the demo model) of the last segmentation
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.reviewSlicesList.connect("itemDoubleClicked(QListWidgetItem*)", lambda item: self.runAction(
             self.showReviewSlice, self.ui.reviewSlicesList.row(item)))
@@ -99,6 +104,7 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self.ui.reviewSlicesList.clear()
         self._reviewSlices, self._reviewVolumeID = [], None
         self.correction.reset()
+        self._lastResult = None
 
     def inputsReady(self):
         return self.ui.segmentationSelector.currentNode() is not None
@@ -110,6 +116,7 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         ui.segmentButton.enabled = (self._segmentJob is None and bool(ui.inputVolumesSelector.checkedNodes())
                                     and bool(ui.modelPathLineEdit.currentPath.strip()))
         ui.startEditingButton.enabled = ai is not None
+        ui.exportDicomButton.enabled = self._lastResult is not None
         ui.compareButton.enabled = ai is not None and corrected is not None
         ui.exportButton.enabled = (corrected is not None and bool(ui.caseIdLineEdit.text.strip())
                                    and bool(ui.exportFolderLineEdit.currentPath.strip()))
@@ -184,6 +191,8 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         if is_demo_model(job.segmenter.model.path):
             text += "\n" + DEMO_MODEL_NOTICE
         self.ui.summaryLabel.text = text
+        self._lastResult = (outputs, job.reference, is_demo_model(job.segmenter.model.path))
+        self.updateApplyButton()
         self._reviewSlices = list(summary["slices_to_review"]) if uncertainty else []
         self._reviewVolumeID = job.reference.GetID()
         self.ui.reviewSlicesList.clear()
@@ -199,6 +208,16 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         _, nj, ni = geometry.shape
         ras = geometry.ijk_to_ras @ [(ni - 1) / 2.0, (nj - 1) / 2.0, float(self._reviewSlices[row]), 1.0]
         jumpRedSliceTo([float(v) for v in ras[:3]])
+
+    def exportDicom(self):
+        """The last AI segmentation as DICOM SEG + SR + Parametric Map (the library writes them)."""
+        outputs, source, demo = self._lastResult
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder for the DICOM results")
+        if not folder:
+            return "DICOM export cancelled."
+        with busy_cursor():
+            written = self.logic.export_dicom(outputs, source, folder, demo, slicer.dicomDatabase.fileForInstance)
+        return f"Wrote {len(written)} DICOM file(s) into {folder}."
 
     # -- measure -----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from test_dicom_read import _from_highdicom
 from virtualbiopsy.cli.main import main
 from virtualbiopsy.dicom import export
 from virtualbiopsy.dicom.phantom import write_study_dicom
+from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import MRMLContext, arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
@@ -281,3 +282,28 @@ def test_radiomics_refuses_a_lone_dicom_slice_instead_of_calling_it_3d(study_fol
                  "--out", str(tmp_path / "r.csv")]) == 2
     assert "single 2D slice" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_volume_loaded_by_slicers_dicom_module_exports_through_the_database_lookup(study_folder, tmp_path):
+    """Slicer's DICOM module leaves only DICOM.instanceUIDs on a volume; the files come from its database."""
+    from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
+    from virtualbiopsy.mrml.dicom_nodes import FILES_ATTRIBUTE
+
+    folder, _ = study_folder
+    database = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): str(p)
+                for p in (folder / "dicom" / "t2w").glob("*.dcm")}
+    context = MRMLContext.create()
+    t2 = io.load_volume(context, folder / "dicom" / "t2w")
+    t2.RemoveAttribute(FILES_ATTRIBUTE)  # as loaded by Slicer's DICOM module
+    logic = NeuroblastomaSegLogic(context)
+    outputs = logic.segment([t2], SegmentParameters(str(demo_model_path()), device="cpu", mirroring=False))
+    nodes_before = context.scene.GetNumberOfNodes()
+    written = logic.export_dicom(outputs, t2, tmp_path, True, database.get)
+    assert sorted(p.name for p in written) == ["measurements_sr.dcm", "segmentation_seg.dcm", "uncertainty_pm.dcm"]
+    assert context.scene.GetNumberOfNodes() == nodes_before
+    seg = pydicom.dcmread(tmp_path / "segmentation_seg.dcm")
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced <= set(database) and referenced
+    with pytest.raises(InputError, match="not in the DICOM database"):
+        t2.RemoveAttribute(FILES_ATTRIBUTE)
+        logic.export_dicom(outputs, t2, tmp_path / "again", True, lambda uid: None)

@@ -504,8 +504,7 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
     result = DicomSeries(info, arrays, geometry, "dwi" if kind == "dwi-untagged" else kind)
     result.files = files
     if kind == "dwi-untagged":
-        result.source = UNTAGGED_DWI.format(label=info.label())
-        result.notes.append(f"{len(keys)} volumes told apart by InstanceNumber only (no b-value tag)")
+        result.source = UNTAGGED_DWI.format(label=info.label())  # said by the command that needs b-values
     elif kind == "dwi":
         result.values = [float(key[0]) for key in keys]
         result.source = f"{info.b_value_source} of {info.label()}"

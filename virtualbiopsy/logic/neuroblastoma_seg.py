@@ -130,6 +130,17 @@ class NeuroblastomaSegLogic:
         return SegmentationJob(segmenter, parameters, channels, names, geometry, volumes[0], name or names[0],
                                warnings)
 
+    def export_dicom(self, outputs, source_volume, folder, demo: bool, file_for_instance=None) -> list[Path]:
+        """The AI segmentation (SEG), its measurements (SR) and uncertainty (Parametric Map) as DICOM files in
+        ``folder``, referencing the series ``source_volume`` was read from (``file_for_instance``: Slicer's
+        DICOM database lookup, for a volume its DICOM module loaded). The scene is not changed."""
+        from virtualbiopsy.dicom.results import export_ai_segmentation
+        from virtualbiopsy.mrml.dicom_nodes import attach_dicom_files
+
+        if file_for_instance is not None:
+            attach_dicom_files(source_volume, file_for_instance)
+        return export_ai_segmentation(outputs, source_volume, folder, demo)
+
     def add_segmentation_results(self, job: SegmentationJob, result) -> SegmentationOutputs:
         """Add the new segmentation, uncertainty and agreement nodes for a finished job (main thread)."""
         from virtualbiopsy.segmentation.uncertainty import agreement_masks, summarise, to_uint8

@@ -104,3 +104,26 @@ def load_dicom_frames(context, path: str | Path, name: str | None = None, progre
     if series.values is None:  # a DWI without b-value tags: the caller must be given them
         return nodes, None
     return nodes, [f"{v:g}" for v in series.values]
+
+
+def attach_dicom_files(volume_node, file_for_instance) -> int:
+    """Give a volume that Slicer's DICOM module loaded (it carries ``DICOM.instanceUIDs``) the file list the
+    DICOM exports read, from ``file_for_instance(uid) -> path`` (in Slicer: ``slicer.dicomDatabase.
+    fileForInstance``). Returns the number of files; refuses a volume without instance UIDs or a missing file."""
+    from virtualbiopsy.errors import InputError
+
+    if volume_node.GetAttribute(FILES_ATTRIBUTE):
+        return len(volume_node.GetAttribute(FILES_ATTRIBUTE).splitlines())
+    uids = (volume_node.GetAttribute(INSTANCE_UIDS_ATTRIBUTE) or "").split()
+    if not uids:
+        raise InputError(f"'{volume_node.GetName()}' was not loaded from DICOM (it has no instance UIDs); load the "
+                         "series through the DICOM module to export DICOM results.")
+    files = []
+    for uid in uids:
+        path = file_for_instance(uid)
+        if not path or not Path(path).is_file():
+            raise InputError(f"The DICOM file of instance {uid} of '{volume_node.GetName()}' is not in the DICOM "
+                             "database any more; import the series again.")
+        files.append(str(path))
+    volume_node.SetAttribute(FILES_ATTRIBUTE, "\n".join(files))
+    return len(files)
