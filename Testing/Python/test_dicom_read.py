@@ -348,3 +348,30 @@ def test_a_series_that_is_not_mr_is_read_with_a_one_line_warning(tmp_path, capsy
     warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warning) == 1 and warning[0].startswith("virtualbiopsy: warning: ")
     assert "modality is CT, not MR" in warning[0]
+
+
+def _image_type(*values):
+    def edit(folder):
+        def change(ds, index):
+            ds.ImageType = list(values)
+        _rewrite(folder, change)
+    return edit
+
+
+def test_a_scanner_adc_map_is_read_as_a_map_with_a_warning_and_refused_as_a_dwi(tmp_path, capsys):
+    folder = _phantom_series("t2w", _image_type("DERIVED", "PRIMARY", "DIFFUSION", "ADC"))(tmp_path)
+    context = MRMLContext.create()
+    with pytest.warns(UserWarning, match="scanner's ADC map"):
+        io.load_volume(context, folder)
+    mask = write_nrrd(tmp_path / "mask.nrrd", np.ones((8, 8, 8), np.uint8))
+    assert main(["fcf", "--dwi", str(folder), "--bvalues", "0,1000", "--mask", str(mask), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "is the scanner's ADC map (ImageType), not a DWI" in capsys.readouterr().err
+
+
+def test_scanner_trace_weighted_images_are_used_as_the_trace_and_said_so(tmp_path):
+    folder = _phantom_series("dwi", _image_type("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"))(tmp_path)
+    context = MRMLContext.create()
+    with pytest.warns(UserWarning, match="trace-weighted"):
+        _, values = io.load_frames(context, folder)
+    assert values == ["0", "500", "1000"]

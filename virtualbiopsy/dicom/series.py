@@ -330,6 +330,7 @@ class DicomSeries:
     values: list[float] | None = None  # b-values (s/mm²) or times (s from the first frame)
     directions: np.ndarray | None = None  # [n, 3] unit gradient directions (LPS -> RAS), None if absent
     source: str = ""  # where the values came from
+    derived: str = ""  # a scanner-computed map ('ADC', 'FA', ...): never read as a DWI
     notes: list[str] = field(default_factory=list)
     files: list[list[Path]] = field(default_factory=list)  # each frame's instance files, in slice order
 
@@ -347,6 +348,18 @@ def _group_key(frame: _Frame, kind: str):
 
 UNTAGGED_DWI = ("{label} looks like a DWI, but its slices carry no b-value tag (standard (0018,9087) or the "
                 "vendor's)")
+
+
+#: ImageType values of maps a scanner computes from a DWI (never an input to a fit)
+_SCANNER_MAPS = {"ADC": "ADC", "FA": "FA", "EADC": "exponential ADC", "EXP": "exponential ADC", "CALC_BVALUE":
+                 "computed-b-value"}
+
+
+def _scanner_map(info: SeriesInfo) -> str:
+    """The kind of scanner-computed diffusion map a series is ('ADC', 'FA', ...), '' for an acquired image."""
+    if "DIFFUSION" not in info.image_type and "DERIVED" not in info.image_type:
+        return ""
+    return next((name for word, name in _SCANNER_MAPS.items() if word in info.image_type), "")
 
 
 def _kind(frames: list[_Frame], info: SeriesInfo) -> str:
@@ -469,6 +482,11 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
         raise InputError(f"{info.label()} is a Siemens mosaic; convert it with dcm2niix (NIfTI + .bval/.bvec) and "
                          "give that file (mosaics are not read here yet).")
     kind = _kind(frames, info)
+    derived = _scanner_map(info)
+    if derived and kind != "volume":
+        image_type = "\\".join(info.image_type)
+        raise InputError(f"{info.label()} is the scanner's {derived} map (ImageType {image_type}) but holds several "
+                         "frames; give its DWI series instead.")
     if kind == "dwi-untagged":
         at: dict = defaultdict(list)
         for frame in frames:
@@ -503,6 +521,12 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
         files.append([f.path for f in ordered])
     result = DicomSeries(info, arrays, geometry, "dwi" if kind == "dwi-untagged" else kind)
     result.files = files
+    if derived:
+        result.derived = derived
+        result.notes.append(f"it is the scanner's {derived} map (ImageType), not an acquired image")
+    elif kind == "dwi" and any(word in info.image_type for word in ("TRACEW", "TRACE")):
+        result.notes.append("its images are the scanner's trace-weighted (TRACEW) ones: used as the trace of each "
+                            "b-value")
     if kind == "dwi-untagged":
         result.source = UNTAGGED_DWI.format(label=info.label())  # said by the command that needs b-values
     elif kind == "dwi":

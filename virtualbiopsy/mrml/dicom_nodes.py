@@ -95,6 +95,9 @@ def load_dicom_frames(context, path: str | Path, name: str | None = None, progre
     whose volumes are in InstanceNumber order)."""
     series = read_dicom_series(path, progress)
     if len(series.arrays) == 1:
+        if series.derived:
+            raise ImageDimensionError(f"{series.info.label()} is the scanner's {series.derived} map (ImageType), not "
+                                      "a DWI: give the DWI series it was computed from (its b-value images).")
         raise ImageDimensionError(f"{series.info.label()} is a single 3D volume, not a DWI or dynamic series.")
     stem = name or series.info.description or "DICOM series"
     with context.transaction():
