@@ -375,3 +375,40 @@ def test_scanner_trace_weighted_images_are_used_as_the_trace_and_said_so(tmp_pat
     with pytest.warns(UserWarning, match="trace-weighted"):
         _, values = io.load_frames(context, folder)
     assert values == ["0", "500", "1000"]
+
+
+def test_nibabels_real_siemens_mosaic_dwi_reads_as_two_b_values_on_nibabels_grid(tmp_path):
+    import gzip
+    import warnings
+
+    import nibabel
+    from nibabel.nicom import dicomwrappers
+
+    data = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"
+    names = ["siemens_dwi_0.dcm.gz", "siemens_dwi_1000.dcm.gz"]
+    if not all((data / n).is_file() for n in names):
+        pytest.skip("nibabel's test data (siemens_dwi_*.dcm.gz) is not installed")
+    folder = tmp_path / "siemens"
+    folder.mkdir()
+    for name in names:
+        (folder / name.removesuffix(".gz")).write_bytes(gzip.decompress((data / name).read_bytes()))
+    series = dicom_series.load(folder)
+    assert series.kind == "dwi" and series.values == [0.0, 1000.0]  # the nominal b-values of (0019,100C)
+    assert series.geometry.shape == (48, 128, 128)
+    np.testing.assert_allclose(np.linalg.norm(series.directions[1]), 1.0, atol=1e-3)
+    for array, name in zip(series.arrays, names, strict=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wrapper = dicomwrappers.wrapper_from_data(pydicom.dcmread(folder / name.removesuffix(".gz")))
+            reference, affine = wrapper.get_data(), wrapper.affine
+        # every voxel of ours lies where nibabel puts the same value (LPS -> RAS; any axis flips undone)
+        k, j, i = np.indices(array.shape).reshape(3, -1)
+        ras = series.geometry.ijk_to_ras @ np.vstack([i, j, k, np.ones_like(i)])
+        index = np.linalg.solve(np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine, ras)
+        np.testing.assert_allclose(index, np.round(index), atol=1e-3)
+        ni, nj, nk = np.round(index[:3]).astype(int)
+        np.testing.assert_array_equal(array[k, j, i], reference[ni, nj, nk])
+    context = MRMLContext.create()
+    with pytest.warns(UserWarning, match="Siemens mosaic"):
+        frames, values = io.load_frames(context, folder)
+    assert values == ["0", "1000"] and len(frames) == 2

@@ -93,6 +93,9 @@ def _code_string(text: str) -> str:
 
 def _same_grid(volume_node, datasets) -> Geometry:
     geometry = Geometry.from_node(volume_node)
+    if len(datasets) == 1 and "MOSAIC" in [str(v) for v in datasets[0].get("ImageType", [])]:
+        raise InputError(f"'{volume_node.GetName()}' comes from a Siemens mosaic (one instance for the whole volume); "
+                         "DICOM results cannot reference its slices. Export from a non-mosaic series.")
     if len(datasets) != geometry.shape[0]:
         raise InputError(f"'{volume_node.GetName()}' has {geometry.shape[0]} slices but its DICOM source "
                          f"{len(datasets)}; it was changed after it was read.")

@@ -479,8 +479,7 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
         ds = _read_header(path)
         frames += _frame_headers(ds, path)
     if "MOSAIC" in info.image_type:
-        raise InputError(f"{info.label()} is a Siemens mosaic; convert it with dcm2niix (NIfTI + .bval/.bvec) and "
-                         "give that file (mosaics are not read here yet).")
+        return _read_mosaic(info, task)
     kind = _kind(frames, info)
     derived = _scanner_map(info)
     if derived and kind != "volume":
@@ -545,6 +544,67 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
         result.source = f"{', '.join(sorted(sources))} of {info.label()}"
         if any("fallback" in s for s in sources):
             result.notes.append("frame times from ContentTime, a fallback: check them against the protocol")
+    task.update(1.0, f"{info.label()} read")
+    return result
+
+
+def _read_mosaic(info: SeriesInfo, task) -> DicomSeries:
+    """A Siemens mosaic series (each instance one 3D volume tiled in one image): nibabel's mosaic reader
+    un-tiles it and gives its voxel-to-LPS affine (the CSA header's slice normal and count); b-values and
+    directions come from the same tags as for any other DWI. One volume per instance, on one grid."""
+    import warnings
+
+    import pydicom
+    from nibabel.nicom import dicomwrappers
+
+    from virtualbiopsy.dicom.diffusion import diffusion_of
+
+    volumes = []
+    for index, path in enumerate(info.files):
+        task.update(index / len(info.files), f"Reading {info.label()} (mosaic {index + 1}/{len(info.files)})")
+        try:
+            ds = pydicom.dcmread(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # nibabel calls its DICOM readers experimental
+                wrapper = dicomwrappers.wrapper_from_data(ds)
+                data, affine = np.asarray(wrapper.get_data(), dtype=np.float32), np.asarray(wrapper.affine, float)
+        except Exception as error:  # noqa: BLE001 - damaged CSA headers / pixels raise many kinds
+            raise FileFormatError(f"{info.label()}: could not un-tile the Siemens mosaic '{Path(path).name}' "
+                                  f"({type(error).__name__}: {' '.join(str(error).split())[:120]}).") from None
+        b, direction, source = diffusion_of(ds)
+        volumes.append((int(ds.get("InstanceNumber") or 0), str(path), b, direction, source, data, affine))
+    volumes.sort(key=lambda v: (v[0], v[1]))
+    arrays, geometry, files = [], None, []
+    for number, (_, path, _, _, _, data, affine) in enumerate(volumes, start=1):
+        array = data.transpose(2, 1, 0)  # nibabel (i, j, k) -> [k, j, i]
+        matrix = np.eye(4)
+        matrix[:3, :] = _LPS_TO_RAS @ affine[:3, :]
+        normal = np.cross(matrix[:3, 0], matrix[:3, 1])
+        if float(normal @ matrix[:3, 2]) < 0:  # right-handed, slices ascending along the normal (as _stack)
+            array = array[::-1]
+            matrix[:3, 3] += matrix[:3, 2] * (array.shape[0] - 1)
+            matrix[:3, 2] *= -1
+        grid = Geometry(tuple(int(n) for n in array.shape), matrix)
+        if geometry is not None and geometry.differences(grid):
+            raise InputError(f"{info.label()}: mosaic {number} is not on the grid of the first "
+                             f"({'; '.join(geometry.differences(grid))}).")
+        geometry = geometry or grid
+        arrays.append(np.ascontiguousarray(array))
+        files.append([Path(path)])
+    tagged = [v for v in volumes if v[2] is not None]
+    if len(volumes) > 1 and len(tagged) != len(volumes):
+        raise InputError(f"{info.label()}: {len(volumes) - len(tagged)} of its {len(volumes)} mosaics carry no "
+                         "b-value (CSA header or (0019,100C)).")
+    kind = "dwi" if len(volumes) > 1 else "volume"
+    result = DicomSeries(info, arrays, geometry, kind)
+    result.files = files
+    if kind == "dwi":
+        result.values = [float(v[2]) for v in volumes]
+        result.source = f"{volumes[0][4]} of {info.label()}"
+        if any(v[3] is not None for v in volumes):
+            result.directions = np.array([_LPS_TO_RAS @ np.asarray(v[3]) if v[3] is not None else np.zeros(3)
+                                          for v in volumes])
+    result.notes.append(f"a Siemens mosaic of {len(volumes)} volume(s), un-tiled with nibabel's reader")
     task.update(1.0, f"{info.label()} read")
     return result
 
