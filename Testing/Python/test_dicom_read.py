@@ -412,3 +412,29 @@ def test_nibabels_real_siemens_mosaic_dwi_reads_as_two_b_values_on_nibabels_grid
     with pytest.warns(UserWarning, match="Siemens mosaic"):
         frames, values = io.load_frames(context, folder)
     assert values == ["0", "1000"] and len(frames) == 2
+
+
+def test_an_enhanced_dce_reads_to_the_same_frames_and_times_as_the_classic_one(tmp_path):
+    study = generate_study(1, t2_spacing=(12.0, 12.0, 16.0), dwi_spacing=(12.0, 12.0, 16.0),
+                           dce_times=(0.0, 7.5, 20.0, 40.0), b_values=(0, 500, 1000))
+    classic = write_study_dicom(study, tmp_path / "classic")["folders"]["dce"]
+    enhanced = write_study_dicom(study, tmp_path / "enhanced", dce_timing="enhanced")["folders"]["dce"]
+    [instance] = list(enhanced.glob("*.dcm"))
+    assert int(pydicom.dcmread(instance, stop_before_pixels=True).NumberOfFrames) == 4 * study.dwi_grid.shape[0]
+    a, b = dicom_series.load(classic), dicom_series.load(enhanced)
+    assert a.values == b.values == [0.0, 7.5, 20.0, 40.0]
+    assert "FrameAcquisitionDateTime" in b.source and "AcquisitionTime" in a.source
+    assert not a.geometry.differences(b.geometry, tolerance_mm=1e-4)
+    for x, y in zip(a.arrays, b.arrays, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_dicom_results_from_a_multi_frame_source_are_refused_before_anything_runs(tmp_path, capsys):
+    study = generate_study(1, t2_spacing=(12.0, 12.0, 16.0), dwi_spacing=(12.0, 12.0, 16.0),
+                           dce_times=(0.0, 20.0, 40.0, 60.0), b_values=(0, 500, 1000))
+    folder = write_study_dicom(study, tmp_path / "dicom", dce_timing="enhanced")["folders"]["dce"]
+    write_study(study, tmp_path / "study")
+    assert main(["dce", "--series", str(folder), "--mask", str(tmp_path / "study" / "dwi_labels.nrrd"), "--label",
+                 "6", "--out", str(tmp_path / "out"), "--dicom"]) == 2
+    assert "one multi-frame instance" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,9 @@ def add_parser(subparsers) -> None:
             "dce.seq.nrrd (index = time, s), ground_truth.seg.nrrd, label maps, true ADC / S0 / iAUC60 maps "
             "and truth.json. With --dicom also OUT/dicom/: the T2w, DWI and DCE as classic MR DICOM series of one "
             "study (b-values in the tags of --b-value-convention; DCE with TemporalPositionIdentifier and "
-            "AcquisitionTime). The same seed always gives the same study; see virtualbiopsy/phantom/README.md."
+            "AcquisitionTime, or with --dce-timing enhanced one multi-frame instance whose frames carry "
+            "FrameAcquisitionDateTime and TemporalPositionIndex). The same seed always gives the same study; see "
+            "virtualbiopsy/phantom/README.md."
         ),
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
@@ -31,6 +33,8 @@ def add_parser(subparsers) -> None:
                         choices=("standard", "siemens", "ge", "philips"),
                         help="where the DICOM DWI carries its b-values: the standard (0018,9087) or a vendor's "
                              "private tag (default: standard)")
+    parser.add_argument("--dce-timing", default="classic", choices=("classic", "enhanced"),
+                        help="the DICOM DCE as classic slices or one enhanced multi-frame instance (default: classic)")
     parser.set_defaults(run=run)
 
 
@@ -51,7 +55,8 @@ def run(args) -> int:
         if args.dicom:
             from virtualbiopsy.dicom.phantom import write_study_dicom
 
-            written = write_study_dicom(study, args.out / "dicom", args.b_value_convention, task.sub(0.75, 1.0))
+            written = write_study_dicom(study, args.out / "dicom", args.b_value_convention, task.sub(0.75, 1.0),
+                                        args.dce_timing)
             paths.update({f"dicom {role}": folder for role, folder in written["folders"].items()})
     volumes = study.volumes_ml()
     print(f"Study (seed {args.seed}) written to {args.out}: tumour {volumes['tumour']:.1f} mL "

@@ -93,9 +93,7 @@ def _code_string(text: str) -> str:
 
 def _same_grid(volume_node, datasets) -> Geometry:
     geometry = Geometry.from_node(volume_node)
-    if len(datasets) == 1 and "MOSAIC" in [str(v) for v in datasets[0].get("ImageType", [])]:
-        raise InputError(f"'{volume_node.GetName()}' comes from a Siemens mosaic (one instance for the whole volume); "
-                         "DICOM results cannot reference its slices. Export from a non-mosaic series.")
+    require_dicom_source(volume_node, "DICOM export")
     if len(datasets) != geometry.shape[0]:
         raise InputError(f"'{volume_node.GetName()}' has {geometry.shape[0]} slices but its DICOM source "
                          f"{len(datasets)}; it was changed after it was read.")
@@ -209,10 +207,16 @@ def require_dicom_source(volume_node, option: str = "--dicom") -> None:
     """Refuse, before anything is computed, a DICOM export of results whose image was not read from DICOM."""
     from virtualbiopsy.mrml.dicom_nodes import FILES_ATTRIBUTE
 
-    if not volume_node.GetAttribute(FILES_ATTRIBUTE):
+    files = (volume_node.GetAttribute(FILES_ATTRIBUTE) or "").splitlines()
+    if not files:
         raise InputError(f"{option} writes DICOM objects that reference the source series, but "
                          f"'{volume_node.GetName()}' was not read from DICOM; give the image as its DICOM folder "
                          "(or FOLDER#series).")
+    slices = volume_node.GetImageData().GetDimensions()[2] if volume_node.GetImageData() is not None else 0
+    if len(files) == 1 and slices > 1:
+        raise InputError(f"{option}: '{volume_node.GetName()}' was read from one multi-frame instance (an enhanced "
+                         "MR object or a Siemens mosaic); DICOM results referencing such a source are not written "
+                         "yet. Give a classic (one file per slice) series of the same image.")
 
 
 def ai_algorithm(segmentation_node, demo: bool) -> Algorithm:

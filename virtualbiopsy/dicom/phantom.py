@@ -111,11 +111,17 @@ def _write_volume(folder: Path, array: np.ndarray, geometry: Geometry, study: di
     return instance
 
 
-def write_study_dicom(study, folder: str | Path, b_value_convention: str = "standard", progress=None) -> dict:
+def write_study_dicom(study, folder: str | Path, b_value_convention: str = "standard", progress=None,
+                      dce_timing: str = "classic") -> dict:
     """Write ``study`` (a :class:`~virtualbiopsy.phantom.SampleStudy`) as three MR series under ``folder``
-    (``t2w/``, ``dwi/``, ``dce/``); returns {role: folder} and the UIDs."""
+    (``t2w/``, ``dwi/``, ``dce/``); returns {role: folder} and the UIDs. ``dce_timing`` 'classic': one
+    instance per slice and time (TemporalPositionIdentifier + AcquisitionTime); 'enhanced': the same slices
+    as one multi-frame Legacy Converted Enhanced MR instance whose frames carry FrameAcquisitionDateTime and
+    TemporalPositionIndex."""
     from virtualbiopsy.sample_study import geometry_of
 
+    if dce_timing not in ("classic", "enhanced"):
+        raise InputError(f"Unknown DCE timing '{dce_timing}'; choose classic or enhanced.")
     if b_value_convention not in B_VALUE_CONVENTIONS:
         raise InputError(f"Unknown b-value convention '{b_value_convention}'; choose one of "
                          f"{', '.join(B_VALUE_CONVENTIONS)}.")
@@ -152,7 +158,40 @@ def write_study_dicom(study, folder: str | Path, b_value_convention: str = "stan
             ds.AcquisitionTime = (now + datetime.timedelta(seconds=t)).strftime("%H%M%S.%f")
 
         instance = _write_volume(paths["dce"], study.dce[index], dwi, info, dce_series, instance, timing)
+    if dce_timing == "enhanced":
+        _enhance(paths["dce"], now)
     task.update(1.0, "DICOM study written")
     return {"folders": paths, "study_uid": info["study_uid"],
             "series_uids": {"t2w": t2_series["series_uid"], "dwi": dwi_series["series_uid"],
                             "dce": dce_series["series_uid"]}}
+
+
+def _enhance(folder: Path, start: datetime.datetime) -> None:
+    """Replace the classic DCE slices in ``folder`` by one Legacy Converted Enhanced MR instance (highdicom),
+    each frame's FrameContentSequence given the timing of its slice (FrameAcquisitionDateTime,
+    TemporalPositionIndex: what a scanner's enhanced DCE carries; the converter leaves them out)."""
+    import highdicom as hd
+    import pydicom
+
+    files = sorted(folder.glob("*.dcm"))
+    slices = [pydicom.dcmread(f) for f in files]
+    slices.sort(key=lambda ds: int(ds.InstanceNumber))
+    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+        slices, series_instance_uid=str(slices[0].SeriesInstanceUID), series_number=int(slices[0].SeriesNumber),
+        sop_instance_uid=_uid(), instance_number=1)
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in slices}
+    for group in enhanced.PerFrameFunctionalGroupsSequence:
+        source = by_uid[str(group.ConversionSourceAttributesSequence[0].ReferencedSOPInstanceUID)]
+        seconds_of_day = datetime.datetime.strptime(str(source.AcquisitionTime), "%H%M%S.%f")
+        moment = datetime.datetime.combine(start.date(), seconds_of_day.time())
+        content = group.FrameContentSequence[0]
+        content.FrameAcquisitionDateTime = moment.strftime("%Y%m%d%H%M%S.%f")
+        content.TemporalPositionIndex = int(source.TemporalPositionIdentifier)
+        unassigned = group.get("UnassignedPerFrameConvertedAttributesSequence")
+        if unassigned:  # the classic tags stay only where the enhanced ones are, not twice
+            for keyword in ("TemporalPositionIdentifier", "AcquisitionTime"):
+                if keyword in unassigned[0]:
+                    delattr(unassigned[0], keyword)
+    for path in files:
+        path.unlink()
+    enhanced.save_as(folder / "dce_enhanced.dcm")
