@@ -1,8 +1,9 @@
 """The "Correction loop" section of the NeuroblastomaSeg panel: edit a timed copy of the AI segment,
 compare it with the AI result, export the corrected case for retraining.
 
-The work is done by ``NeuroblastomaSegLogic.start_correction`` / ``compare`` /
-``export_for_retraining``; the AI segmentation is never edited.
+The rules of the timed copy (resume, editing time, provenance) are the library's ``CorrectionSession``,
+shared with the web viewer; ``NeuroblastomaSegLogic.compare`` / ``export_for_retraining`` do the rest.
+The AI segmentation is never edited.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import slicer
 
 from virtualbiopsy.errors import InputError
-from virtualbiopsy.segmentation.correction import EditingTimer, RetrainingCase, stamp_segmentation
+from virtualbiopsy.segmentation.correction import RetrainingCase
+from virtualbiopsy.segmentation.correction_session import CorrectionSession
 from virtualbiopsy_slicer.module import showTable
 from virtualbiopsy_slicer.progress import progress_dialog
 
@@ -21,27 +23,23 @@ class CorrectionPanel:
 
     def __init__(self, ui, logic, runAction, model) -> None:
         self.ui, self.logic, self.model = ui, logic, model
-        self.reset()
+        self.session = CorrectionSession(logic)
         for name, action in (("startEditingButton", self.startCorrecting), ("compareButton", self.compareCorrection),
                              ("exportButton", self.exportCase)):
             getattr(ui, name).connect("clicked(bool)", lambda *_, action=action: runAction(action))
 
     def reset(self):
         """Forget the timed correction (e.g. when the scene is closed)."""
-        self._timer, self._timedNodeID = EditingTimer(), None
+        self.session.reset()
 
     def startCorrecting(self):
         ai, segmentId = self.ui.aiSegmentSelector.currentNode(), self.ui.aiSegmentSelector.currentSegmentID()
+        # The timed copy is resumed only while it is the selected corrected segment; another one there starts anew.
         current = self.ui.correctedSegmentSelector.currentNode()
-        resume = (ai is not None and current is not None and current.GetID() == self._timedNodeID
-                  and current.GetAttribute("VirtualBiopsy.CorrectedFrom") == ai.GetID())
-        corrected = current if resume else self.logic.start_correction(ai)
+        corrected, resume = self.session.start(ai, resume=self.session.is_timed(current))
         if not resume:
-            self._timer, self._timedNodeID = EditingTimer(), corrected.GetID()
             self.ui.correctedSegmentSelector.setCurrentNode(corrected)
             self.ui.correctedSegmentSelector.setCurrentSegmentID(segmentId)
-        if not self._timer.running:
-            self._timer.start()
         slicer.util.selectModule("SegmentEditor")  # creates slicer.modules.SegmentEditorWidget if needed
         editor = slicer.modules.SegmentEditorWidget.editor
         editor.setSegmentationNode(corrected)
@@ -67,10 +65,8 @@ class CorrectionPanel:
         if reference is None:
             raise InputError("Check the input volume(s) under Segment: the first one is the grid of the comparison.")
         note = " Editing time not recorded (Start correcting times it)."
-        if corrected.GetID() == self._timedNodeID:
-            seconds = self._timer.stop() if self._timer.running else self._timer.seconds
-            stamp_segmentation(corrected, seconds)
-            note = f" Editing time: {seconds:.1f} s."
+        if self.session.is_timed(corrected):
+            note = f" Editing time: {self.session.finish():.1f} s."
         table = self.logic.compare(ai, self.ui.aiSegmentSelector.currentSegmentID(), corrected,
                                    self.ui.correctedSegmentSelector.currentSegmentID(), reference,
                                    table_node=self.ui.metricsTableSelector.currentNode())
