@@ -24,7 +24,7 @@ from virtualbiopsy.cli.output import add_overwrite_flags, guard_for
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError, VirtualBiopsyWarning
 
 COMMANDS = ("demo", "phantom", "preprocess", "segment", "compare", "radiomics", "ibsi-report", "reduce", "harmonise",
-            "fcf", "fcf-cohort", "dce", "predict", "dicom", "pacs", "deps")
+            "fcf", "fcf-cohort", "dce", "predict", "dicom", "pacs", "view", "deps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         radiomics,
         segment,
         signature,
+        view,
     )
 
     for module in (demo, phantom, preprocess, segment, compare, radiomics, ibsi_report, signature, fcf, fcf_cohort,
-                   dce, predict, dicom, pacs, deps):
+                   dce, predict, dicom, pacs, view, deps):
         module.add_parser(subparsers)
     add_overwrite_flags(parser)
     return parser

@@ -39,6 +39,8 @@ FILE_OUTPUTS = {
     "preprocess": lambda args: True,
     "radiomics": lambda args: getattr(args, "manifest", None) is None,
 }
+#: commands that keep their own --out: ``view`` saves while it runs (what the reader saved must stay, even on Ctrl+C)
+UNGUARDED = {"view"}
 #: commands whose folder is a resumable store of per-case results: a re-run goes on where the last stopped
 RESUMABLE = {
     "segment": lambda args: getattr(args, "manifest", None) is not None,
@@ -256,9 +258,9 @@ class OutputGuard:
 def guard_for(args, argv) -> OutputGuard | None:
     """The :class:`OutputGuard` of a parsed command line, or None for a command without ``--out``."""
     out = getattr(args, "out", None)
-    if out is None:
-        return None
     command = command_name(args)
+    if out is None or command in UNGUARDED:
+        return None
     kind = "file" if FILE_OUTPUTS.get(command, lambda a: False)(args) else "folder"
     resumable = RESUMABLE.get(command, lambda a: False)(args)
     label = " ".join([command] + ([args.predict_command] if getattr(args, "predict_command", None) else []))

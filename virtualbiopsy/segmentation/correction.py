@@ -166,6 +166,13 @@ class EditingTimer:
         running = max(float(self.clock()) - self._started_at, 0.0) if self.running else 0.0
         return self._elapsed + running
 
+    def add(self, seconds: float) -> None:
+        """Count ``seconds`` already spent (an editing session restored from an autosave)."""
+        seconds = float(seconds)
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise InputError(f"Editing time must be a number of seconds >= 0; got {seconds!r}.")
+        self._elapsed += seconds
+
     def reset(self) -> None:
         self._elapsed, self._started_at = 0.0, None
 

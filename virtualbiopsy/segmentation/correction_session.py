@@ -86,6 +86,16 @@ class CorrectionSession:
             self._timer.start()
         return corrected, resumed
 
+    def adopt(self, corrected, seconds: float = 0.0) -> None:
+        """Take ``corrected`` (a copy restored from an autosave, or imported) as the copy being corrected,
+        with ``seconds`` of editing already spent; the timer is left stopped."""
+        if not (hasattr(corrected, "IsA") and corrected.IsA("vtkMRMLSegmentationNode")):
+            raise InputError("The corrected copy must be a segmentation node.")
+        self._corrected, self._timer = corrected, EditingTimer(self._clock)
+        self._timer.add(seconds)
+        if corrected.GetAttribute(STARTED_ATTRIBUTE) is None:
+            corrected.SetAttribute(STARTED_ATTRIBUTE, _iso(self._now()))
+
     def pause(self) -> float:
         """Stop the timer if it runs (e.g. the page is hidden); returns the editing seconds so far."""
         return self._timer.stop() if self._timer.running else self._timer.seconds
