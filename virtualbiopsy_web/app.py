@@ -433,6 +433,7 @@ class ReviewApp:
                  "unit": row["unit"], "description": row["description"] or METRIC_DESCRIPTIONS.get(key, "")}
                 for key, row in rows.items()]
             self.state.editing_seconds = rows["editing_time_s"]["value"]
+            self._show_only(self.session.difference)
             return (f"Compared: DSC {rows['dsc']['value']:.3f}, HD95 {rows['hd95_mm']['value']:.1f} mm; "
                     "the difference overlay shows voxels added (green) and removed (magenta) by the correction.")
         self.run_sync("Compare", action)
@@ -468,7 +469,16 @@ class ReviewApp:
         habitats = self.session.habitats
         if habitats is None:
             return
-        self.slicer_app.display_manager.set_node_visible_in_group(habitats.habitats)
+        self._show_only(habitats.habitats)
+
+    def _show_only(self, segmentation) -> None:
+        """Show a new result over the image alone: the other segmentations are hidden (the list can show them)."""
+        for node in self.context.scene.GetNodesByClass("vtkMRMLSegmentationNode"):
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetVisibility(node is segmentation)
+        self.state.show_overlay = False
+        self._on_overlay_changed()
 
     async def radiomics(self) -> None:
         async def action(task, _loop):
@@ -525,6 +535,8 @@ class ReviewApp:
         if segment is None:
             return
         if field == "visible":
+            if value:
+                display.SetVisibility(True)
             display.SetSegmentVisibility(segment_id, bool(value))
         elif field == "opacity":
             display.SetSegmentOpacity(segment_id, max(0.0, min(1.0, float(value))))
@@ -548,7 +560,8 @@ class ReviewApp:
                 segment = node.GetSegmentation().GetSegment(segment_id)
                 segments.append({"node_id": node.GetID(), "segment_id": segment_id, "node": node.GetName(),
                                  "name": segment.GetName(), "colour": _hex(segment.GetColor()),
-                                 "visible": bool(display.GetSegmentVisibility(segment_id)) if display else False,
+                                 "visible": bool(display.GetVisibility() and display.GetSegmentVisibility(segment_id))
+                                 if display else False,
                                  "opacity": round(float(display.GetSegmentOpacity2DFill(segment_id)), 2)
                                  if display else 1.0})
         self.state.volumes, self.state.segments = volumes, segments

@@ -46,6 +46,7 @@ def viewer(study_folder, evil_zip, tmp_path_factory):
     running.page.wait_for_timeout(2000)
     yield running
     running.close()
+    print("\n".join(line for line in running.lines if not line.startswith(("Info", "Zip", "Warning")))[-4000:])
 
 
 def _stroke(viewer, points, view=0):
@@ -205,7 +206,7 @@ def test_bad_input_through_the_page_shows_one_line_and_leaves_the_scene_unchange
     assert _segment_count(viewer) == segments
     viewer.shot("mask on another grid refused")
 
-    page.click("#vb-model")
+    page.locator("#vb-model").click(force=True)
     page.locator(".v-list-item:has-text('evil_model.zip')").click()
     page.click("#vb-segment")
     viewer.wait_idle()
@@ -216,7 +217,7 @@ def test_bad_input_through_the_page_shows_one_line_and_leaves_the_scene_unchange
     assert not (viewer.out.parent / "escaped.txt").exists()
     viewer.shot("unsafe model zip refused")
     # the session goes on
-    page.click("#vb-model")
+    page.locator("#vb-model").click(force=True)
     page.locator(".v-list-item:has-text('DEMO')").click()
     page.click("#vb-radiomics")
     viewer.wait_idle()
