@@ -52,7 +52,11 @@ class ReviewApp:
         from virtualbiopsy.review.study import open_study
 
         self.server, self.state = server, server.state
+        import vtk
+
+        output = vtk.vtkOutputWindow.GetInstance()
         self.slicer_app = SlicerApp()
+        vtk.vtkOutputWindow.SetInstance(output)  # SlicerApp sends VTK's messages to stderr; keep the caller's choice
         self.slicer_app.register_module_logic(slicer.vtkSlicerTablesLogic(), logic_name="Tables")
         self.context = MRMLContext.attach(self.slicer_app.scene, self.slicer_app.app_logic)
         study = open_study(self.context, **source)  # refused before the server starts: the CLI prints why

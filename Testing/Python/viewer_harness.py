@@ -38,6 +38,24 @@ def require_browser():
                         "browser tests skipped")
 
 
+_SHARED: dict = {}
+
+
+def _browser():
+    """One headless Chromium for the whole test run (Playwright's sync API allows one driver per thread)."""
+    if "browser" not in _SHARED:
+        import atexit
+
+        from playwright.sync_api import sync_playwright
+
+        driver = sync_playwright().start()
+        _SHARED["driver"], _SHARED["browser"] = driver, driver.chromium.launch(executable_path=CHROMIUM,
+                                                                              headless=True)
+        atexit.register(driver.stop)
+        atexit.register(_SHARED["browser"].close)
+    return _SHARED["browser"]
+
+
 def view_command(*arguments) -> list[str]:
     return [sys.executable, "-m", "virtualbiopsy.cli.main", "view", *map(str, arguments)]
 
@@ -72,7 +90,7 @@ class Viewer:
         if self.url is None:
             self.process.kill()
             raise RuntimeError("virtualbiopsy view printed no URL:\n" + "\n".join(self.lines[-20:]))
-        self.page = self.browser = self._playwright = None
+        self.page = self.browser = None
         self._steps = 0
 
     @property
@@ -80,11 +98,8 @@ class Viewer:
         return int(re.search(r":(\d+)/", self.url).group(1))
 
     def open(self, url: str | None = None, width: int = 1500, height: int = 900):
-        from playwright.sync_api import sync_playwright
-
-        self._playwright = sync_playwright().start()
-        self.browser = self._playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        self.page = self.browser.new_page(viewport={"width": width, "height": height})
+        self.browser = _browser().new_context(viewport={"width": width, "height": height})
+        self.page = self.browser.new_page()
         self.page.goto(url or self.url)
         return self.page
 
@@ -132,7 +147,6 @@ class Viewer:
     def close(self) -> None:
         if self.browser is not None:
             self.browser.close()
-            self._playwright.stop()
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
 import sys
 from pathlib import Path
 
@@ -72,9 +74,12 @@ def _study_name(args) -> str:
     return safe_name(Path(path).name.split(".")[0])
 
 
-def _check_out(out: Path) -> None:
-    """A new or empty folder, or the folder of an earlier view (its saves and autosave are what resuming is)."""
-    from virtualbiopsy.cli.output import MARKER, _read_marker
+def _check_out(out: Path, create: bool) -> None:
+    """A new or empty folder, or the folder of an earlier view (its saves and autosave are what resuming is);
+    made (with its marker) only once the study has been read."""
+    from virtualbiopsy.cli.output import MARKER, _check_creatable, _read_marker
+
+    _check_creatable(out)
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file, not a folder.")
@@ -83,6 +88,8 @@ def _check_out(out: Path) -> None:
         if marker is None or marker.get("command") != "view":
             raise InputError(f"--out '{out}' holds files of something else than 'virtualbiopsy view'; choose a new "
                              f"folder (nothing was written).")
+    if not create:
+        return
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MARKER).exists():
         import json
@@ -109,8 +116,7 @@ def run(args) -> int:
         if not model.exists():
             raise InputError(f"--model '{model}' does not exist.")
     out = args.out or Path("out") / "view" / _study_name(args)
-    _check_out(out)
-    quiet_vtk(out / "vtk.log")
+    _check_out(out, create=False)
     if args.demo:
         from virtualbiopsy.phantom import generate_study
         from virtualbiopsy.sample_study import write_study
@@ -120,6 +126,7 @@ def run(args) -> int:
             print(f"Writing the sample study (seed {args.seed}) to {folder} ...", flush=True)
             write_study(generate_study(args.seed), folder)
         source = {"folder": folder}
+    quiet_vtk(Path(tempfile.gettempdir()) / f"virtualbiopsy-view-{os.getpid()}-vtk.log")  # until --out exists
     host = args.host or LOOPBACK
     if args.host and args.host not in (LOOPBACK, "localhost", "::1"):
         print(f"virtualbiopsy: warning: listening on {host}: other machines can reach this page (they still need "
@@ -128,6 +135,8 @@ def run(args) -> int:
     review = create(source, out, model_choices(args.model, args.sha256), host=host, port=args.port,
                     show_3d=args.three_d)
     review.app.autosave_every = args.autosave_every
+    _check_out(out, create=True)
+    quiet_vtk(out / "vtk.log")
 
     def ready(server):
         print(f"Virtual Biopsy review of '{server.app.session.study.name}' (one study per server)", flush=True)
