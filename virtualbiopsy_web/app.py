@@ -76,6 +76,7 @@ class ReviewApp:
             signal.connect(self._schedule_edit_update)
         self._observed = None  # (segmentation, observer tag) of the corrected copy
         self._edit_update_pending = False
+        self._autosave_pending = False
         self._token: CancelToken | None = None
         self._last_autosave = 0.0
         self.autosave_every = AUTOSAVE_EVERY_S
@@ -390,17 +391,27 @@ class ReviewApp:
         with self.state:
             self.state.can_undo = self.undo_stack.can_undo()
             self.state.can_redo = self.undo_stack.can_redo()
-            voxels = self.corrected_voxels()
-            if voxels is not None:
-                geometry_ml = abs(float(np.linalg.det(
-                    _matrix(self.session.study.primary)[:3, :3]))) / 1000.0
-                self.state.corrected_voxels = voxels
-                self.state.corrected_ml = round(voxels * geometry_ml, 2)
+            corrected = self.session.correction.corrected
+            if corrected is not None and self.context.scene.IsNodePresent(corrected):
+                # counted on the segment's own label map (the copy's grid is the image's): no resampling per stroke
+                row = {r["segment_id"]: r for r in arrays.segment_volumes(corrected)}.get(
+                    self.session._corrected_tumour_id())
+                if row is not None:
+                    self.state.corrected_voxels = row["voxels"]
+                    self.state.corrected_ml = round(row["volume_ml"], 2)
                 self.state.editing_seconds = round(self.session.correction.seconds, 1)
         for view in self.slicer_app.view_manager.get_slice_views():
             view.schedule_render()
         self._dirty = True
-        self._autosave_if_due()
+        if self.autosave_every <= 0:
+            self._autosave_if_due(force=True)
+        elif not self._autosave_pending:  # written a while after the edits, off the stroke's round trip
+            self._autosave_pending = True
+            asyncio.get_event_loop().call_later(self.autosave_every, self._deferred_autosave)
+
+    def _deferred_autosave(self) -> None:
+        self._autosave_pending = False
+        self._autosave_if_due(force=True)
 
     def _autosave_if_due(self, force: bool = False) -> None:
         if not self._dirty or (not force and time.monotonic() - self._last_autosave < self.autosave_every):
@@ -584,7 +595,3 @@ class ReviewApp:
         self._autosave_if_due(force=True)
 
 
-def _matrix(volume):
-    from virtualbiopsy.mrml.geometry import Geometry
-
-    return Geometry.from_node(volume).ijk_to_ras

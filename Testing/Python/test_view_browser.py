@@ -11,7 +11,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from viewer_harness import Viewer, colourful, require_browser
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 from virtualbiopsy.errors import InputError
