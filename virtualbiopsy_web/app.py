@@ -40,7 +40,8 @@ def _hex(rgb) -> str:
 class ReviewApp:
     """The page and its actions. ``source``: keyword arguments of :func:`~virtualbiopsy.review.study.open_study`."""
 
-    def __init__(self, server, source: dict, out: Path, models, show_3d: bool = False) -> None:
+    def __init__(self, server, source: dict, out: Path, models, show_3d: bool = False,
+                 outcome_model: Path | None = None) -> None:
         import slicer
         from trame_slicer.core import LayoutManager, SlicerApp
         from trame_slicer.rca_view import register_rca_factories
@@ -77,6 +78,7 @@ class ReviewApp:
         self._observed = None  # (segmentation, observer tag) of the corrected copy
         self._edit_update_pending = False
         self._autosave_pending = False
+        self.outcome_model = outcome_model
         self._token: CancelToken | None = None
         self._last_autosave = 0.0
         self.autosave_every = AUTOSAVE_EVERY_S
@@ -116,6 +118,7 @@ class ReviewApp:
             "autosave_text": (f"An autosave of this study from {offer['saved']} holds unsaved corrections "
                               f"({offer['editing_seconds']:.0f} s of editing).") if offer else "",
             "has_dwi": study.dwi is not None, "slice_positions": {},
+            "has_outcome_model": self.outcome_model is not None, "prediction": None,
         }
         for key, value in defaults.items():
             self.state[key] = value
@@ -278,8 +281,7 @@ class ReviewApp:
             self._watch(corrected)
             self.editor.set_active_segmentation(corrected, self.session.study.primary)
             self.editor.set_surface_representation_enabled(False)
-            self.editor.set_active_segment_id(self.session._corrected_tumour_id())
-            self.editor.get_segment(self.session._corrected_tumour_id())
+            self.editor.set_active_segment_id(self.session.corrected_tumour_id)
             ai_display = self.session.ai.segmentation.GetDisplayNode()
             if ai_display is not None:  # the AI result stays as an outline under the copy
                 ai_display.SetVisibility2DFill(False)
@@ -361,7 +363,7 @@ class ReviewApp:
         corrected = self.session.correction.corrected
         if corrected is None or not self.context.scene.IsNodePresent(corrected):
             return None
-        mask = arrays.mask_from_segment(corrected, self.session._corrected_tumour_id(), self.session.study.primary,
+        mask = arrays.mask_from_segment(corrected, self.session.corrected_tumour_id, self.session.study.primary,
                                         allow_empty=True)
         return int(np.count_nonzero(mask))
 
@@ -395,7 +397,7 @@ class ReviewApp:
             if corrected is not None and self.context.scene.IsNodePresent(corrected):
                 # counted on the segment's own label map (the copy's grid is the image's): no resampling per stroke
                 row = {r["segment_id"]: r for r in arrays.segment_volumes(corrected)}.get(
-                    self.session._corrected_tumour_id())
+                    self.session.corrected_tumour_id)
                 if row is not None:
                     self.state.corrected_voxels = row["voxels"]
                     self.state.corrected_ml = round(row["volume_ml"], 2)
@@ -427,11 +429,11 @@ class ReviewApp:
             corrected = self.session.restore_autosave()
             self._show_ai()
             self.state.autosave_offer = False
-            self.start_correcting_after_restore(corrected)
+            self._resume_restored(corrected)
             return f"Restored the autosaved correction '{corrected.GetName()}'."
         self.run_sync("Restore autosave", action)
 
-    def start_correcting_after_restore(self, corrected) -> None:
+    def _resume_restored(self, corrected) -> None:
         self.editor.set_active_segmentation(corrected, self.session.study.primary)
         self.editor.set_surface_representation_enabled(False)
         self._watch(corrected)
@@ -504,6 +506,21 @@ class ReviewApp:
                                     for name in shown if rows and name in rows[0]]
             return f"Radiomics: {len(rows[0]) if rows else 0} columns for the tumour (saved with Save)."
         await self.run_action("Radiomics", action)
+
+    async def predict(self) -> None:
+        async def action(task, _loop):
+            import base64
+
+            result = self.session.predict(self.outcome_model, task)
+            probabilities = {k: v for k, v in result["prediction"].items() if k.startswith("p_")}
+            top = max(probabilities, key=probabilities.get) if probabilities else None
+            self.state.prediction = {
+                "model": result["model"], "output": result["output"],
+                "text": ", ".join(f"{k[2:]}: {100 * v:.1f} %" for k, v in probabilities.items()),
+                "predicted": str(result["prediction"].get("predicted", top)),
+                "figure": "data:image/png;base64," + base64.b64encode(result["figure"].read_bytes()).decode()}
+            return f"Outcome model '{result['model']}' applied to this patient (research use only)."
+        await self.run_action("Outcome prediction", action)
 
     async def upload_correction(self, files) -> None:
         """A corrected segmentation file from the reader's computer, imported as the corrected copy."""

@@ -28,7 +28,7 @@ class ReviewServer:
 
 
 def create(source: dict, out: Path, models, host: str = LOOPBACK, port: int = 0, show_3d: bool = False,
-           secret: str | None = None, name: str | None = None) -> ReviewServer:
+           secret: str | None = None, name: str | None = None, outcome_model: Path | None = None) -> ReviewServer:
     """Build the app (the study is read here: a bad study raises before anything listens)."""
     if not os.environ.get("DISPLAY"):  # no X server: VTK renders offscreen through EGL (Mesa on a CPU)
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
@@ -40,7 +40,7 @@ def create(source: dict, out: Path, models, host: str = LOOPBACK, port: int = 0,
     server = get_server(name or f"virtualbiopsy-view-{secrets.token_hex(4)}", client_type="vue3")
     server.enable_module(trame_slicer_module)
     secret = secret or secrets.token_urlsafe(24)
-    app = ReviewApp(server, source, Path(out), models, show_3d)
+    app = ReviewApp(server, source, Path(out), models, show_3d, outcome_model)
     # trame reads its options from a command line: give it ours, never the process's own
     arguments = ["--host", host, "--port", str(int(port)), "--authKey", secret, "--server", "--timeout", "0"]
     parser = server.cli

@@ -37,7 +37,7 @@ def segmented(study_folder, tmp_path_factory):
 def _edit(session, add: tuple, remove: tuple) -> tuple[int, int]:
     """Add a box beside the tumour and clear one inside it, in the copy's own label map (as a brush would)."""
     corrected, _ = session.start_correction()
-    segment = corrected.GetSegmentation().GetSegment(session._corrected_tumour_id())
+    segment = corrected.GetSegmentation().GetSegment(session.corrected_tumour_id)
     labelmap = segment.GetRepresentation("Binary labelmap")
     voxels = arrays.array_from_image(labelmap)
     value = int(voxels.max())
@@ -162,3 +162,26 @@ def test_fit_cluster_fit_and_radiomics_run_on_the_corrected_tumour(segmented):
     assert rows[0]["habitat"] == "habitat 1" and rows[0]["adc"] > 0
     features = segmented.radiomics()
     assert features[0]["original_shape_VoxelVolume"] > 0
+
+
+def test_a_dicom_study_saves_the_corrected_tumour_as_a_dicom_seg_as_well(tmp_path):
+    import pydicom
+
+    from virtualbiopsy.dicom.phantom import write_study_dicom
+    from virtualbiopsy.phantom import generate_study
+
+    folders = write_study_dicom(generate_study(6), tmp_path / "dicom")["folders"]
+    context = MRMLContext.create()
+    session = review.ReviewSession(context, open_study(context, images=[folders["t2w"]]), tmp_path / "out",
+                                   review.model_choices())
+    assert session.study.from_dicom
+    session.segment("demo")
+    _edit(session, (slice(0, 2), slice(0, 3), slice(0, 4)), (slice(4, 6), slice(5, 8), slice(5, 8)))
+    session.compare()
+    written = session.save()
+    seg = tmp_path / "out" / "dicom" / "corrected_seg.dcm"
+    assert seg in written
+    dataset = pydicom.dcmread(seg)
+    assert dataset.Modality == "SEG" and dataset.SegmentationType == "BINARY"
+    corrected = arrays.segment_volumes(session.correction.corrected)[0]["voxels"]
+    assert int(np.count_nonzero(dataset.pixel_array)) == corrected

@@ -36,10 +36,31 @@ def evil_zip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def viewer(study_folder, evil_zip, tmp_path_factory):
+def outcome_model(tmp_path_factory):
+    """A logistic model trained on three radiomics columns of a small synthetic cohort."""
+    import pandas as pd
+
+    from virtualbiopsy.cli.main import main
+
+    folder = tmp_path_factory.mktemp("outcome")
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 40)
+    pd.DataFrame({"case_id": [f"c{i}" for i in range(40)],
+                  "original_firstorder_Mean": rng.normal(500, 50, 40) + 60 * label,
+                  "original_shape_Sphericity": rng.uniform(0.5, 0.9, 40),
+                  "original_glcm_Contrast": rng.normal(10, 3, 40), "high_risk": label}).to_csv(folder / "c.csv",
+                                                                                              index=False)
+    assert main(["predict", "train", "--table", str(folder / "c.csv"), "--endpoint", "high_risk", "--model",
+                 "logistic", "--folds", "3", "--bootstrap", "50", "--out", str(folder / "model")]) == 0
+    return folder / "model"
+
+
+@pytest.fixture(scope="module")
+def viewer(study_folder, evil_zip, outcome_model, tmp_path_factory):
     require_browser()
     out = tmp_path_factory.mktemp("review") / "out"
-    running = Viewer([study_folder, "--model", evil_zip, "--autosave-every", 0], out, "view_end_to_end")
+    running = Viewer([study_folder, "--model", evil_zip, "--outcome-model", outcome_model, "--autosave-every", 0],
+                     out, "view_end_to_end")
     running.open()
     running.page.wait_for_selector("#vb-segment", timeout=60_000)
     running.page.wait_for_timeout(2000)
@@ -128,7 +149,7 @@ def test_a_reader_segments_reviews_corrects_compares_saves_and_runs_habitats(vie
     page.click("#vb-redo")
     viewer.wait_idle()
     assert viewer.autosaved_voxels(t2w) == erased
-    assert page.inner_text("#vb-corrected-voxels") == str(erased)
+    assert viewer.settled_text("#vb-corrected-voxels") == str(erased)
     page.click("#vb-effect-none")
 
     # compare: the table shows a DSC below 1, each definition on hover
@@ -222,3 +243,17 @@ def test_bad_input_through_the_page_shows_one_line_and_leaves_the_scene_unchange
     viewer.wait_idle()
     assert page.inner_text("#vb-error") == ""
     assert "Sphericity" in page.inner_text("#vb-radiomics-table")
+
+
+def test_the_outcome_model_predicts_this_patient_with_a_shap_waterfall(viewer):
+    page = viewer.page
+    if not page.is_visible("#vb-ai-summary"):
+        _segment(viewer)
+    page.click("#vb-predict")
+    viewer.wait_idle()
+    assert page.inner_text("#vb-error") == ""
+    text = page.inner_text("#vb-prediction")
+    assert "P(high_risk = 1)" in text and "Research use only" in text
+    assert page.evaluate("() => document.querySelector('#vb-waterfall').naturalWidth") > 100
+    assert (viewer.out / "outcome" / "waterfall.png").is_file()
+    viewer.shot("outcome prediction")

@@ -115,7 +115,7 @@ def test_unsaved_edits_are_autosaved_and_offered_back_by_the_next_view(study_fol
         page.click("#vb-apply-threshold")  # the default range: the brightest quarter of the image
         first.wait_idle()
         assert page.inner_text("#vb-error") == ""
-        edited = int(page.inner_text("#vb-corrected-voxels"))
+        edited = int(first.settled_text("#vb-corrected-voxels"))
         first.shot("edited, not saved")
     finally:
         first.close()  # SIGTERM: the server keeps the edits in the autosave

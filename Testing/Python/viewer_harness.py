@@ -115,6 +115,18 @@ class Viewer:
         self.page.wait_for_selector("#vb-cancel", state="hidden", timeout=timeout_s * 1000)
         self.page.wait_for_timeout(300)
 
+    def settled_text(self, selector: str, quiet_ms: int = 1000, timeout_s: float = 20) -> str:
+        """The element's text once it has stopped changing for ``quiet_ms`` (edits are counted after a debounce)."""
+        deadline = time.monotonic() + timeout_s
+        text = self.page.inner_text(selector)
+        while time.monotonic() < deadline:
+            self.page.wait_for_timeout(quiet_ms)
+            now = self.page.inner_text(selector)
+            if now == text:
+                return now
+            text = now
+        return text
+
     def view_box(self, index: int = 0) -> dict:
         """The on-screen box of slice view ``index`` (0 axial, 1 coronal, 2 sagittal)."""
         return self.page.query_selector_all("img.image-display-area")[index].bounding_box()

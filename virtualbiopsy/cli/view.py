@@ -41,6 +41,9 @@ def add_parser(subparsers) -> None:
                         help="an nnU-Net v2 model folder or .zip the page may run (repeat); the DEMO model is "
                              "always offered")
     parser.add_argument("--sha256", help="expected SHA256 of a --model .zip")
+    parser.add_argument("--outcome-model", type=Path, default=None,
+                        help="a model folder written by 'predict train' on radiomics columns: the page predicts "
+                             "this patient's outcome from the tumour's radiomics, with its SHAP waterfall")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--host", default=None,
                         help="address to listen on (default 127.0.0.1, this machine only); anything else lets "
@@ -49,6 +52,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--autosave-every", type=float, default=5.0, metavar="S",
                         help="seconds between autosaves of unsaved edits (default 5; 0 after every edit)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --demo study (default 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="use an --out that holds other files (they are kept; a save replaces only the files "
+                             "the viewer writes, e.g. corrected.seg.nrrd)")
     parser.set_defaults(run=run)
 
 
@@ -74,7 +80,7 @@ def _study_name(args) -> str:
     return safe_name(Path(path).name.split(".")[0])
 
 
-def _check_out(out: Path, create: bool) -> None:
+def _check_out(out: Path, create: bool, overwrite: bool = False) -> None:
     """A new or empty folder, or the folder of an earlier view (its saves and autosave are what resuming is);
     made (with its marker) only once the study has been read."""
     from virtualbiopsy.cli.output import MARKER, _check_creatable, _read_marker
@@ -85,13 +91,13 @@ def _check_out(out: Path, create: bool) -> None:
         raise InputError(f"--out '{out}' is a file, not a folder.")
     if out.is_dir() and any(out.iterdir()):
         marker = _read_marker(out)
-        if marker is None or marker.get("command") != "view":
+        if not overwrite and (marker is None or marker.get("command") != "view"):
             raise InputError(f"--out '{out}' holds files of something else than 'virtualbiopsy view'; choose a new "
-                             f"folder (nothing was written).")
+                             f"folder, or give --overwrite to use it (nothing was written).")
     if not create:
         return
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / MARKER).exists():
+    if not (out / MARKER).exists():  # another command's record (--overwrite) is left as it is
         import json
 
         (out / MARKER).write_text(json.dumps({"command": "view", "files": []}))
@@ -115,8 +121,12 @@ def run(args) -> int:
     for model in args.model:
         if not model.exists():
             raise InputError(f"--model '{model}' does not exist.")
+    if args.outcome_model is not None:
+        from virtualbiopsy.prediction.model_card import load_model
+
+        load_model(args.outcome_model)  # refused here, by name, rather than when the page asks
     out = args.out or Path("out") / "view" / _study_name(args)
-    _check_out(out, create=False)
+    _check_out(out, create=False, overwrite=args.overwrite)
     if args.demo:
         from virtualbiopsy.phantom import generate_study
         from virtualbiopsy.sample_study import write_study
@@ -133,9 +143,9 @@ def run(args) -> int:
               "the secret in the URL); patient images may be served over an unencrypted connection.",
               file=sys.stderr)
     review = create(source, out, model_choices(args.model, args.sha256), host=host, port=args.port,
-                    show_3d=args.three_d)
+                    show_3d=args.three_d, outcome_model=args.outcome_model)
     review.app.autosave_every = args.autosave_every
-    _check_out(out, create=True)
+    _check_out(out, create=True, overwrite=args.overwrite)
     quiet_vtk(out / "vtk.log")
 
     def ready(server):

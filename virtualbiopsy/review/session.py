@@ -172,7 +172,7 @@ class ReviewSession:
         self._require_corrected()
         ai, corrected = self.ai.segmentation, self.correction.corrected
         reference = self.study.primary
-        corrected_id = self._corrected_tumour_id()
+        corrected_id = self.corrected_tumour_id
         seconds = self.correction.finish()
         with self.context.transaction():
             table = self.segmentation_logic.compare(ai, self.tumour_segment_id, corrected, corrected_id, reference)
@@ -203,7 +203,7 @@ class ReviewSession:
         self._require_ai()
         corrected = self.correction.corrected
         if corrected is not None and self.context.scene.IsNodePresent(corrected):
-            return corrected, self._corrected_tumour_id()
+            return corrected, self.corrected_tumour_id
         return self.ai.segmentation, self.tumour_segment_id
 
     def fit_cluster_fit(self, progress=None) -> list[dict]:
@@ -233,6 +233,36 @@ class ReviewSession:
             self._remove(self.radiomics_table)
         self.radiomics_table = table
         return _rows(table)
+
+    def predict(self, model_folder: str | Path, progress=None) -> dict:
+        """The outcome model (a folder written by ``predict train``) applied to this patient's tumour radiomics:
+        the prediction, its SHAP values and a waterfall figure (``out/outcome/``). The model's features must be
+        radiomics columns of this extraction (same names); missing ones are refused by name."""
+        import pandas as pd
+
+        from virtualbiopsy.prediction import figures
+        from virtualbiopsy.prediction.explain import explain
+        from virtualbiopsy.prediction.model_card import apply_model, load_model
+
+        task = as_task(progress)
+        task.update(0.0, "Loading the outcome model")
+        model = load_model(model_folder)
+        if self.radiomics_table is None:
+            self.radiomics(task.sub(0.05, 0.5))
+        case = safe_name(self.study.name, "case")
+        features = {k: v for k, v in _rows(self.radiomics_table)[0].items() if k not in ("segment", "segment_id",
+                                                                                        "images")}
+        predictions, X = apply_model(model, pd.DataFrame([{model.key: case, **features}]), model.key)
+        values = explain(model, X, predictions[model.key], progress=task.sub(0.5, 0.95))
+        folder = self.out / "outcome"
+        folder.mkdir(parents=True, exist_ok=True)
+        predictions.to_csv(folder / "prediction.csv", index=False)
+        values.to_frame(model.key).to_csv(folder / "shap_values.csv", index=False)
+        figure = figures.shap_waterfall(folder / "waterfall.png", values, case)
+        task.update(1.0, "Prediction ready")
+        row = predictions.iloc[0].to_dict()
+        return {"model": model.name, "case": case, "prediction": {k: v for k, v in row.items() if k != model.key},
+                "figure": figure, "output": values.output}
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -276,7 +306,7 @@ class ReviewSession:
 
         algorithm = export.Algorithm("SEMIAUTOMATIC", "AI segmentation corrected by a reader")
         return [export.write_segmentation(corrected, self.study.primary, self.out / "dicom" / "corrected_seg.dcm",
-                                          algorithm, [self._corrected_tumour_id()],
+                                          algorithm, [self.corrected_tumour_id],
                                           series_description="Corrected tumour segmentation", series_number=911)]
 
     def export_for_retraining(self, progress=None) -> Path:
@@ -285,7 +315,7 @@ class ReviewSession:
 
         self._require_corrected()
         case = RetrainingCase(safe_name(self.study.name, "case"), [self.study.primary], self.correction.corrected,
-                              self._corrected_tumour_id())
+                              self.corrected_tumour_id)
         return self.segmentation_logic.export_for_retraining([case], self.out / "retraining", progress=progress,
                                                              overwrite=True)
 
@@ -379,7 +409,9 @@ class ReviewSession:
             raise InputError("Start correcting first: the comparison is between the AI result and its corrected "
                              "copy.")
 
-    def _corrected_tumour_id(self) -> str:
+    @property
+    def corrected_tumour_id(self) -> str:
+        """The tumour segment's ID in the corrected copy (the AI's ID, kept by the copy)."""
         corrected = self.correction.corrected
         ids = arrays.segment_ids(corrected)
         tumour = self.tumour_segment_id
