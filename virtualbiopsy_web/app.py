@@ -113,7 +113,7 @@ class ReviewApp:
             "colour_bar": self._colour_bar(), "correcting": False, "effect": "none", "brush_mm": 5.0,
             "threshold_range": [0.0, 1.0], "threshold_limits": [0.0, 1.0], "min_island_voxels": 100,
             "smoothing_mm": 3.0, "can_undo": False, "can_redo": False, "editing_seconds": 0.0,
-            "corrected_voxels": None, "corrected_ml": None, "metrics": [], "saved": [],
+            "corrected_voxels": None, "active_effect": "none", "corrected_ml": None, "metrics": [], "saved": [],
             "habitats": [], "radiomics": [], "autosave_offer": offer is not None,
             "autosave_text": (f"An autosave of this study from {offer['saved']} holds unsaved corrections "
                               f"({offer['editing_seconds']:.0f} s of editing).") if offer else "",
@@ -310,10 +310,12 @@ class ReviewApp:
         name = self.state.effect
         if name not in EFFECTS or name == "none":
             self.editor.deactivate_effect()
+            self.state.active_effect = "none"
             return
         effect = self.editor.set_active_effect_type(self._effect()[name])
         if name in ("paint", "erase"):
             effect.set_brush_diameter(float(self.state.brush_mm), BrushDiameterMode.Absolute)
+        self.state.active_effect = name  # what the views now do with the mouse (the page says so)
 
     def apply_effect(self, operation: str) -> None:
         """The effects that act on the whole segment at once: threshold, islands, smoothing."""
@@ -343,6 +345,7 @@ class ReviewApp:
                 return None
             self.state.effect = "none"
             self.editor.deactivate_effect()
+            self.state.active_effect = "none"
             self._on_edit()
             return text
         self.run_sync(operation.replace("_", " "), action)

@@ -143,7 +143,8 @@ def _correction_panel(v, html, app):
                 v.VBtn("Undo", id="vb-undo", size="small", click=app.undo, disabled=("!can_undo",))
                 v.VBtn("Redo", id="vb-redo", size="small", click=app.redo, disabled=("!can_redo",))
                 html.Span("Corrected tumour: <b id='vb-corrected-voxels'>{{ corrected_voxels }}</b> voxels "
-                          "({{ corrected_ml }} mL)", classes="text-caption")
+                          "({{ corrected_ml }} mL); the mouse <span id='vb-active-effect'>{{ active_effect }}</span>s",
+                          classes="text-caption")
 
 
 def _compare_panel(v, html, app):
@@ -165,11 +166,13 @@ def _compare_panel(v, html, app):
 
 
 def _pipeline_panel(v, html, app):
-    with v.VExpansionPanel(title="Habitats and radiomics"), v.VExpansionPanelText():
+    with v.VExpansionPanel(title="Habitats, radiomics and outcome"), v.VExpansionPanelText():
         html.Div("On the corrected tumour once there is one, else on the AI result.", classes="text-caption")
         with html.Div(classes="d-flex", style="gap: 6px;"):
             v.VBtn("Fit-Cluster-Fit", id="vb-fcf", click=app.fit_cluster_fit, disabled=("!has_ai || !has_dwi || busy",))
             v.VBtn("Radiomics", id="vb-radiomics", click=app.radiomics, disabled=("!has_ai || busy",))
+            v.VBtn("Predict outcome", id="vb-predict", click=app.predict, v_if=("has_outcome_model",),
+                   disabled=("!has_ai || busy",))
         with html.Table(id="vb-habitats", v_if=("habitats.length",), style="width: 100%; font-size: 12px;"):
             with html.Tr():
                 html.Th("habitat")
@@ -181,6 +184,11 @@ def _pipeline_panel(v, html, app):
                 html.Td("{{ h.volume_ml }}")
                 html.Td("{{ h.adc }}")
                 html.Td("{{ h.iauc60 }}")
+        with html.Div(v_if=("prediction",), id="vb-prediction", classes="mt-2 text-body-2"):
+            html.Div("<b>{{ prediction.output }}</b> by '{{ prediction.model }}': {{ prediction.text }} "
+                     "(predicted class {{ prediction.predicted }}). Research use only, not for clinical decisions.")
+            html.Img(src=("prediction.figure",), style="width: 100%;", id="vb-waterfall",
+                     alt="SHAP waterfall: how each radiomics feature moves this patient's prediction")
         with html.Table(id="vb-radiomics-table", v_if=("radiomics.length",), style="width: 100%; font-size: 12px;"):
             with html.Tr(v_for="r in radiomics", key="r.feature"):
                 html.Td("{{ r.feature }}")

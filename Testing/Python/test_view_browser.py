@@ -78,7 +78,13 @@ def _stroke(viewer, points, view=0):
         mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"], steps=8)
     viewer.page.wait_for_timeout(100)
     mouse.up()
-    viewer.page.wait_for_timeout(1000)
+    viewer.settled_text("#vb-corrected-voxels")  # the stroke is applied and counted
+
+
+def _choose_effect(viewer, name):
+    """Pick an effect and wait until the server has it active (the page says what the mouse does)."""
+    viewer.page.click(f"#vb-effect-{name}")
+    viewer.page.wait_for_selector(f"#vb-active-effect:text-is('{name}')", timeout=20_000)
 
 
 def _centre_of_colour(rgb):
@@ -129,17 +135,14 @@ def test_a_reader_segments_reviews_corrects_compares_saves_and_runs_habitats(vie
     page.click("#vb-start-correcting")
     viewer.wait_idle()
     assert page.inner_text("#vb-error") == ""
-    page.click("#vb-effect-paint")
-    page.wait_for_timeout(500)
+    _choose_effect(viewer, "paint")
     _stroke(viewer, [(fx - 0.25, fy - 0.15), (fx - 0.2, fy - 0.2), (fx - 0.15, fy - 0.25)])
     painted = viewer.autosaved_voxels(t2w)
     ai_voxels = int(re.search(r"AI tumour: (\d+) voxels", page.inner_text("#vb-ai-summary")).group(1))
     assert painted > ai_voxels
     viewer.shot("painted")
-    page.click("#vb-effect-erase")
-    page.wait_for_timeout(500)
-    fx, fy = _centre_of_colour(viewer.view_pixels(0))  # the tumour on the slice shown now
-    _stroke(viewer, [(fx - 0.08, fy), (fx + 0.08, fy)])
+    _choose_effect(viewer, "erase")
+    _stroke(viewer, [(fx - 0.22, fy - 0.17), (fx - 0.18, fy - 0.21)])  # across the painted stroke
     erased = viewer.autosaved_voxels(t2w)
     assert erased < painted
     viewer.shot("erased")
