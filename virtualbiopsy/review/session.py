@@ -158,7 +158,14 @@ class ReviewSession:
     def import_correction(self, path: str | Path):
         """A corrected segmentation made elsewhere (``.seg.nrrd`` / label map) as the corrected copy; it must
         lie on the image's voxel grid. Nothing is added if it is refused."""
+        from virtualbiopsy.mrml import MRMLContext
+
         self._require_ai()
+        # checked in a scratch scene first: a refused file never appears (even briefly) in the scene being viewed
+        scratch = MRMLContext.create()
+        geometry = Geometry.from_node(self.study.primary)
+        reference = arrays.add_volume_from_array(scratch, np.zeros(geometry.shape, np.uint8), geometry, "reference")
+        arrays.require_segmentation_on_grid(io.load_segmentation(scratch, path), reference)
         with self.context.transaction():
             node = io.load_segmentation(self.context, path, f"{Path(path).name.split('.')[0]} (imported)")
             arrays.require_segmentation_on_grid(node, self.study.primary)
