@@ -27,6 +27,12 @@ class ReviewServer:
         return f"http://{host}:{self.port}/index.html?secret={self.secret}"
 
 
+def trame_arguments(host: str, port: int, secret: str) -> list[str]:
+    """trame's options for one review server, as ``--option=value`` (a secret may begin with "-", which argparse
+    would otherwise take for an option); no idle timeout: the server runs until stopped."""
+    return [f"--host={host}", f"--port={int(port)}", f"--authKey={secret}", "--server", "--timeout=0"]
+
+
 def create(source: dict, out: Path, models, host: str = LOOPBACK, port: int = 0, show_3d: bool = False,
            secret: str | None = None, name: str | None = None, outcome_model: Path | None = None) -> ReviewServer:
     """Build the app (the study is read here: a bad study raises before anything listens)."""
@@ -42,7 +48,7 @@ def create(source: dict, out: Path, models, host: str = LOOPBACK, port: int = 0,
     secret = secret or secrets.token_urlsafe(24)
     app = ReviewApp(server, source, Path(out), models, show_3d, outcome_model)
     # trame reads its options from a command line: give it ours, never the process's own
-    arguments = ["--host", host, "--port", str(int(port)), "--authKey", secret, "--server", "--timeout", "0"]
+    arguments = trame_arguments(host, port, secret)
     parser = server.cli
     parse = parser.parse_known_args
     parser.parse_known_args = lambda args=None, namespace=None: parse(arguments, namespace)

@@ -140,6 +140,18 @@ def test_unsaved_edits_are_autosaved_and_offered_back_by_the_next_view(study_fol
         second.close()
 
 
+def test_any_secret_reaches_trame_intact_even_one_beginning_with_a_dash():
+    pytest.importorskip("trame_slicer", reason="Python package 'trame-slicer' is not installed in .venv")
+    from trame.app import get_server
+
+    from virtualbiopsy_web.server import trame_arguments
+
+    parser = get_server("secret-check", client_type="vue3").cli
+    for secret in ("-Zx9_abc", "--authKey", "plain-Secret_123"):
+        options = parser.parse_known_args(trame_arguments("127.0.0.1", 0, secret))[0]
+        assert (options.authKey, options.host, options.port, options.timeout) == (secret, "127.0.0.1", 0, 0)
+
+
 def _corrupt_study(workspace):
     folder = workspace / "study"
     folder.mkdir()
