@@ -31,3 +31,20 @@ def image_and_mask(context, grid):
     segments = {1: ("tumour", (1, 0, 0))}
     segmentation = arrays.add_segmentation_from_labels(context, labels, grid, segments, "mask", volume)
     return volume, segmentation, image, labels
+
+
+@pytest.fixture(scope="session")
+def sample_study_folder(tmp_path_factory):
+    """``sample_study_folder(seed)``: the sample study of ``seed`` written once per test run (its folder)."""
+    made = {}
+
+    def make(seed: int):
+        if seed not in made:
+            from virtualbiopsy.phantom import generate_study
+            from virtualbiopsy.sample_study import write_study
+
+            made[seed] = tmp_path_factory.mktemp("study") / f"case{seed}"
+            write_study(generate_study(seed), made[seed])
+        return made[seed]
+
+    return make

@@ -14,13 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def study_folder(tmp_path_factory):
-    from virtualbiopsy.phantom import generate_study
-    from virtualbiopsy.sample_study import write_study
-
-    folder = tmp_path_factory.mktemp("study") / "case2"
-    write_study(generate_study(2), folder)
-    return folder
+def study_folder(sample_study_folder):
+    return sample_study_folder(2)
 
 
 def _other_address() -> str | None:
