@@ -48,3 +48,16 @@ def sample_study_folder(tmp_path_factory):
         return made[seed]
 
     return make
+
+
+@pytest.fixture
+def off_grid_segmentation(tmp_path):
+    """A ``.seg.nrrd`` with one 'tumour' box on a 2 x 2 x 5 mm grid that no sample study has."""
+    from virtualbiopsy.mrml import io
+
+    context = MRMLContext.create()
+    other = Geometry.from_spacing((10, 20, 20), (2.0, 2.0, 5.0))
+    labels = np.zeros(other.shape, np.uint8)
+    labels[3:6, 5:10, 5:10] = 1
+    node = arrays.add_segmentation_from_labels(context, labels, other, {1: ("tumour", (1, 0, 0))}, "other grid")
+    return io.save_node(node, tmp_path / "other_grid.seg.nrrd")

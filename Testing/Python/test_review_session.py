@@ -127,13 +127,8 @@ def test_an_autosave_brings_the_correction_back_in_a_new_scene(segmented, tmp_pa
     assert later.compare()["dsc"]["value"] < 1.0  # the restored copy is compared with the restored AI result
 
 
-def test_an_imported_correction_must_lie_on_the_image_grid(segmented, tmp_path):
-    context = MRMLContext.create()
-    other = Geometry.from_spacing((10, 20, 20), (2.0, 2.0, 5.0))
-    labels = np.zeros(other.shape, np.uint8)
-    labels[2:5, 4:9, 4:9] = 1
-    node = arrays.add_segmentation_from_labels(context, labels, other, {1: ("tumour", (1, 0, 0))}, "elsewhere")
-    path = io.save_node(node, tmp_path / "elsewhere.seg.nrrd")
+def test_an_imported_correction_must_lie_on_the_image_grid(segmented, off_grid_segmentation):
+    path = off_grid_segmentation
     before = segmented.context.node_ids()
     with pytest.raises(GeometryMismatchError, match="voxel grid"):
         segmented.import_correction(path)

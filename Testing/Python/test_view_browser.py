@@ -195,7 +195,8 @@ def _segment_count(viewer) -> int:
     return viewer.page.locator("#vb-segments tr").count()
 
 
-def test_bad_input_through_the_page_shows_one_line_and_leaves_the_scene_unchanged(viewer, tmp_path):
+def test_bad_input_through_the_page_shows_one_line_and_leaves_the_scene_unchanged(viewer, tmp_path,
+                                                                                  off_grid_segmentation):
     page = viewer.page
     if not page.is_visible("#vb-ai-summary"):
         _segment(viewer)
@@ -209,16 +210,7 @@ def test_bad_input_through_the_page_shows_one_line_and_leaves_the_scene_unchange
     assert _segment_count(viewer) == segments
     viewer.shot("corrupt segmentation refused")
 
-    from virtualbiopsy.mrml import MRMLContext, arrays, io
-    from virtualbiopsy.mrml.geometry import Geometry
-
-    context = MRMLContext.create()
-    other = Geometry.from_spacing((10, 20, 20), (2.0, 2.0, 5.0))
-    labels = np.zeros(other.shape, np.uint8)
-    labels[3:6, 5:10, 5:10] = 1
-    node = arrays.add_segmentation_from_labels(context, labels, other, {1: ("tumour", (1, 0, 0))}, "other grid")
-    elsewhere = io.save_node(node, tmp_path / "other_grid.seg.nrrd")
-    _upload(viewer, elsewhere)
+    _upload(viewer, off_grid_segmentation)
     error = page.inner_text("#vb-error")
     assert "grid" in error or "voxel" in error, error
     assert _segment_count(viewer) == segments
