@@ -91,6 +91,8 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self.ui.exportDicomButton.connect("clicked(bool)", lambda *_: self.runAction(self.exportDicom))
         self._lastResult = None  # (outputs, source volume, made by the demo model) of the last segmentation
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
+        self.ui.configurationLineEdit.connect("editingFinished()", self.updateModelInfo)
+        self.ui.checkpointLineEdit.connect("editingFinished()", self.updateModelInfo)
         self.ui.reviewSlicesList.connect("itemDoubleClicked(QListWidgetItem*)", lambda item: self.runAction(
             self.showReviewSlice, self.ui.reviewSlicesList.row(item)))
         self.preprocessing = PreprocessingPanel(self.ui, self.logic, self.runAction)
@@ -134,16 +136,18 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
     def modelFolder(self):
         """The model folder: the path given (or the folder of a dataset.json), or a .zip extracted once."""
         with busy_cursor():
-            return self._archives.folder(self.ui.modelPathLineEdit.currentPath, self.ui.sha256LineEdit.text.strip())
+            return self._archives.folder(self.ui.modelPathLineEdit.currentPath, self.ui.sha256LineEdit.text.strip(),
+                                         self.ui.configurationLineEdit.text.strip())
 
     def updateModelInfo(self, *_):
         """Describe the chosen model under its path, or say in red what is wrong with it."""
         text = self.ui.modelPathLineEdit.currentPath.strip()
-        key = (text, Path(text).stat().st_mtime_ns if text and Path(text).exists() else None)
+        configuration, checkpoint = self.ui.configurationLineEdit.text.strip(), self.ui.checkpointLineEdit.text.strip()
+        key = (text, Path(text).stat().st_mtime_ns if text and Path(text).exists() else None, configuration, checkpoint)
         if key == self._modelInfoKey:
             return  # already described (the path is set both by the code and by its signal)
         self._modelInfoKey = key
-        self._modelInfo, message, problem = self._archives.describe(text)
+        self._modelInfo, message, problem = self._archives.describe(text, configuration, checkpoint)
         self.ui.modelInfoLabel.setStyleSheet("color: red" if problem else "")
         self.ui.modelInfoLabel.text = message
 
@@ -154,7 +158,10 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         volumes = list(self.ui.inputVolumesSelector.checkedNodes())
         parameters = SegmentParameters(str(self.modelFolder()), parse_folds(self.ui.foldsLineEdit.text),
                                        self.ui.deviceComboBox.currentText, self.ui.mirroringCheckBox.checked,
-                                       self.ui.uncertaintyCheckBox.checked)
+                                       self.ui.uncertaintyCheckBox.checked,
+                                       checkpoint=self.ui.checkpointLineEdit.text.strip() or "checkpoint_final.pth",
+                                       configuration=self.ui.configurationLineEdit.text.strip() or None,
+                                       precision=self.ui.precisionComboBox.currentText)
         with progress_dialog("Loading the segmentation model") as task:
             job = self.logic.prepare_segmentation(volumes, parameters, progress=task)
         self._modelInfo = job.segmenter.model

@@ -216,7 +216,69 @@ def _wrong_sha(ws: Path):
             "--out", ws / "out", "--device", "cpu"]
 
 
+def _two_models_zip(ws: Path) -> Path:
+    """A zip holding two model folders as nnU-Net names them (the demo model under two configurations)."""
+    folder = _model()(ws)
+    path = ws / "two.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for configuration in ("3d_fullres", "2d"):
+            for file in sorted(folder.rglob("*")):
+                if file.is_file():
+                    archive.write(file, f"Dataset990/nnUNetTrainer__nnUNetPlans__{configuration}/"
+                                        f"{file.relative_to(folder)}")
+    shutil.rmtree(folder)
+    return path
+
+
+def _as_cascade(previous="3d_lowres"):
+    """plans.json edit: the demo's configuration re-declared as a cascade stage after ``previous``."""
+    def edit(plans, ws):
+        plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": CONFIG, "previous_stage": previous}
+    return edit
+
+
+def _best_only(path: Path, ws: Path) -> None:
+    path.rename(path.with_name("checkpoint_best.pth"))
+
+
+def _cascade_checkpoint(content, ws):
+    content["init_args"]["configuration"] = "3d_cascade_fullres"
+
+
+REGIONS = {"background": 0, "tumour": [1, 2], "necrosis": 2}
+
+
 CASES = [
+    # issue 13: labels, regions, checkpoints, configurations and cascades, refused before inference
+    CliCase("regions_without_class_order", _segment(_model(dataset=lambda d, ws: d.update(labels=REGIONS))),
+            ("region-based", "regions_class_order", "tumour, necrosis")),
+    CliCase("regions_class_order_too_short", _segment(_model(dataset=lambda d, ws: d.update(
+        labels=REGIONS, regions_class_order=[1]))), ("regions_class_order", "one label value > 0 per region")),
+    CliCase("labels_only_background", _segment(_model(dataset=lambda d, ws: d.update(labels={"background": 0}))),
+            ("no foreground label",)),
+    CliCase("labels_with_a_gap", _segment(_model(dataset=lambda d, ws: d.update(
+        labels={"background": 0, "tumour": 2}))), ("without gaps", "[0, 2]")),
+    CliCase("checkpoint_option_is_a_path", _segment(extra=("--checkpoint", "../../fold_0/x.pth")),
+            ("file name ending in .pth", "../../fold_0/x.pth")),
+    CliCase("only_checkpoint_best_present", _segment(_model(checkpoint=_best_only)),
+            ("no fold_N/checkpoint_final.pth", "checkpoint_best.pth", "--checkpoint")),
+    CliCase("checkpoint_option_not_present", _segment(extra=("--checkpoint", "checkpoint_best.pth")),
+            ("no fold_N/checkpoint_best.pth", "checkpoint_final.pth")),
+    CliCase("configuration_option_differs_from_checkpoint", _segment(extra=("--configuration", "2d")),
+            ("3d_fullres configuration, not 2d",)),
+    CliCase("zip_with_two_models_and_no_configuration", _segment(_two_models_zip),
+            ("two.zip", "2 model folders", "--configuration", "2d, 3d_fullres")),
+    CliCase("zip_without_the_configuration_asked_for", _segment(_two_models_zip, extra=("--configuration",
+                                                                                         "3d_lowres")),
+            ("no model of configuration '3d_lowres'", "nnUNetTrainer__nnUNetPlans__2d")),
+    CliCase("cascade_without_its_first_stage", _segment(_model(plans=_as_cascade(), checkpoint=_ckpt_edit(
+        _cascade_checkpoint))), ("cascade stage", "3d_cascade_fullres", "first stage", "3d_lowres")),
+    CliCase("cascade_previous_stage_not_a_name", _segment(_model(plans=_as_cascade("../../evil"),
+                                                                 checkpoint=_ckpt_edit(_cascade_checkpoint))),
+            ("previous stage", "../../evil", "not a configuration name")),
+    CliCase("mirror_axes_the_model_was_not_trained_with", _segment(extra=("--mirror-axes", "0,3")),
+            ("mirroring along axes 0, 1, 2", "0, 3")),
+    CliCase("tile_step_zero", _segment(extra=("--tile-step", "0")), ("tile step", "between 0.1 and 1")),
     # plans.json naming code (new: item 1)
     CliCase("plans_torch_hub_load_with_local_hubconf", _segment(_model(plans=_torch_hub)),
             ("plans.json", "3d_fullres", "torch.hub.load", "not an nnU-Net network")),

@@ -37,8 +37,19 @@ def add_parser(subparsers) -> None:
     source.add_argument("--manifest", type=Path, help="CSV with columns case_id, image[, image2, ...]")
     parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per manifest case)")
     parser.add_argument("--folds", type=str, default=None, help="folds to use, e.g. 0,1,2 (default: all present)")
+    add_model_choice_arguments(parser)
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"), help="default: auto")
     parser.add_argument("--no-mirroring", action="store_true", help="one network pass per tile (faster, less robust)")
+    parser.add_argument("--mirror-axes", type=_axes, default=None, metavar="A,B",
+                        help="mirror only along these of the model's axes (0 = the network's first axis, usually "
+                             "the slice axis), e.g. 1,2 for in-plane only: 4 passes instead of 8 (default: all the "
+                             "model was trained with)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="bfloat16: autocast, faster on CPUs with AVX-512 BF16 / AMX and on GPUs; labels may "
+                             "differ from float32 at a few boundary voxels (default float32, nnU-Net's results)")
+    parser.add_argument("--tile-step", type=float, default=0.5,
+                        help="sliding-window step as a fraction of the patch (nnU-Net's default 0.5; larger: "
+                             "fewer tiles, faster, less overlap averaging)")
     parser.add_argument("--no-uncertainty", action="store_true", help="skip the uncertainty maps")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="normalised entropy from which a voxel counts as uncertain (default 0.5)")
@@ -49,6 +60,25 @@ def add_parser(subparsers) -> None:
                              "(the first --image must be a DICOM folder or FOLDER#series)")
     add_pipeline_arguments(parser, grid_steps=False)
     parser.set_defaults(run=run)
+
+
+def add_model_choice_arguments(parser) -> None:
+    """--configuration / --checkpoint: which model of a folder or zip holding several, which checkpoint."""
+    parser.add_argument("--configuration", default=None,
+                        help="nnU-Net configuration to run when the model folder or zip holds several (e.g. "
+                             "3d_lowres and 3d_cascade_fullres; default: the only one, or the cascade's last "
+                             "stage); a cascade stage runs its first stage, found beside it, first")
+    parser.add_argument("--checkpoint", default="checkpoint_final.pth",
+                        help="checkpoint file in each fold_N/ (default checkpoint_final.pth; e.g. checkpoint_best.pth)")
+
+
+def _axes(text: str) -> tuple:
+    import argparse
+
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of axis numbers such as 1,2: {text!r}") from None
 
 
 def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, task, case_id: str, images,
@@ -100,11 +130,12 @@ def run(args) -> int:
     from virtualbiopsy.segmentation.model_source import ModelArchives, parse_folds
 
     cases = cohort.read_manifest(args.manifest) if args.manifest is not None else None
-    model = ModelArchives().folder(args.model, args.sha256)
+    model = ModelArchives().folder(args.model, args.sha256, args.configuration)
     folds = parse_folds(args.folds)
     pipeline = pipeline_from_args(args)
     parameters = SegmentParameters(str(model), folds, args.device, not args.no_mirroring, not args.no_uncertainty,
-                                   args.threshold)
+                                   args.threshold, args.checkpoint, args.configuration, args.precision,
+                                   args.mirror_axes, args.tile_step)
     context = MRMLContext.create()
     logic = NeuroblastomaSegLogic(context)
     logic.load_model(parameters)  # a bad model is refused once, before any case or file

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from virtualbiopsy.cli.segment import add_model_choice_arguments
 from virtualbiopsy.errors import InputError
 
 
@@ -41,6 +42,7 @@ def add_parser(subparsers) -> None:
                         help="an nnU-Net v2 model folder or .zip the page may run (repeat); the DEMO model is "
                              "always offered")
     parser.add_argument("--sha256", help="expected SHA256 of a --model .zip")
+    add_model_choice_arguments(parser)
     parser.add_argument("--outcome-model", type=Path, default=None,
                         help="a model folder written by 'predict train' on radiomics columns: the page predicts "
                              "this patient's outcome from the tumour's radiomics, with its SHAP waterfall")
@@ -142,7 +144,8 @@ def run(args) -> int:
         print(f"virtualbiopsy: warning: listening on {host}: other machines can reach this page (they still need "
               "the secret in the URL); patient images may be served over an unencrypted connection.",
               file=sys.stderr)
-    review = create(source, out, model_choices(args.model, args.sha256), host=host, port=args.port,
+    choices = model_choices(args.model, args.sha256, args.configuration, args.checkpoint)
+    review = create(source, out, choices, host=host, port=args.port,
                     show_3d=args.three_d, outcome_model=args.outcome_model)
     review.app.autosave_every = args.autosave_every
     _check_out(out, create=True, overwrite=args.overwrite)

@@ -27,7 +27,9 @@ AGREEMENT_COLOURS = {0.1: (1.0, 0.9, 0.2), 0.5: (1.0, 0.35, 0.1)}
 
 @dataclass(frozen=True)
 class SegmentParameters:
-    """How to run a model. ``folds`` None = every fold in the folder; device auto/cuda/mps/cpu."""
+    """How to run a model. ``folds`` None = every fold in the folder; device auto/cuda/mps/cpu;
+    ``checkpoint`` the file name in each fold_N/; ``configuration`` the one expected (checked against
+    the checkpoint); speed options as :class:`~virtualbiopsy.segmentation.inference.NNUNetSegmenter`'s."""
 
     model_path: str
     folds: tuple | None = None
@@ -35,6 +37,11 @@ class SegmentParameters:
     mirroring: bool = True
     uncertainty: bool = True
     uncertain_threshold: float = 0.5
+    checkpoint: str = "checkpoint_final.pth"
+    configuration: str | None = None
+    precision: str = "float32"
+    mirror_axes: tuple | None = None
+    tile_step_size: float = 0.5
 
 
 @dataclass
@@ -77,10 +84,13 @@ class NeuroblastomaSegLogic:
         from virtualbiopsy.segmentation.inference import NNUNetSegmenter
         from virtualbiopsy.segmentation.nnunet_model import inspect_model
 
-        key = (str(Path(parameters.model_path).resolve()), parameters.folds, parameters.device, parameters.mirroring)
+        p = parameters
+        key = (str(Path(p.model_path).resolve()), p.folds, p.device, p.mirroring, p.checkpoint, p.configuration,
+               p.precision, p.mirror_axes, p.tile_step_size)
         if key not in self._segmenters:
-            model = inspect_model(parameters.model_path, parameters.folds)
-            self._segmenters[key] = NNUNetSegmenter(model, parameters.device, parameters.mirroring)
+            model = inspect_model(p.model_path, p.folds, p.checkpoint, p.configuration)
+            self._segmenters[key] = NNUNetSegmenter(model, p.device, p.mirroring, p.tile_step_size,
+                                                    precision=p.precision, mirror_axes=p.mirror_axes)
         return self._segmenters[key]
 
     # -- segmentation ----------------------------------------------------------------------------
@@ -146,16 +156,15 @@ class NeuroblastomaSegLogic:
         from virtualbiopsy.segmentation.uncertainty import agreement_masks, summarise, to_uint8
 
         geometry, base = job.geometry, job.name
-        labels = self._model_labels(job.segmenter.model)
-        tumour_value = labels[0][0]
-        tumour = result.labels == tumour_value
+        segments = job.segmenter.model.segments  # the tumour first; a region's segment is the union it means
+        tumour_segment = segments[0]
+        tumour = np.isin(result.labels, tumour_segment.values)
         with self.context.transaction():
             segmentation = arrays.add_segmentation_from_labels(
                 self.context, result.labels, geometry,
-                {value: (label, TUMOUR_COLOUR if value == tumour_value else (0.3, 0.6, 1.0))
-                 for value, label in labels},
+                {s.values: (s.name, TUMOUR_COLOUR if s is tumour_segment else (0.3, 0.6, 1.0)) for s in segments},
                 f"{base} AI segmentation", reference_volume=job.reference, keep_empty=True)
-            self._code_tumour_segment(segmentation, labels[0][1])
+            self._code_tumour_segment(segmentation, tumour_segment.name)
             segmentation.SetAttribute("VirtualBiopsy.Source", "AI")
             segmentation.SetAttribute("VirtualBiopsy.Model", job.segmenter.model.describe())
             if job.warnings:
@@ -175,7 +184,7 @@ class NeuroblastomaSegLogic:
                         self.context, to_uint8(result.fold_disagreement), geometry, f"{base} fold disagreement")
                     fold_disagreement.SetAttribute("VirtualBiopsy.Quantity", "fraction of folds whose label differs "
                                                    "from the ensemble's x 255")
-                masks = agreement_masks(result.probabilities[tumour_value].astype(np.float32))
+                masks = agreement_masks(result.probabilities[tumour_segment.channel].astype(np.float32))
                 contour_labels = np.zeros(tumour.shape, np.uint8)
                 for index, level in enumerate(sorted(masks), start=1):
                     contour_labels[masks[level]] = index
@@ -191,16 +200,6 @@ class NeuroblastomaSegLogic:
                         "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
                         "warnings": list(job.warnings)})
         return SegmentationOutputs(segmentation, uncertainty, agreement, summary, disagreement, fold_disagreement)
-
-    @staticmethod
-    def _model_labels(model) -> list[tuple[int, str]]:
-        """(value, segment name) of the model's foreground labels, the tumour label first."""
-        labels = [(v, n) for n, v in model.labels.items() if n != "background" and isinstance(v, int)]
-        if not labels:
-            raise InputError(f"The model in '{model.path}' has no foreground label in dataset.json.")
-        labels.sort(key=lambda item: (not any(w in item[1].lower() for w in ("tumour", "tumor", "neuroblastoma")),
-                                      item[0]))
-        return labels
 
     @staticmethod
     def _code_tumour_segment(segmentation, label_name: str) -> None:

@@ -136,12 +136,14 @@ def add_segmentation_from_labels(
 ):
     """Add a NEW segmentation node with one segment per label value listed in ``segments``.
 
-    ``segments`` maps label value -> (segment name, RGB colour 0..1). Label values absent from
-    ``labels`` give no segment, or an empty one (to draw in) with ``keep_empty``. Existing
-    segmentations are never modified.
+    ``segments`` maps label value -> (segment name, RGB colour 0..1); a key may also be a tuple of
+    values, whose segment is their union (segments may then overlap, e.g. the regions of a
+    region-based nnU-Net model). Label values absent from ``labels`` give no segment, or an empty
+    one (to draw in) with ``keep_empty``. Existing segmentations are never modified.
     """
     labels = np.asarray(labels)
-    present = [v for v in segments if keep_empty or np.any(labels == v)]
+    masks = {v: np.isin(labels, v) for v in segments}
+    present = [v for v in segments if keep_empty or masks[v].any()]
     segmentation_node = context.add_node("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()
     if reference_volume is not None:
@@ -151,10 +153,10 @@ def add_segmentation_from_labels(
         geometry.apply_to(labelmap)
         for value in present:
             segment_name, colour = segments[value]
-            if not np.any(labels == value):
+            if not masks[value].any():
                 segmentation_node.GetSegmentation().AddEmptySegment("", segment_name, list(colour))
                 continue
-            update_volume_from_array(labelmap, (labels == value).astype(np.uint8))
+            update_volume_from_array(labelmap, masks[value].astype(np.uint8))
             before = set(segment_ids(segmentation_node))
             slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node)
             (new_id,) = set(segment_ids(segmentation_node)) - before

@@ -40,10 +40,14 @@ class ModelChoice:
     label: str
     path: str
     sha256: str | None = None
+    configuration: str | None = None  # which model of a folder / zip holding several
+    checkpoint: str = "checkpoint_final.pth"
 
 
-def model_choices(paths=(), sha256: str | None = None) -> list[ModelChoice]:
-    """The bundled DEMO model (when installed) and each model path given (``sha256`` applies to zips)."""
+def model_choices(paths=(), sha256: str | None = None, configuration: str | None = None,
+                  checkpoint: str = "checkpoint_final.pth") -> list[ModelChoice]:
+    """The bundled DEMO model (when installed) and each model path given (``sha256`` applies to zips;
+    ``configuration`` and ``checkpoint`` to every path given, as ``segment``'s options)."""
     from virtualbiopsy.segmentation.model_source import default_model_path
 
     choices = []
@@ -52,8 +56,9 @@ def model_choices(paths=(), sha256: str | None = None) -> list[ModelChoice]:
         choices.append(ModelChoice("demo", "Bundled DEMO model (phantom-trained, not for patients)", demo))
     for index, path in enumerate(paths):
         path = Path(path)
-        choices.append(ModelChoice(f"model{index + 1}", path.name, str(path),
-                                   sha256 if path.suffix.lower() == ".zip" else None))
+        label = path.name + (f" ({configuration})" if configuration else "")
+        choices.append(ModelChoice(f"model{index + 1}", label, str(path),
+                                   sha256 if path.suffix.lower() == ".zip" else None, configuration, checkpoint))
     return choices
 
 
@@ -98,8 +103,9 @@ class ReviewSession:
         choice = self.models.get(model_key)
         if choice is None:
             raise InputError(f"Unknown model '{model_key}'; pick one of: {', '.join(self.models) or 'none given'}.")
-        folder = self._archives.folder(choice.path, choice.sha256)
-        parameters = SegmentParameters(str(folder), device="cpu")
+        folder = self._archives.folder(choice.path, choice.sha256, choice.configuration)
+        parameters = SegmentParameters(str(folder), device="cpu", checkpoint=choice.checkpoint,
+                                       configuration=choice.configuration)
         job = self.segmentation_logic.prepare_segmentation([self.study.primary], parameters,
                                                            f"{self.study.primary.GetName()}", progress)
         job.choice = choice

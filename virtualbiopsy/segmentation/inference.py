@@ -12,6 +12,12 @@ pass. Per voxel, with members m = (fold, mirroring) passes and C classes:
 - fold disagreement   fraction of folds whose own label (argmax of their mean probability) differs
                       from the argmax of the ensemble's mean probability
 
+Region-based models (one sigmoid output per region, :attr:`ModelFolder.is_region_based`) get the same
+three maps from each region's Bernoulli entropy, H(p) = -p ln p - (1 - p) ln(1 - p), over ln 2, and per
+voxel the largest over the regions (a voxel is as uncertain as its least certain region boundary);
+their labels are nnU-Net's (each region's mean probability > 0.5, later regions of
+``regions_class_order`` over earlier ones), and fold disagreement compares those label maps.
+
 computed in the network's voxel space and then resampled to the input grid like nnU-Net's
 probabilities (after upsampling, every boundary would otherwise look uncertain).
 
@@ -33,6 +39,8 @@ from virtualbiopsy.errors import ImageDimensionError, InputError, InvalidValuesE
 from virtualbiopsy.progress import Task, as_task
 from virtualbiopsy.segmentation.network_allowlist import build_network, check_resampling_arguments, preprocessor_class
 from virtualbiopsy.segmentation.nnunet_model import ModelFolder, check_channels, choose_device, load_checkpoint
+
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass
@@ -58,21 +66,58 @@ def _entropy(p, axis: int = 0):
     return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=axis)
 
 
-def _uncertainty_maps(fold_extras: list[np.ndarray], heads: int) -> np.ndarray:
+def _bernoulli_entropy(p):
+    """Entropy (nats) of each channel's sigmoid probability as a two-outcome variable (torch or numpy)."""
+    import torch
+
+    if isinstance(p, torch.Tensor):
+        return -(p * torch.log(p.clamp_min(1e-12)) + (1 - p) * torch.log((1 - p).clamp_min(1e-12)))
+    return -(p * np.log(np.clip(p, 1e-12, None)) + (1 - p) * np.log(np.clip(1 - p, 1e-12, None)))
+
+
+def region_labels(probabilities: np.ndarray, regions_class_order) -> np.ndarray:
+    """nnU-Net's label map of region probabilities [R, ...]: each region above 0.5 gets its value of
+    ``regions_class_order``, later regions over earlier ones."""
+    labels = np.zeros(probabilities.shape[1:], np.uint8)
+    for index, value in enumerate(regions_class_order):
+        labels[probabilities[index] > 0.5] = value
+    return labels
+
+
+def _extra_channels(heads: int, regions: bool) -> int:
+    """Per tile: the passes' mean probability per output, and their mean entropy (per region)."""
+    return 2 * heads if regions else heads + 1
+
+
+def _uncertainty_maps(fold_extras: list[np.ndarray], heads: int, regions_class_order=None) -> np.ndarray:
     """Predictive entropy, expected entropy, mutual information (and fold disagreement when there are
-    several folds), each in [0, 1], from each fold's mean probabilities and mean entropy (nats).
+    several folds), each in [0, 1], from each fold's mean probabilities and mean entropy (nats);
+    ``regions_class_order`` given for a region-based model (sigmoid outputs, see the module's text).
 
     Computed in the network's own voxel space, before resampling to the input grid: entropy of
     interpolated probabilities would be high on every upsampled boundary whatever the model says.
     """
-    scale = float(np.log(heads))
     mean_p = np.mean([f[:heads] for f in fold_extras], axis=0)
-    predictive = _entropy(mean_p) / scale
-    expected = np.mean([f[heads] for f in fold_extras], axis=0) / scale
-    maps = [predictive, expected, np.clip(predictive - expected, 0.0, None)]
+    if regions_class_order is not None:
+        scale = float(np.log(2.0))
+        predictive_r = _bernoulli_entropy(mean_p) / scale
+        expected_r = np.mean([f[heads:] for f in fold_extras], axis=0) / scale
+        maps = [predictive_r.max(axis=0), expected_r.max(axis=0),
+                np.clip(predictive_r - expected_r, 0.0, None).max(axis=0)]
+
+        def labels_of(p):
+            return region_labels(p, regions_class_order)
+    else:
+        scale = float(np.log(heads))
+        predictive = _entropy(mean_p) / scale
+        expected = np.mean([f[heads] for f in fold_extras], axis=0) / scale
+        maps = [predictive, expected, np.clip(predictive - expected, 0.0, None)]
+
+        def labels_of(p):
+            return np.argmax(p, axis=0)
     if len(fold_extras) > 1:
-        consensus = np.argmax(mean_p, axis=0)
-        maps.append(np.mean([np.argmax(f[:heads], axis=0) != consensus for f in fold_extras], axis=0))
+        consensus = labels_of(mean_p)
+        maps.append(np.mean([labels_of(f[:heads]) != consensus for f in fold_extras], axis=0))
     return np.stack(maps).astype(np.float32)
 
 
@@ -90,6 +135,17 @@ def _predictor_class():
         task: Task = Task()
         keep_uncertainty: bool = True
         passes_per_batch: int = 8
+        regions: bool = False  # sigmoid outputs, one per region
+        precision: str = "float32"
+        memory_format = None  # torch.channels_last(_3d) when asked for
+
+        def _network(self, batch):
+            import torch
+
+            if self.memory_format is not None:
+                batch = batch.contiguous(memory_format=self.memory_format)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+                return self.network(batch).float()
 
         def _internal_maybe_mirror_and_predict(self, x):
             import torch
@@ -101,15 +157,20 @@ def _predictor_class():
             # (one tile, x of batch size 1): a small network on a CPU runs a batch of 8 about 3x
             # faster than 8 single passes. nnU-Net itself runs them one by one.
             flipped = torch.cat([torch.flip(x, flip) if flip else x for flip in combos])
-            outs = torch.cat([self.network(flipped[i:i + self.passes_per_batch])
+            outs = torch.cat([self._network(flipped[i:i + self.passes_per_batch])
                               for i in range(0, len(combos), self.passes_per_batch)])
             outs = torch.stack([torch.flip(outs[i], [a - 1 for a in flip]) if flip else outs[i]
                                 for i, flip in enumerate(combos)])
             n = len(combos)
             self._members_per_fold = n
             if self.keep_uncertainty:
-                p = torch.softmax(outs.float(), dim=1)
-                self._tile_extra = torch.cat([p.mean(dim=0), _entropy(p, axis=1).mean(dim=0, keepdim=True)], dim=0)
+                if self.regions:
+                    p = torch.sigmoid(outs)
+                    self._tile_extra = torch.cat([p.mean(dim=0), _bernoulli_entropy(p).mean(dim=0)], dim=0)
+                else:
+                    p = torch.softmax(outs, dim=1)
+                    self._tile_extra = torch.cat([p.mean(dim=0), _entropy(p, axis=1).mean(dim=0, keepdim=True)],
+                                                 dim=0)
             return outs.mean(dim=0, keepdim=True)
 
         def predict_sliding_window_return_logits(self, input_image):
@@ -124,7 +185,8 @@ def _predictor_class():
             slicers = self._internal_get_sliding_window_slicers(data.shape[1:])
             heads = self.label_manager.num_segmentation_heads
             logits = torch.zeros((heads, *data.shape[1:]), dtype=torch.float32)
-            extra = torch.zeros((heads + 1, *data.shape[1:]), dtype=torch.float32) if self.keep_uncertainty else None
+            extra = (torch.zeros((_extra_channels(heads, self.regions), *data.shape[1:]), dtype=torch.float32)
+                     if self.keep_uncertainty else None)
             weights = torch.zeros(data.shape[1:], dtype=torch.float32)
             cpu = torch.device("cpu")
             gaussian = (compute_gaussian(patch, sigma_scale=1.0 / 8, value_scaling_factor=10, device=cpu)
@@ -163,6 +225,22 @@ def _predictor_class():
                 return total / len(self.list_of_parameters)
 
     return UncertaintyPredictor
+
+
+def _require_bfloat16(device) -> None:
+    """Refuse bfloat16 where the hardware would emulate it (slower than float32, no gain)."""
+    import torch
+
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()) and \
+            bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    else:
+        supported = False
+    if not supported:
+        raise InputError(f"bfloat16 is not supported natively on this {device.type.upper()} (it needs AVX-512 BF16 / "
+                         "AMX on a CPU, or a GPU with bfloat16); use float32.")
 
 
 def _trainer_with_own_network(trainer_name: str):
@@ -211,21 +289,41 @@ class NNUNetSegmenter:
 
     >>> # segmenter = NNUNetSegmenter(inspect_model("Resources/Models/NeuroblastomaDemo"))
     >>> # result = segmenter.predict([t2w_array], spacing_kji=(4.0, 1.5, 1.5))
+
+    A cascade stage (``model.previous_stage`` set) runs its first stage on the same inputs and feeds that
+    segmentation, one-hot on the cascade's grid, as extra input channels, as nnU-Net does.
     """
 
     def __init__(self, model: ModelFolder, device: str = "auto", mirroring: bool = True,
-                 tile_step_size: float = 0.5, passes_per_batch: int = 8) -> None:
+                 tile_step_size: float = 0.5, passes_per_batch: int = 8, precision: str = "float32",
+                 channels_last: bool = False, mirror_axes=None) -> None:
         """``passes_per_batch``: mirrored copies of a tile run through the network together (lower it
-        if a large model runs out of GPU memory; 1 is nnU-Net's own one-by-one behaviour)."""
+        if a large model runs out of GPU memory; 1 is nnU-Net's own one-by-one behaviour).
+        ``precision``: "float32" (nnU-Net's results) or "bfloat16" (autocast: faster on CPUs with
+        AVX-512 BF16 / AMX and on GPUs; labels may differ at a few boundary voxels, see the README).
+        ``channels_last``: the network and tiles in channels-last memory order (a CPU speed option).
+        ``mirror_axes``: mirror only along these of the model's mirroring axes (axes of the network's
+        input after nnU-Net's transpose, 0 = first; e.g. (1, 2) in-plane only: 4 passes instead of 8).
+        ``tile_step_size``: tile overlap as nnU-Net's (0.5 = half a patch; larger = fewer tiles)."""
         import torch
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+        if precision not in PRECISIONS:
+            raise InputError(f"Unknown precision '{precision}'; use {' or '.join(PRECISIONS)}.")
+        if not 0.1 <= float(tile_step_size) <= 1.0:
+            raise InputError(f"The tile step must be between 0.1 and 1 of a patch (got {tile_step_size}).")
         self.model = model
         self.device = choose_device(device)
-        self.predictor = _predictor_class()(tile_step_size=tile_step_size, use_gaussian=True,
+        if precision == "bfloat16":
+            _require_bfloat16(self.device)
+        self.previous_stage = (NNUNetSegmenter(model.previous_stage, device, mirroring, tile_step_size,
+                                               passes_per_batch, precision, channels_last, mirror_axes)
+                               if model.previous_stage is not None else None)
+        self.predictor = _predictor_class()(tile_step_size=float(tile_step_size), use_gaussian=True,
                                             use_mirroring=mirroring, perform_everything_on_device=False,
                                             device=self.device, verbose=False, allow_tqdm=False)
         self.predictor.passes_per_batch = max(1, int(passes_per_batch))
+        self.predictor.precision = precision
         checkpoints = [load_checkpoint(path) for path in model.checkpoints.values()]
         plans_manager = PlansManager(model.plans)
         configuration_manager = plans_manager.get_configuration(model.configuration)
@@ -240,10 +338,28 @@ class NNUNetSegmenter:
 
             raise FileFormatError(f"The weights in '{model.path}' do not fit the network its plans.json describes "
                                   f"({str(error).splitlines()[0][:160]}).") from error
+        if channels_last:
+            fmt = torch.channels_last_3d if len(configuration_manager.patch_size) == 3 else torch.channels_last
+            network = network.to(memory_format=fmt)
+            self.predictor.memory_format = fmt
         self.predictor.manual_initialization(network, plans_manager, configuration_manager, parameters,
                                              model.dataset, self.trainer,
                                              checkpoints[0].get("inference_allowed_mirroring_axes"))
+        self.predictor.regions = self.predictor.label_manager.has_regions
+        if mirror_axes is not None:
+            allowed = tuple(self.predictor.allowed_mirroring_axes or ())
+            chosen = tuple(sorted({int(a) for a in mirror_axes}))
+            if not set(chosen) <= set(allowed):
+                trained = ", ".join(map(str, allowed)) or "none"
+                raise InputError(f"The model was trained with mirroring along axes {trained}; mirror axes "
+                                 f"{', '.join(map(str, chosen))} are not among them.")
+            self.predictor.allowed_mirroring_axes = chosen
         torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    @property
+    def regions_class_order(self):
+        """nnU-Net's order of the region values (None for a label model)."""
+        return self.predictor.label_manager.regions_class_order if self.predictor.regions else None
 
     def predict(self, channels: list[np.ndarray], spacing_kji, progress=None, uncertainty: bool = True,
                 names: list[str] | None = None) -> SegmentationResult:
@@ -255,32 +371,45 @@ class NNUNetSegmenter:
         check_channels(self.model, len(channels), names)
         image = self._validated_input(channels, names)
         predictor = self.predictor
-        predictor.keep_uncertainty = uncertainty
         timings = {}
         started = time.perf_counter()
+        previous = None
+        if self.previous_stage is not None:
+            first = self.previous_stage.predict(channels, spacing_kji, task.sub(0.0, 0.45), False, names)
+            previous = first.labels[None]
+            timings["first_stage"] = first.seconds.get("total", 0.0)
+            task = task.sub(0.45, 1.0)
+        predictor.keep_uncertainty = uncertainty
         task.update(0.0, "Preprocessing")
+        stage_started = time.perf_counter()
         preprocessor = preprocessor_class(predictor.configuration_manager.preprocessor_name)(verbose=False)
-        data, _, properties = preprocessor.run_case_npy(image, None, {"spacing": [float(s) for s in spacing_kji]},
-                                                        predictor.plans_manager, predictor.configuration_manager,
-                                                        predictor.dataset_json)
-        timings["preprocessing"] = time.perf_counter() - started
+        data, seg, properties = preprocessor.run_case_npy(image, previous, {"spacing": [float(s) for s in spacing_kji]},
+                                                          predictor.plans_manager, predictor.configuration_manager,
+                                                          predictor.dataset_json)
+        if previous is not None:  # as nnU-Net's data iterators feed a cascade stage
+            from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
+
+            one_hot = convert_labelmap_to_one_hot(seg[0], predictor.label_manager.foreground_labels, data.dtype)
+            data = np.vstack((data, one_hot))
+        timings["preprocessing"] = time.perf_counter() - stage_started
         import torch
 
         predictor.task = task.sub(0.05, 0.9)
         logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data))
-        timings["network"] = time.perf_counter() - started - timings["preprocessing"]
+        timings["network"] = time.perf_counter() - stage_started - timings["preprocessing"]
         task.update(0.9, "Resampling to the image grid")
         labels, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
             return_probabilities=True)
         heads = probabilities.shape[0]
-        scale = float(np.log(heads))
+        order = self.regions_class_order
         if uncertainty:
-            maps = _uncertainty_maps([extra.numpy() for extra in predictor._fold_extra], heads)
+            maps = _uncertainty_maps([extra.numpy() for extra in predictor._fold_extra], heads, order)
             predictive, expected, mutual, *fold = self._to_input_grid(maps, properties)
             disagreement = fold[0] if fold else None
         else:
-            predictive = _entropy(probabilities) / scale
+            predictive = (_bernoulli_entropy(probabilities).max(axis=0) / float(np.log(2.0)) if order is not None
+                          else _entropy(probabilities) / float(np.log(heads)))
             expected = predictive
             mutual = np.zeros_like(predictive)
             disagreement = None

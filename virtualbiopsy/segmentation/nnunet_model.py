@@ -1,8 +1,13 @@
 """Trained nnU-Net v2 model folders: validation, safe loading, device choice.
 
 A model folder (as nnU-Net writes it under ``nnUNet_results``) holds ``dataset.json``,
-``plans.json`` and ``fold_N/checkpoint_final.pth``. :func:`inspect_model` checks all of it
-before anything runs and says what is wrong in words a user can act on.
+``plans.json`` and ``fold_N/checkpoint_final.pth`` (or another checkpoint the user names, e.g.
+``checkpoint_best.pth``). :func:`inspect_model` checks all of it before anything runs and says what
+is wrong in words a user can act on. Both kinds of nnU-Net output are understood: label models
+(softmax over the labels) and region-based models (dataset.json labels given as lists, one sigmoid
+output per region, ``regions_class_order``); see :attr:`ModelFolder.segments`. A cascade stage
+(``3d_cascade_fullres``) is inspected with its first stage (``previous_stage`` in plans.json), found
+beside it as nnU-Net stores it: ``<Trainer>__<Plans>__<previous stage>`` in the same dataset folder.
 
 Model files are untrusted input. Checkpoints are Python pickles, so a tampered file could run code
 when loaded: they are loaded with ``torch.load(weights_only=True)``, which only rebuilds tensors and
@@ -30,6 +35,19 @@ from virtualbiopsy.errors import DependencyError, FileFormatError, InputError
 from virtualbiopsy.segmentation.network_allowlist import check_model_files
 
 CHECKPOINT = "checkpoint_final.pth"
+_CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.pth")
+_CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class ModelSegment:
+    """One segment a model predicts: its dataset.json name, the values of nnU-Net's label map it covers
+    (one label; or, for a region, every label the region is made of) and the output channel holding
+    its probability (softmax channel = label index; sigmoid channel = region index)."""
+
+    name: str
+    values: tuple
+    channel: int
 
 
 @dataclass
@@ -42,6 +60,8 @@ class ModelFolder:
     configuration: str
     folds: list
     checkpoints: dict = field(default_factory=dict)
+    checkpoint_name: str = CHECKPOINT
+    previous_stage: ModelFolder | None = None  # a cascade's first stage, run before it
 
     @property
     def channel_names(self) -> list[str]:
@@ -53,10 +73,55 @@ class ModelFolder:
         return {name: int(value) if not isinstance(value, list) else value
                 for name, value in self.dataset.get("labels", {}).items()}
 
+    @property
+    def is_region_based(self) -> bool:
+        """nnU-Net's own rule (LabelManager): region-based when any label is a list of more than one value."""
+        return is_region_based(self.dataset)
+
+    @property
+    def segments(self) -> list[ModelSegment]:
+        """The model's foreground segments, the tumour first (a name with tumour / tumor / neuroblastoma,
+        else the first label or region), then in dataset.json order."""
+        return model_segments(self.dataset)
+
     def describe(self) -> str:
-        return (f"nnU-Net model '{self.plans.get('dataset_name', self.path.name)}' ({self.configuration}, folds "
-                f"{', '.join(map(str, self.folds))}; inputs: {', '.join(self.channel_names)}; labels: "
-                f"{', '.join(k for k in self.labels if k != 'background')})")
+        kind = "regions" if self.is_region_based else "labels"
+        stages = f" after {self.previous_stage.configuration}" if self.previous_stage is not None else ""
+        checkpoint = "" if self.checkpoint_name == CHECKPOINT else f", {self.checkpoint_name}"
+        return (f"nnU-Net model '{self.plans.get('dataset_name', self.path.name)}' ({self.configuration}{stages}, "
+                f"folds {', '.join(map(str, self.folds))}{checkpoint}; inputs: {', '.join(self.channel_names)}; "
+                f"{kind}: {', '.join(s.name for s in self.segments)})")
+
+
+def is_region_based(dataset: dict) -> bool:
+    return any(isinstance(v, (list, tuple)) and len(v) > 1 for v in dataset.get("labels", {}).values())
+
+
+def _values(value) -> tuple:
+    """A label's values: ``1`` -> (1,), ``[1, 2]`` -> (1, 2)."""
+    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),)
+
+
+def _is_background(name: str, value) -> bool:
+    return name == "background" or all(v == 0 for v in _values(value))
+
+
+def model_segments(dataset: dict) -> list[ModelSegment]:
+    """Segments of a dataset.json already checked by :func:`_check_dataset` (see :attr:`ModelFolder.segments`)."""
+    labels = {n: v for n, v in dataset.get("labels", {}).items() if n != "ignore"}
+    if is_region_based(dataset):  # channels: the regions in dataset.json order (nnU-Net's LabelManager)
+        regions = [(n, v) for n, v in labels.items() if not _is_background(n, v)]
+        segments = [ModelSegment(n, _values(v), index) for index, (n, v) in enumerate(regions)]
+    else:  # softmax channels: the labels in value order, background (0) first
+        values = sorted(_values(v)[0] for v in labels.values())
+        segments = [ModelSegment(n, _values(v)[:1], values.index(_values(v)[0])) for n, v in labels.items()
+                    if not _is_background(n, v)]
+        segments.sort(key=lambda s: s.values)
+
+    def tumour_rank(segment: ModelSegment) -> bool:
+        return not any(word in segment.name.lower() for word in ("tumour", "tumor", "neuroblastoma"))
+
+    return sorted(segments, key=tumour_rank)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -69,13 +134,17 @@ def _read_json(path: Path, what: str) -> dict:
         raise FileFormatError(f"{path.name} in '{path.parent}' is not valid JSON ({error}).") from error
 
 
-def inspect_model(path: str | Path, folds=None, checkpoint_name: str = CHECKPOINT) -> ModelFolder:
+def inspect_model(path: str | Path, folds=None, checkpoint_name: str = CHECKPOINT,
+                  configuration: str | None = None, _stage: int = 0) -> ModelFolder:
     """Validate an nnU-Net v2 model folder; ``folds`` None means every fold present.
 
-    Checks dataset.json and plans.json, the configuration the checkpoints were trained with,
-    and that every requested fold has its checkpoint.
+    Checks dataset.json and plans.json, the configuration the checkpoints were trained with (and that
+    it is ``configuration`` when one is asked for), that every requested fold has its checkpoint
+    (``checkpoint_name``, a file name such as ``checkpoint_best.pth``), and, for a cascade stage, its
+    first stage beside it.
     """
     path = Path(path)
+    checkpoint_name = check_checkpoint_name(checkpoint_name)
     if not path.is_dir():
         raise FileFormatError(f"No model folder at '{path}'.")
     dataset = _read_json(path / "dataset.json", "input channels and labels")
@@ -85,8 +154,10 @@ def inspect_model(path: str | Path, folds=None, checkpoint_name: str = CHECKPOIN
                      key=lambda f: (f == "all", int(f) if f.isdigit() else 0))
     wanted = [str(f) for f in folds] if folds is not None else present
     if not wanted:
-        raise FileFormatError(f"The model folder '{path}' has no fold_N/{checkpoint_name}: the model is not trained "
-                              "or the folder is incomplete.")
+        others = sorted({p.name for p in path.glob("fold_*/*.pth")})
+        hint = (f" It has {', '.join(others)}: choose one as the checkpoint (--checkpoint {others[0]})." if others
+                else " The model is not trained or the folder is incomplete.")
+        raise FileFormatError(f"The model folder '{path}' has no fold_N/{checkpoint_name}.{hint}")
     missing = [f for f in wanted if f not in present]
     if missing:
         raise InputError(f"Fold(s) {', '.join(missing)} of the model in '{path}' are missing (no "
@@ -94,14 +165,94 @@ def inspect_model(path: str | Path, folds=None, checkpoint_name: str = CHECKPOIN
     checkpoints = {f: path / f"fold_{f}" / checkpoint_name for f in wanted}
     first = load_checkpoint(checkpoints[wanted[0]])
     init_args = first.get("init_args") if isinstance(first.get("init_args"), dict) else {}
-    configuration = init_args.get("configuration")
+    trained = init_args.get("configuration")
     configurations = plans.get("configurations") if isinstance(plans, dict) else None
-    if not (isinstance(configuration, str) and isinstance(configurations, dict) and configuration in configurations):
+    if not (isinstance(trained, str) and isinstance(configurations, dict) and trained in configurations):
         raise FileFormatError(f"The checkpoint of fold {wanted[0]} was trained with configuration "
-                              f"{configuration!r:.60}, which plans.json in '{path}' does not define.")
-    check_model_files(plans, dataset, configuration, first, f"plans.json in '{path}'", len(_channel_keys(dataset)))
-    return ModelFolder(path, dataset, plans, configuration, [int(f) if f.isdigit() else f for f in wanted],
-                       checkpoints)
+                              f"{trained!r:.60}, which plans.json in '{path}' does not define.")
+    if configuration is not None and configuration != trained:
+        raise InputError(f"The model in '{path}' is the {trained} configuration, not {configuration}.")
+    n_channels = len(_channel_keys(dataset))
+    config = check_model_files(plans, dataset, trained, first, f"plans.json in '{path}'", n_channels)
+    model = ModelFolder(path, dataset, plans, trained, [int(f) if f.isdigit() else f for f in wanted], checkpoints,
+                        checkpoint_name)
+    previous = config.get("previous_stage")
+    if previous is not None:
+        model.previous_stage = _inspect_previous_stage(model, previous, folds, _stage)
+    return model
+
+
+def check_checkpoint_name(name) -> str:
+    """A checkpoint is named by its file name only (``checkpoint_final.pth``, ``checkpoint_best.pth``...)."""
+    if not (isinstance(name, str) and _CHECKPOINT_NAME.fullmatch(name.strip())):
+        raise InputError(f"The checkpoint must be a file name ending in .pth, e.g. checkpoint_best.pth (got "
+                         f"{str(name)[:60]!r}); it is looked for in each fold_N/ folder.")
+    return name.strip()
+
+
+def _inspect_previous_stage(model: ModelFolder, previous, folds, stage: int) -> ModelFolder:
+    """The first stage of a cascade: ``<Trainer>__<Plans>__<previous>`` beside ``model``'s folder, validated,
+    with the same inputs and labels. Every fold of it is used unless the cascade's folds exist there."""
+    where = f"plans.json in '{model.path}'"
+    if not (isinstance(previous, str) and _CONFIGURATION_NAME.fullmatch(previous)) or stage >= 3:
+        raise FileFormatError(f"{where}: configuration '{model.configuration}' names previous stage "
+                              f"{str(previous)[:60]!r}, which is not a configuration name (or the chain of "
+                              "stages is longer than 3).")
+    trainer = model.path.name.split("__")[0]
+    plans_name = model.plans.get("plans_name", "nnUNetPlans")
+    expected = f"{trainer}__{plans_name}__{previous}"
+    candidates = [p for p in model.path.parent.glob(f"*__{previous}")
+                  if p.is_dir() and p != model.path and (p / "plans.json").is_file()]
+    chosen = [p for p in candidates if p.name == expected] or candidates
+    if len(chosen) != 1:
+        found = f"; found {', '.join(p.name for p in chosen)}: keep only the one it was trained after" if chosen else ""
+        raise InputError(f"The model in '{model.path}' is a cascade stage ({model.configuration}): it needs its first "
+                         f"stage, {previous}, beside it as '{expected}' (nnU-Net's results folder, or the same zip)"
+                         f"{found}.")
+    first = chosen[0]
+    present = {p.name.removeprefix("fold_") for p in first.glob("fold_*")}
+    same_folds = folds if folds is not None and {str(f) for f in folds} <= present else None
+    name = model.checkpoint_name if any(first.glob(f"fold_*/{model.checkpoint_name}")) else CHECKPOINT
+    stage_model = inspect_model(first, same_folds, name, previous, stage + 1)
+    if stage_model.channel_names != model.channel_names or stage_model.dataset.get("labels") != model.dataset.get(
+            "labels"):
+        raise InputError(f"The first stage '{first}' has other inputs or labels than the cascade stage "
+                         f"'{model.path}' in its dataset.json; they must come from one training.")
+    return stage_model
+
+
+def model_folders(root: Path) -> list[Path]:
+    """The nnU-Net model folders (dataset.json + plans.json) at or below ``root``."""
+    return sorted({p.parent for p in Path(root).rglob("plans.json") if (p.parent / "dataset.json").is_file()})
+
+
+def folder_configuration(folder: Path) -> str:
+    """The configuration nnU-Net's folder name ``<Trainer>__<Plans>__<configuration>`` states ("" if none)."""
+    parts = Path(folder).name.split("__")
+    return parts[-1] if len(parts) >= 3 else ""
+
+
+def pick_model_folder(candidates: list[Path], configuration: str | None, where: str, root: Path) -> Path:
+    """One model folder out of several (a zip or dataset folder holding more than one): the one of
+    ``configuration``, or, when none is asked for, the only one, or the last stage of the one cascade
+    they form (its first stage is found beside it)."""
+    names = {c: folder_configuration(c) for c in candidates}
+    listing = ", ".join(f"{c.relative_to(root)}" for c in candidates)
+    if configuration:
+        matching = [c for c in candidates if names[c] == configuration]
+        if len(matching) == 1:
+            return matching[0]
+        if not matching:
+            raise InputError(f"{where} holds no model of configuration '{configuration}'; it holds: {listing}.")
+        raise InputError(f"{where} holds {len(matching)} models of configuration '{configuration}' ({listing}); "
+                         "give the model's own folder.")
+    if len(candidates) == 1:
+        return candidates[0]
+    cascades = [c for c in candidates if "cascade" in names[c]]
+    if len(cascades) == 1 and len({c.parent for c in candidates}) == 1 and len(candidates) == 2:
+        return cascades[0]
+    raise InputError(f"{where} holds {len(candidates)} model folders ({listing}); choose one with --configuration "
+                     f"({', '.join(sorted({n for n in names.values() if n})) or 'a configuration name'}).")
 
 
 def _channel_keys(dataset: dict) -> list:
@@ -131,6 +282,24 @@ def _check_dataset(dataset, path: Path) -> None:
     if not isinstance(labels, dict) or not labels or not all(label_value(v) for v in labels.values()):
         raise FileFormatError(f"{where}: labels must map names to label values >= 0 (or lists of them for regions), "
                               f"e.g. {{\"background\": 0, \"tumour\": 1}} (found {str(labels)[:60]}).")
+    if labels.get("background") != 0:
+        raise FileFormatError(f"{where}: labels must have \"background\": 0, as nnU-Net requires (found "
+                              f"{str(labels.get('background'))[:30]}).")
+    foreground = {n: v for n, v in labels.items() if n != "ignore" and not _is_background(n, v)}
+    if not foreground:
+        raise FileFormatError(f"{where} has no foreground label (only background): the model segments nothing.")
+    if is_region_based(dataset):
+        order = dataset.get("regions_class_order")
+        if not (isinstance(order, list) and len(order) == len(foreground)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in order)):
+            raise FileFormatError(f"{where} is region-based (labels given as lists) but its regions_class_order "
+                                  f"({str(order)[:40]}) is not one label value > 0 per region ({len(foreground)}: "
+                                  f"{', '.join(foreground)}).")
+    else:
+        values = sorted(_values(v)[0] for n, v in labels.items() if n != "ignore")
+        if values != list(range(len(values))):
+            raise FileFormatError(f"{where}: label values must be 0, 1, ... without gaps or repeats, as nnU-Net "
+                                  f"requires (found {values}).")
 
 
 def check_channels(model: ModelFolder, n_inputs: int, input_names: list[str] | None = None) -> None:
@@ -250,17 +419,15 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def open_model_archive(zip_path: str | Path, target: str | Path, sha256: str | None = None,
-                       max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> Path:
+                       max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, configuration: str | None = None) -> Path:
     """Extract a model zip safely (refusing entries outside ``target``, more than ``max_total_bytes``
-    uncompressed, or zip-bomb compression ratios) and return its model folder."""
+    uncompressed, or zip-bomb compression ratios) and return its model folder (see
+    :func:`pick_model_folder` when it holds several)."""
     folder = safe_extract(zip_path, target, expected_sha256=sha256, max_total_bytes=max_total_bytes)
-    candidates = sorted({p.parent for p in folder.rglob("plans.json") if (p.parent / "dataset.json").is_file()})
+    candidates = model_folders(folder)
     if not candidates:
         raise FileFormatError(f"'{Path(zip_path).name}' holds no nnU-Net model folder (dataset.json + plans.json).")
-    if len(candidates) > 1:
-        raise InputError(f"'{Path(zip_path).name}' holds {len(candidates)} model folders; pick one: "
-                         + ", ".join(str(c.relative_to(folder)) for c in candidates))
-    return candidates[0]
+    return pick_model_folder(candidates, configuration, f"'{Path(zip_path).name}'", folder)
 
 
 def choose_device(preference: str = "auto"):

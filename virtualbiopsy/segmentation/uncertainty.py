@@ -5,9 +5,11 @@ Definitions (all on the segmentation's voxel grid):
 
 - *uncertain voxel*: normalised predictive entropy >= ``threshold`` (default 0.5; for two
   classes that is a tumour probability between about 0.11 and 0.89);
-- *uncertain fraction*: uncertain voxels among those the model labels tumour or that lie within
-  ``margin_voxels`` of it (the boundary band where corrections happen), divided by the predicted
-  tumour voxels — so 0.2 means "a fifth of the tumour's volume is in doubt";
+- *uncertain fraction*: the share of the predicted tumour's voxels that are uncertain, in [0, 1]
+  — 0.2 means "a fifth of the tumour's volume is in doubt";
+- *uncertain volume*: the volume of the uncertain voxels in the predicted tumour or within
+  ``margin_voxels`` of it (the boundary band where corrections happen, including doubt about
+  tissue the model left out), in mL — so it can exceed the uncertain fraction x tumour volume;
 - *slices to review*: axial slices (k) ranked by their summed entropy;
 - *regions*: 26-connected clusters of uncertain voxels, largest first, with centroid (RAS mm);
 - *agreement contours*: the mean tumour probability over all passes at 10 % and 50 %.
@@ -50,7 +52,8 @@ def summarise(tumour: np.ndarray, entropy: np.ndarray, ijk_to_ras: np.ndarray, t
     entropy = np.asarray(entropy, np.float32)
     voxel_ml = abs(float(np.linalg.det(ijk_to_ras[:3, :3]))) / 1000.0
     band = ndimage.binary_dilation(tumour, iterations=margin_voxels) if margin_voxels > 0 else tumour
-    uncertain = (entropy >= threshold) & band
+    doubtful = entropy >= threshold
+    uncertain = doubtful & band
     tumour_voxels = int(tumour.sum())
     per_slice = entropy.reshape(entropy.shape[0], -1).sum(axis=1)
     ranked = [int(k) for k in np.argsort(per_slice)[::-1] if per_slice[k] > 0][:n_slices]
@@ -70,7 +73,7 @@ def summarise(tumour: np.ndarray, entropy: np.ndarray, ijk_to_ras: np.ndarray, t
     return UncertaintySummary(
         tumour_volume_ml=tumour_voxels * voxel_ml,
         uncertain_volume_ml=int(uncertain.sum()) * voxel_ml,
-        uncertain_fraction=float(uncertain.sum()) / tumour_voxels if tumour_voxels else 0.0,
+        uncertain_fraction=float((doubtful & tumour).sum()) / tumour_voxels if tumour_voxels else 0.0,
         threshold=threshold, slices_to_review=ranked, regions=regions)
 
 
