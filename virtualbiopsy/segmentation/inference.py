@@ -376,7 +376,7 @@ class NNUNetSegmenter:
         previous = None
         if self.previous_stage is not None:
             first = self.previous_stage.predict(channels, spacing_kji, task.sub(0.0, 0.45), False, names)
-            previous = first.labels[None]
+            previous = first.labels[None].astype(np.float32)  # as nnU-Net reads it from the stage's file
             timings["first_stage"] = first.seconds.get("total", 0.0)
             task = task.sub(0.45, 1.0)
         predictor.keep_uncertainty = uncertainty
