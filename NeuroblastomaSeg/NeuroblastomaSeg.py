@@ -47,9 +47,14 @@ Primary-tumour segmentation of neuroblastoma on MRI with nnU-Net v2, its uncerta
 <p><b>Pre-processing and registration</b> (optional): N4 bias-field correction, denoising, resampling and
 intensity normalisation of a volume, or rigid/affine registration of another sequence (DWI b0, DCE) onto the
 T2w with its quality before and after; each adds a NEW volume.
+<b>Model</b>: any nnU-Net v2 results folder or zip (2d, 3d_fullres, 3d_lowres, cascades, which run their
+3d_lowres first stage first, region-based models, several folds); <i>Configuration</i> picks one where the
+folder or zip holds several, <i>Checkpoint</i> another file than checkpoint_final.pth (e.g. checkpoint_best.pth),
+<i>Precision</i> bfloat16 for speed on CPUs / GPUs that support it.
 <b>Segment</b> (inputs in the model's channel order) runs in the background and adds NEW nodes: the
 segmentation, an uncertainty volume (normalised predictive entropy, shown over the first input) and the
-10 %/50 % probability contours; it reports the tumour volume (mL), its uncertain share and the slices to
+10 %/50 % probability contours; it reports the tumour volume (mL), its uncertain share (of the tumour's
+voxels, 0-100 %) and the slices to
 review (double-click: Red view). <b>Export as DICOM</b> writes it as a DICOM SEG, an SR (TID 1500) and an
 uncertainty Parametric Map referencing the DICOM series of the first input (loaded through the DICOM module).
 <b>Start correcting</b> edits a timed copy in the Segment Editor (the AI
