@@ -15,14 +15,17 @@ def add_parser(subparsers) -> None:
         "segment",
         help="segment the tumour with an nnU-Net v2 model, with a voxel-wise uncertainty map",
         description=(
-            "Run a trained nnU-Net v2 model (a results folder with dataset.json, plans.json and fold_N/, or a .zip "
-            "of one) on one case (--image, once per model channel, in the model's channel order) or on every case "
+            "Run a trained nnU-Net v2 model (a results folder with dataset.json, plans.json and fold_N/, nnU-Net's "
+            "dataset results folder holding several (pick one with --configuration), or a .zip of either; 2d, 3d, "
+            "ResEnc, region-based and cascade models: a cascade runs its first stage, found beside it, first) on "
+            "one case (--image, once per model channel, in the model's channel order) or on every case "
             "of a manifest CSV (columns case_id, image[, image2, ...]; each case id becomes a folder in --out, so it "
             "must be unique and a plain name). Writes per case: segmentation.seg.nrrd "
             "(new segments; the tumour coded as a neoplasm), uncertainty.nrrd (normalised predictive entropy over "
             "the mirrored passes and folds, uint8 0-255 = 0-1), disagreement.nrrd (mutual information between "
             "those passes, same scale; with several folds also fold_disagreement.nrrd), agreement.seg.nrrd (mean "
-            "tumour probability >= 10 %% and >= 50 %%) and summary.json (tumour volume in mL, uncertain fraction, "
+            "tumour probability >= 10 %% and >= 50 %%) and summary.json (tumour volume in mL, uncertain fraction = "
+            "share of the tumour's voxels with entropy >= --threshold, "
             "slices to review, the pre-processing applied). --n4 / --denoise pre-process every input image first "
             "(same grid; nnU-Net does its own resampling and normalisation). Any NRRD / NIfTI input. A manifest run "
             "writes cases.csv (status and error of each case), goes on past a case that fails and exits 3 if any "
