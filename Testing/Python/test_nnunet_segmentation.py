@@ -239,3 +239,32 @@ def test_2d_input_is_refused(context, model_folder):
     with pytest.raises(ImageDimensionError, match="2D"):
         NeuroblastomaSegLogic(context).segment([volume], SegmentParameters(str(model_folder)))
     assert context.node_ids() == before
+
+
+@pytest.mark.slow
+def test_speed_options_keep_the_labels_within_their_stated_tolerance(model_folder, held_out):
+    """bfloat16 autocast, channels-last memory, in-plane mirroring only and a larger tile step change the
+    labels at most at a few boundary voxels (Dice to float32 >= 0.99); channels-last changes nothing."""
+    import torch
+
+    from virtualbiopsy.segmentation.inference import NNUNetSegmenter
+
+    study, reference = held_out[0]
+    model = inspect_model(model_folder)
+    options = {"channels_last": {"channels_last": True}, "mirror_in_plane": {"mirror_axes": (1, 2)},
+               "tile_step_0.75": {"tile_step_size": 0.75}}
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        options["bfloat16"] = {"precision": "bfloat16"}
+    for name, option in options.items():
+        result = NNUNetSegmenter(model, "cpu", **option).predict([study.t2w], _spacing_kji(study))
+        dice = _dice(result.labels == 1, reference.labels == 1)
+        print(name, "voxels differing:", int(np.count_nonzero(result.labels != reference.labels)), "Dice", dice)
+        assert dice >= 0.99, name
+        if name == "channels_last":
+            assert np.mean(result.labels == reference.labels) > 0.99999
+        if name == "mirror_in_plane":
+            assert result.members == 4
+    with pytest.raises(InputError, match="mirroring along axes 0, 1, 2"):
+        NNUNetSegmenter(model, "cpu", mirror_axes=(3,))
+    with pytest.raises(InputError, match="precision"):
+        NNUNetSegmenter(model, "cpu", precision="float16")
