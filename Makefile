@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 OUT    ?= out/demo
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean model-kinds
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: setup
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+# the tiny nnU-Net models of every kind (issue 13; about 10 min, cached), then their tests
+model-kinds: setup
+	VIRTUALBIOPSY_MODEL_KINDS=build $(BIN)/python -m pytest Testing/Python/test_model_kinds.py
 
 lint: setup
 	$(BIN)/ruff check .
