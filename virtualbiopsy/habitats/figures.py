@@ -15,14 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from virtualbiopsy.diffusion import rician_mean  # noqa: E402
+from virtualbiopsy.report import style  # noqa: E402
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return style.save(fig, path, note=False)
 
 
 def _axial(volume: np.ndarray, k: int) -> np.ndarray:

@@ -18,16 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-RESEARCH_NOTE = "Research use only - not for clinical decisions"
+from virtualbiopsy.report import style  # noqa: E402
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.text(0.99, 0.0, RESEARCH_NOTE, ha="right", va="top", fontsize=6, color="#888")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return style.save(fig, path, note=True)
 
 
 def km_curves(path, analysis, title: str = "Overall survival by group", time_unit: str = "days") -> Path:

@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from virtualbiopsy.report import style  # noqa: E402
+
 
 def _axial(volume: np.ndarray, k: int) -> np.ndarray:
     """Axial slice k in radiological display, for volumes with RAS-aligned axes.
@@ -24,12 +26,8 @@ def _axial(volume: np.ndarray, k: int) -> np.ndarray:
     return volume[k][::-1, ::-1]
 
 
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+def _save(fig, path) -> Path:
+    return style.save(fig, path, note=False)
 
 
 def study_overview(path, t2w, t2_labels, dwi, b_values, adc_fit, adc_true, dwi_labels, slice_t2: int,
