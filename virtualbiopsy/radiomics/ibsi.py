@@ -313,6 +313,10 @@ REPORT_COLUMNS = ("ibsi_tag", "configuration", "pyradiomics_feature", "reference
                   "ibsi_convention_value", "difference", "status", "note")
 MATCH, CONVERTED_MATCH, DIFFERS, NO_CONSENSUS, NOT_COMPUTED = (
     "match", "match after conversion", "differs", "no IBSI consensus", "not in pyradiomics")
+# status -> (key of its count in :func:`summary`, how the summary line and the HTML page say it), headline order.
+STATUS_LABELS = {MATCH: ("match", "match"), CONVERTED_MATCH: ("converted_match", "match after a stated conversion"),
+                 NOT_COMPUTED: ("not_computed", "not computed by pyradiomics"), DIFFERS: ("mismatch", "mismatch"),
+                 NO_CONSENSUS: ("no_consensus", "no IBSI consensus value")}
 
 
 def compliance_report(phantom_dir: str | Path | None = None, progress=None) -> list[dict]:
@@ -400,13 +404,16 @@ def explain_difference(base: str, configuration: str, value: float, reference: R
 
 def summary(rows: list[dict]) -> dict[str, int]:
     """Counts: IBSI tags; computed by pyradiomics; of those with a reference value, how many match
-    (after the documented conversions) and how many match as pyradiomics reports them."""
+    (after the documented conversions) and how many match as pyradiomics reports them; and the rows of
+    each status (:data:`STATUS_LABELS` keys: ``match``, ``converted_match``, ``not_computed``, ``mismatch``,
+    ``no_consensus``), which add up to ``ibsi_tags``."""
     implemented = [r for r in rows if r["status"] != NOT_COMPUTED]
     with_reference = [r for r in implemented if r["status"] != NO_CONSENSUS]
     matching = [r for r in with_reference if r["status"] in (MATCH, CONVERTED_MATCH)]
     raw = [r for r in with_reference
            if matches(float(r["pyradiomics_value"]), Reference(r["ibsi_tag"], float(r["reference"]),
                                                                float(r["tolerance"] or 0.0)))]
+    statuses = [r["status"] for r in rows]
     return {
         "ibsi_tags": len(rows),
         "implemented": len(implemented),
@@ -414,6 +421,7 @@ def summary(rows: list[dict]) -> dict[str, int]:
         "matching": len(matching),
         "matching_without_conversion": len(raw),
         "differing": len(with_reference) - len(matching),
+        **{key: statuses.count(status) for status, (key, _) in STATUS_LABELS.items()},
     }
 
 
@@ -423,12 +431,13 @@ def configuration_settings() -> dict[str, dict]:
 
 
 def summary_line(counts: dict[str, int]) -> str:
-    return (f"IBSI digital phantom: {counts['matching']} of {counts['with_reference']} reference values of the "
-            f"{counts['implemented']} IBSI features pyradiomics computes match the IBSI reference: within its "
-            "tolerance, or equal at the reference's 3 significant digits where the tolerance is 0 "
-            f"({counts['matching_without_conversion']} without convention conversions); "
-            f"{counts['ibsi_tags'] - counts['implemented']} of the {counts['ibsi_tags']} IBSI tags are not computed by "
-            "pyradiomics.")
+    """One line whose counts add up: 'IBSI digital phantom, 487 IBSI features: 263 match, 4 match after a stated
+    conversion, 220 not computed by pyradiomics, 0 mismatch (...)' (a no-consensus count only when there is one)."""
+    parts = ", ".join(f"{counts[key]} {label}" for key, label in STATUS_LABELS.values()
+                      if key != "no_consensus" or counts[key])
+    return (f"IBSI digital phantom, {counts['ibsi_tags']} IBSI features: {parts} (a match is within the IBSI "
+            "tolerance, or equal at the reference's 3 significant digits where the tolerance is 0; "
+            f"{counts['matching_without_conversion']} of the {counts['matching']} matches need no conversion).")
 
 
 def write_csv(rows: list[dict], columns, path: Path) -> Path:
@@ -446,12 +455,9 @@ def write_report(rows: list[dict], out_dir: str | Path, ct: tuple[list[dict], di
     """Write ``ibsi_compliance.csv`` (digital phantom), with ``ct`` (rows, facts of
     :func:`~virtualbiopsy.radiomics.ibsi_ct.ct_report`) ``ibsi_ct_phantom.csv``, with ``filters`` (rows of
     :func:`~virtualbiopsy.radiomics.ibsi_filters.filter_report`) ``ibsi_filters.csv``, and one
-    ``ibsi_compliance.html`` with a section for each; ``notes``: paragraphs on sections not run.
-    Returns the digital phantom's CSV and the HTML path."""
-    import json
-
-    from virtualbiopsy.radiomics import ibsi_ct, ibsi_filters
-    from virtualbiopsy.report.html import Report
+    ``ibsi_compliance.html`` (:func:`~virtualbiopsy.radiomics.ibsi_page.write_page`) with a section for each;
+    ``notes``: paragraphs on sections not run. Returns the digital phantom's CSV and the HTML path."""
+    from virtualbiopsy.radiomics import ibsi_ct, ibsi_filters, ibsi_page
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -460,37 +466,4 @@ def write_report(rows: list[dict], out_dir: str | Path, ct: tuple[list[dict], di
         write_csv(ct[0], ibsi_ct.CT_COLUMNS, out_dir / "ibsi_ct_phantom.csv")
     if filters is not None:
         write_csv(filters, ibsi_filters.FILTER_COLUMNS, out_dir / "ibsi_filters.csv")
-    counts = summary(rows)
-    report = Report("IBSI compliance of the Virtual Biopsy radiomics extraction (pyradiomics)")
-    report.paragraph(summary_line(counts))
-    for line in ([ibsi_ct.summary_line(ibsi_ct.summary(ct[0]))] if ct is not None else []) + (
-            [ibsi_filters.summary_line(ibsi_filters.summary(filters))] if filters is not None else []) + list(notes):
-        report.paragraph(line)
-    report.heading("IBSI 1 digital phantom")
-    report.paragraph(
-        "Phantom: IBSI chapter 1 digital phantom (5 x 4 x 4 voxels of 2 mm; CC BY 4.0) with its consensus reference "
-        "values. A value matches when it is within the IBSI tolerance or rounds to the reference at its 3 "
-        "significant digits. 'match after conversion': the value matches once a documented convention difference "
-        "is converted (see the note)."
-    )
-    report.heading("Settings that make pyradiomics match (preset 'ibsi' + aggregation)")
-    settings = configuration_settings()
-    report.table({"configuration": list(settings),
-                  "pyradiomics settings": [json.dumps(v, sort_keys=True, default=str) for v in settings.values()]})
-    report.table({"status": list(dict.fromkeys(r["status"] for r in rows)),
-                  "IBSI tags": [sum(r["status"] == s for r in rows) for s in dict.fromkeys(r["status"] for r in rows)]},
-                 "Tags by status")
-    report.paragraph("Library versions: " + ", ".join(f"{k} {v}" for k, v in extraction.library_versions().items()))
-    computed = [r for r in rows if r["status"] != NOT_COMPUTED]
-    report.heading("Features computed by pyradiomics")
-    report.table({c: [r[c] for r in computed] for c in REPORT_COLUMNS})
-    report.heading("pyradiomics features without an IBSI tag")
-    report.table({"pyradiomics feature": [f"original_{k}" for k in NO_IBSI_TAG], "why": list(NO_IBSI_TAG.values())})
-    report.heading("IBSI features pyradiomics does not compute")
-    missing = [r for r in rows if r["status"] == NOT_COMPUTED]
-    report.table({c: [r[c] for r in missing] for c in ("ibsi_tag", "reference", "tolerance", "note")})
-    if ct is not None:
-        ibsi_ct.add_to_report(report, *ct)
-    if filters is not None:
-        ibsi_filters.add_to_report(report, filters)
-    return csv_path, report.write(out_dir / "ibsi_compliance.html")
+    return csv_path, ibsi_page.write_page(rows, out_dir / "ibsi_compliance.html", ct, filters, notes)
