@@ -10,16 +10,14 @@ scene bundle ``scene.mrb``. Later issues add their steps here.
 
 from __future__ import annotations
 
-import csv
 import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from virtualbiopsy import __version__
+from virtualbiopsy.demo_report import write_report
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
 from virtualbiopsy.logic.fit_cluster_fit import demo_step as fcf_demo_step
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
@@ -32,9 +30,7 @@ from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.phantom.tissues import TISSUES
 from virtualbiopsy.prediction.demo import demo_step as outcome_demo_step
 from virtualbiopsy.progress import as_task
-from virtualbiopsy.radiomics.ibsi import summary_line
 from virtualbiopsy.report import figures
-from virtualbiopsy.report.html import Report
 from virtualbiopsy.sample_study import load_study, write_study
 
 
@@ -52,11 +48,6 @@ class DemoResult:
     fit_cluster_fit: dict = field(default_factory=dict)
     dicom: list[Path] = field(default_factory=list)
     outcome: object | None = None  # virtualbiopsy.prediction.demo.DemoOutputs
-
-
-# Radiomics features the report shows (all go to the CSV).
-RADIOMICS_SHOWN = ("original_shape_MeshVolume", "original_shape_Sphericity", "original_firstorder_Mean",
-                   "original_firstorder_Entropy", "original_glcm_Contrast", "original_glszm_ZoneEntropy")
 
 
 def adc_by_tissue(adc: np.ndarray, labels: np.ndarray) -> dict[str, list]:
@@ -125,8 +116,8 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     task.update(0.88, "Figures")
     result.figures.update(_figures(study, adc, adc_columns, figures_dir))
     task.update(0.9, "Report and scene bundle")
-    _report(result, study, adc_columns, arrays.table_columns(volumes))
     io.save_scene(context, result.scene)
+    write_report(result, study, adc_columns, arrays.table_columns(volumes))
     task.update(1.0, "Done")
     return result
 
@@ -160,7 +151,8 @@ def _segmentation_step(context, study, nodes, result: DemoResult, out: Path, tas
     spacing = study.t2_grid.spacing
     result.figures["segmentation"] = figures.segmentation_uncertainty(
         out / "figures" / "segmentation_uncertainty.png", study.t2w, ai, truth.astype(bool), entropy,
-        outputs.summary["slices_to_review"], spacing[1] / spacing[0], p10)
+        outputs.summary["slices_to_review"], spacing[1] / spacing[0], p10,
+        true_label="true tumour (stands for the corrected one)")
     return outputs
 
 
@@ -194,7 +186,8 @@ def _figures(study, adc, table: dict, folder: Path) -> dict[str, Path]:
     out = {
         "overview": figures.study_overview(
             folder / "overview.png", study.t2w, study.t2_labels, study.dwi, study.b_values, adc,
-            study.adc_true, study.dwi_labels, k_t2, k_dwi, t2s[1] / t2s[0], dws[1] / dws[0]),
+            study.adc_true, study.dwi_labels, k_t2, k_dwi, t2s[1] / t2s[0], dws[1] / dws[0],
+            {t.label: t.name for t in TISSUES[1:]}),
     }
     out["adc_by_tissue"] = figures.adc_by_tissue(
         folder / "adc_by_tissue.png", table["segment"], table["adc_mean"], table["adc_sd"], table["adc_true"])
@@ -209,113 +202,3 @@ def _figures(study, adc, table: dict, folder: Path) -> dict[str, Path]:
             truth[t.name] = t.s_pre * (1 + enhancement)
     out["dce_curves"] = figures.dce_curves(folder / "dce_curves.png", times, measured, truth, study.t0)
     return out
-
-
-def _report(result: DemoResult, study, adc_columns: dict, volumes: dict) -> None:
-    report = Report("Virtual Biopsy — demo on the synthetic sample study")
-    report.paragraph(
-        "Synthetic data and a research tool: nothing here is for clinical decisions. The study is the seeded "
-        "phantom described in virtualbiopsy/phantom/README.md, so every value below can be checked against truth.",
-        "warning",
-    )
-    report.heading("Study")
-    volumes_ml = study.volumes_ml()
-    report.paragraph(
-        f"Seed {study.seed}. T2w {study.t2w.shape[::-1]} voxels of {tuple(study.t2_grid.spacing)} mm; DWI/DCE "
-        f"{study.dwi.shape[1:][::-1]} voxels of {tuple(study.dwi_grid.spacing)} mm; b-values "
-        f"{', '.join(f'{b:g}' for b in study.b_values)} s/mm²; {len(study.dce_times)} DCE frames, bolus arrival "
-        f"{study.t0:.1f} s. True tumour volume {volumes_ml['tumour']:.1f} mL "
-        f"(rim {volumes_ml['rim']:.1f} mL, necrotic core {volumes_ml['core']:.1f} mL)."
-    )
-    report.figure(result.figures["overview"], "T2w with true outlines, DWI, fitted and true ADC (axial, "
-                  "radiological view)", result.folder)
-    report.heading("Tumour segmentation with uncertainty (NeuroblastomaSeg)")
-    summary = result.segmentation
-    report.paragraph(
-        f"{summary['model']}. DEMO model trained on synthetic phantoms only. Predicted tumour "
-        f"{summary['tumour_volume_ml']:.1f} mL (truth {volumes_ml['tumour']:.1f} mL); "
-        f"{100 * summary['uncertain_fraction']:.1f} % of it is uncertain (normalised entropy >= "
-        f"{summary['threshold']}); slices to review first: {', '.join(map(str, summary['slices_to_review']))}.")
-    metrics = {key: result.segmentation_metrics[key] for key in ("metric", "value", "unit")}
-    report.table(metrics, "AI segment vs the true tumour (standing in for the radiologist's corrected segment). "
-                 "FPR = FP/(TP+FN) and FNR = FN/(TP+FN) as in the source study.")
-    report.figure(result.figures["segmentation"], "Slices to review: outlines and the uncertainty overlay",
-                  result.folder)
-    report.heading("Segment volumes")
-    report.table(volumes, "Ground-truth segments of the sample study.")
-    report.heading("ADC per tissue (FitClusterFit)")
-    scaled = {
-        "segment": adc_columns["segment"],
-        "voxels": adc_columns["voxels"],
-        "ADC mean (10⁻³ mm²/s)": [v * 1e3 for v in adc_columns["adc_mean"]],
-        "ADC SD (10⁻³ mm²/s)": [v * 1e3 for v in adc_columns["adc_sd"]],
-        "ADC true (10⁻³ mm²/s)": [v * 1e3 for v in adc_columns["adc_true"]],
-        "bias (%)": [round(v, 2) for v in adc_columns["bias_percent"]],
-    }
-    report.table(scaled, "Voxel-wise log-linear fit, mean over each tissue's interior (one-voxel erosion), "
-                 "against truth. tables/adc_by_tissue.csv has the same in mm²/s.", digits=3)
-    report.figure(result.figures["adc_by_tissue"], "ADC per tissue", result.folder)
-    report.heading("Habitats: Fit-Cluster-Fit on DWI and DCE (FitClusterFit)")
-    fcf = result.fit_cluster_fit
-    report.paragraph(fcf["text"])
-    scaled_truth = dict(fcf["truth"])
-    for key in ("adc", "adc_true", "voxel_mean_adc"):
-        scaled_truth[key] = [v * 1e3 for v in scaled_truth[key]]
-    report.table(scaled_truth, "Each habitat's refitted ADC (10⁻³ mm²/s) and iAUC60 (s) against the tissue most of "
-                 "its voxels belong to; voxel_mean_adc is the mean of the voxel-wise fits over the same voxels. "
-                 "A habitat without a single tissue (partial volume) has no true value.", digits=3)
-    report.figure(fcf["figures"]["signal_vs_b"], "Mean signal per habitat against b, with the refit",
-                  result.folder)
-    report.figure(fcf["figures"]["habitat_map"], "Habitats on the b = 0 image", result.folder)
-    report.figure(fcf["figures"]["habitat_enhancement"], "Mean DCE enhancement per habitat", result.folder)
-    report.heading("DCE")
-    report.figure(result.figures["dce_curves"], "DCE signal per tissue", result.folder)
-    report.heading("Radiomics (RadiomicsBiomarkers)")
-    radiomics = result.radiomics
-    columns = arrays.table_columns(radiomics["table"])
-    shown = [c for c in columns if c.split(":")[-1] in RADIOMICS_SHOWN]
-    report.table({"feature": shown, **{str(columns["segment"][r]): [columns[c][r] for c in shown]
-                                       for r in range(len(columns["segment"]))}},
-                 f"A few of the {len(columns) - 1} pyradiomics features of the tumour rim and necrotic core on the "
-                 "T2w (study preset: fixed bin width, no resampling); all are in radiomics/t2w_tumour_features.csv "
-                 "with the settings and library versions beside them.", digits=4)
-    ibsi = radiomics["ibsi_summary"]
-    report.paragraph(f"{summary_line(ibsi)} Full table: radiomics/ibsi/ibsi_compliance.html.")
-    _outcome_report(report, result)
-    report.heading("Outputs")
-    report.table({"file": [p.relative_to(result.folder).as_posix() for p in
-                           [*result.tables.values(), result.folder / "adc.nrrd", result.folder / "segmentation",
-                            result.folder / "fit_cluster_fit", result.folder / "radiomics", result.folder / "outcome",
-                            result.scene]]})
-    report.paragraph(f"virtualbiopsy {__version__}, Python {platform.python_version()}.")
-    report.write(result.report)
-
-
-def _outcome_report(report: Report, result: DemoResult) -> None:
-    outcome = result.outcome
-    summary = outcome.summary
-    report.heading("Outcome models on a synthetic cohort (OutcomePredictor)")
-    report.paragraph(
-        "A synthetic cohort of 200 patients with known signal (virtualbiopsy/prediction/README.md): "
-        f"'{summary['informative_feature']}' drives the binary endpoint (MYCN amplification) and a hidden "
-        "aggressive phenotype shortens survival. Every model is a nested cross-validated pipeline (imputation, "
-        f"scaling and feature selection inside the folds). Logistic regression: AUC {summary['auc']:.3f} "
-        f"[{summary['auc_ci'][0]:.3f}, {summary['auc_ci'][1]:.3f}] (95 % bootstrap CI, out-of-fold); SHAP "
-        f"(shapiq) ranks '{summary['top_shap_feature']}' first. k-means (k = 2) on the image signature: "
-        "median survival " + " vs ".join(f"{g}: {v:.0f} d" for g, v in summary["median_survival"].items())
-        + f", log-rank p = {summary['logrank_p']:.2g}. Cox model C-index {summary['cox_c_index']:.2f}.")
-    with open(outcome.tables["model_comparison"], newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if rows:
-        columns = [c for c in rows[0] if c in ("model", "auc", "auc_ci_low", "auc_ci_high", "balanced_accuracy",
-                                               "calibration_slope")] or list(rows[0])
-        report.table({c: [r[c] if c == "model" else float(r[c]) for r in rows] for c in columns},
-                     "Model comparison: out-of-fold predictions of nested cross-validation, 95 % bootstrap CIs; "
-                     "calibration slope 1 is ideal.", digits=3)
-    for key, caption in (("kaplan_meier", "Kaplan–Meier by image-signature cluster"),
-                         ("shap_beeswarm", "SHAP values per patient (logistic model)"),
-                         ("shap_waterfall", "One patient's prediction explained"),
-                         ("calibration", "Predicted probabilities and per-bin error"),
-                         ("gradcam", "Grad-CAM of the demo CNN on the sample study (overlay volume in the scene)")):
-        if key in outcome.figures:
-            report.figure(outcome.figures[key], caption, result.folder)

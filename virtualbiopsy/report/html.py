@@ -11,19 +11,36 @@ from __future__ import annotations
 
 import datetime
 import html
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222;
+       line-height: 1.4; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; margin-top: 2em; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; } td.num { text-align: right; white-space: nowrap; }
+td.undefined { color: #666; font-style: italic; }
+td.flag { background: #fde2d2; font-weight: 600; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 .warning { background: #fff4e0; border-left: 4px solid #e09000; padding: 0.6em 1em; }
-.caption { color: #555; font-size: 0.9em; }
+.caption { color: #555; font-size: 0.9em; caption-side: top; text-align: left; }
+dl.definitions { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1em; font-size: 0.9em; }
+dl.definitions dt { font-weight: 600; } dl.definitions dd { margin: 0; }
 """
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell with its own text and a CSS class (``flag``: far from the truth) and a tooltip."""
+
+    text: str
+    css_class: str = ""
+    title: str = ""
 
 
 _MARKDOWN_SPECIAL = "\\`*_[]|#!~"  # backslash-escaped (CommonMark escapes any ASCII punctuation this way)
@@ -57,26 +74,53 @@ class Report:
     def heading(self, text: str) -> None:
         self.sections.append(f"<h2>{html.escape(text)}</h2>")
 
-    def paragraph(self, text: str, css_class: str | None = None) -> None:
+    def paragraph(self, text: str, css_class: str | None = None, links: dict[str, str] | None = None) -> None:
+        """A paragraph of plain text, followed by ``links`` ({label: relative href}) when given."""
         attribute = f' class="{html.escape(css_class)}"' if css_class else ""
-        self.sections.append(f"<p{attribute}>{html.escape(text)}</p>")
+        anchors = ", ".join(f"<a href='{html.escape(href)}'>{html.escape(label)}</a>"
+                            for label, href in (links or {}).items())
+        self.sections.append(f"<p{attribute}>{html.escape(text)}{anchors}</p>")
 
-    def table(self, columns: dict[str, list], caption: str = "", digits: int = 4) -> None:
+    def table(self, columns: dict[str, list], caption: str = "", digits: int = 4,
+              undefined: str | dict[str, str] = "") -> None:
+        """Columns of values as an HTML table (in a horizontal scroll box when wide): numbers right-aligned,
+        text left-aligned and wrapped; a NaN reads "not defined" with the reason ``undefined`` gives
+        (one text, or one per column name)."""
         names = list(columns)
         rows = zip(*(columns[n] for n in names))
         head = "".join(f"<th>{html.escape(str(n))}</th>" for n in names)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(v, digits))}</td>" for v in row) + "</tr>" for row in rows
+            "<tr>" + "".join(_cell(v, digits, _reason(undefined, n)) for n, v in zip(names, row)) + "</tr>"
+            for row in rows
         )
         cap = f"<caption class='caption'>{html.escape(caption)}</caption>" if caption else ""
-        self.sections.append(f"<table>{cap}<tr>{head}</tr>{body}</table>")
+        self.sections.append(f"<div class='scroll'><table>{cap}<tr>{head}</tr>{body}</table></div>")
 
     def figure(self, png_path: str | Path, caption: str, relative_to: str | Path) -> None:
-        source = Path(png_path).resolve().relative_to(Path(relative_to).resolve()).as_posix()
+        """The PNG at its natural width (scaled down to the page when wider), linked to itself to enlarge."""
+        source = html.escape(Path(png_path).resolve().relative_to(Path(relative_to).resolve()).as_posix())
         self.sections.append(
-            f"<figure><img src='{html.escape(source)}' alt='{html.escape(caption)}'>"
+            f"<figure><a href='{source}' target='_blank' title='open at full size'>"
+            f"<img src='{source}' alt='{html.escape(caption)}'></a>"
             f"<figcaption class='caption'>{html.escape(caption)}</figcaption></figure>"
         )
+
+    def definitions(self, items: dict[str, str]) -> None:
+        """Terms and what they mean (metric definitions beside a table)."""
+        rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items.items())
+        self.sections.append(f"<dl class='definitions'>{rows}</dl>")
+
+    def links(self, paths, relative_to: str | Path, caption: str = "") -> None:
+        """A table of files, each linked relative to the page, with its size."""
+        base = Path(relative_to).resolve()
+        rows = []
+        for path in sorted(Path(p).resolve() for p in paths):
+            name = html.escape(path.relative_to(base).as_posix())
+            size = path.stat().st_size if path.is_file() else 0
+            rows.append(f"<tr><td><a href='{name}'>{name}</a></td><td class='num'>{_size(size)}</td></tr>")
+        cap = f"<caption class='caption'>{html.escape(caption)}</caption>" if caption else ""
+        self.sections.append(f"<div class='scroll'><table>{cap}<tr><th>file</th><th>size</th></tr>"
+                             + "".join(rows) + "</table></div>")
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)
@@ -100,3 +144,28 @@ def _fmt(value, digits: int) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _reason(undefined: str | dict[str, str], column: str) -> str:
+    return undefined.get(column, "") if isinstance(undefined, dict) else undefined
+
+
+def _cell(value, digits: int, reason: str) -> str:
+    if isinstance(value, Cell):
+        attributes = f" class='{html.escape(value.css_class)}'" if value.css_class else ""
+        attributes += f" title='{html.escape(value.title)}'" if value.title else ""
+        return f"<td{attributes}>{html.escape(value.text)}</td>"
+    if isinstance(value, float) and math.isnan(value):
+        text = f"not defined: {reason}" if reason else "not defined"
+        return f"<td class='undefined'>{html.escape(text)}</td>"
+    number = isinstance(value, numbers.Number) and not isinstance(value, bool)
+    css = " class='num'" if number else ""
+    return f"<td{css}>{html.escape(_fmt(value, digits))}</td>"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""

@@ -120,10 +120,21 @@ def _place_note(fig) -> None:
 
 
 def _texts(fig):
-    """Every visible, non-empty text artist of the figure (titles, labels, tick labels, legends, notes)."""
+    """Every visible, non-empty text artist of the figure (titles, labels, tick labels, legends, notes);
+    tick labels of ticks outside the view are left out (matplotlib keeps them but does not draw them)."""
+    undrawn = {id(label) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) for label in _undrawn_labels(axis)}
     for text in fig.findobj(matplotlib.text.Text):
-        if text.get_visible() and text.get_text().strip() and _shown(text):
+        if text.get_visible() and text.get_text().strip() and id(text) not in undrawn and _shown(text):
             yield text
+
+
+def _undrawn_labels(axis):
+    low, high = sorted(axis.get_view_interval())
+    slack = (high - low) * 1e-6
+    for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+        if not low - slack <= tick.get_loc() <= high + slack:
+            yield tick.label1
+            yield tick.label2
 
 
 def _shown(artist) -> bool:
@@ -148,7 +159,8 @@ def _name(ax) -> str:
 
 
 def _has_tick_labels(axis) -> bool:
-    return any(t.get_visible() and t.get_text().strip() for t in axis.get_ticklabels())
+    undrawn = {id(label) for label in _undrawn_labels(axis)}
+    return any(t.get_visible() and t.get_text().strip() and id(t) not in undrawn for t in axis.get_ticklabels())
 
 
 def _labelled(ax, which: str) -> bool:

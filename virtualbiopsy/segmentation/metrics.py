@@ -77,6 +77,21 @@ METRIC_UNITS = {
     "volume_difference_percent": "%",
 }
 
+METRIC_NAMES = {  # in words, for reports
+    "dsc": "Dice similarity coefficient (DSC)",
+    "jaccard": "Jaccard index (intersection over union)",
+    "fpr": "false-positive rate (FPR)",
+    "fnr": "false-negative rate (FNR)",
+    "hd95_mm": "95th-percentile Hausdorff distance (HD95)",
+    "msd_mm": "mean symmetric surface distance (MSD)",
+    "surface_dsc": "surface Dice (surface DSC)",
+    "added_path_length_mm": "added path length (APL)",
+    "volume_ai_ml": "AI volume",
+    "volume_corrected_ml": "corrected volume",
+    "volume_difference_ml": "volume difference",
+    "volume_difference_percent": "relative volume difference",
+}
+
 METRIC_DESCRIPTIONS = {
     "dsc": "Dice similarity coefficient 2TP/(2TP+FP+FN), 0-1 (1 = identical masks)",
     "jaccard": "Jaccard index TP/(TP+FP+FN), 0-1 (1 = identical masks)",
