@@ -29,6 +29,8 @@ when the user cancels.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -125,6 +127,22 @@ def _uncertainty_maps(fold_extras: list[np.ndarray], heads: int, regions_class_o
 def _half(values):
     """A [0, 1] map stored compactly as float16 (None stays None)."""
     return None if values is None else np.clip(values, 0.0, 1.0).astype(np.float16)
+
+
+CUDA_ONLY_NOTICE = "perform_everything_on_device=True is only supported for cuda devices!"
+
+
+def _quiet_predictor(**arguments):
+    """The predictor, without the line nnU-Net prints for every device but CUDA ("perform_everything_on_device=True
+    is only supported for cuda devices! Setting this to False"), which it prints even when given False, as here on
+    every device: on a CPU run it reads like a problem. Anything else it prints is passed on."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        predictor = _predictor_class()(**arguments)
+    for line in printed.getvalue().splitlines():
+        if not line.startswith(CUDA_ONLY_NOTICE):
+            print(line)
+    return predictor
 
 
 def _predictor_class():
@@ -322,9 +340,9 @@ class NNUNetSegmenter:
         self.previous_stage = (NNUNetSegmenter(model.previous_stage, device, mirroring, tile_step_size,
                                                passes_per_batch, precision, channels_last, mirror_axes)
                                if model.previous_stage is not None else None)
-        self.predictor = _predictor_class()(tile_step_size=float(tile_step_size), use_gaussian=True,
-                                            use_mirroring=mirroring, perform_everything_on_device=False,
-                                            device=self.device, verbose=False, allow_tqdm=False)
+        self.predictor = _quiet_predictor(tile_step_size=float(tile_step_size), use_gaussian=True,
+                                          use_mirroring=mirroring, perform_everything_on_device=False,
+                                          device=self.device, verbose=False, allow_tqdm=False)
         self.predictor.passes_per_batch = max(1, int(passes_per_batch)) if passes_per_batch is not None else None
         self.predictor.precision = precision
         checkpoints = [load_checkpoint(path) for path in model.checkpoints.values()]
