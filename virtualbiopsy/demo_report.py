@@ -15,7 +15,7 @@ from virtualbiopsy import __version__
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.radiomics.ibsi import summary_line
 from virtualbiopsy.report.html import Cell, Report
-from virtualbiopsy.segmentation.metrics import METRIC_NAMES
+from virtualbiopsy.segmentation.metrics import METRIC_WORDS
 
 FAR_FROM_TRUTH_PERCENT = 20.0
 """A value further than this from the phantom's truth (relative) is flagged in the report."""
@@ -103,7 +103,7 @@ def _segmentation(report: Report, result, study) -> None:
         f"(normalised entropy ≥ {summary['threshold']}); slices to review first, most uncertain first: "
         f"{', '.join(map(str, summary['slices_to_review']))}.")
     metrics = result.segmentation_metrics
-    report.table({"metric": [METRIC_NAMES.get(m, m) for m in metrics["metric"]], "value": list(metrics["value"]),
+    report.table({"metric": [METRIC_WORDS.get(m, m) for m in metrics["metric"]], "value": list(metrics["value"]),
                   "unit": list(metrics["unit"]), "definition": list(metrics["description"])},
                  "AI segment vs the true tumour (standing in for the radiologist's corrected segment).",
                  undefined="the masks do not overlap or one is empty")

@@ -39,6 +39,7 @@ from virtualbiopsy.segmentation.metrics import (
     METRIC_DESCRIPTIONS,
     METRIC_NAMES,
     METRIC_UNITS,
+    METRIC_WORDS,
     compare_masks,
     surface_distances,
 )
@@ -58,7 +59,7 @@ def sphere(shape, spacing, radius_mm, centre=None):
 # -- metrics on arrays ------------------------------------------------------------------------
 
 def test_metric_names_units_and_descriptions_agree():
-    assert set(METRIC_NAMES) == set(METRIC_UNITS) == set(METRIC_DESCRIPTIONS)
+    assert set(METRIC_NAMES) == set(METRIC_UNITS) == set(METRIC_DESCRIPTIONS) == set(METRIC_WORDS)
     assert len(METRIC_NAMES) == 12 and METRIC_NAMES[0] == "dsc"
 
 

@@ -77,7 +77,7 @@ METRIC_UNITS = {
     "volume_difference_percent": "%",
 }
 
-METRIC_NAMES = {  # in words, for reports
+METRIC_WORDS = {  # in words, for reports
     "dsc": "Dice similarity coefficient (DSC)",
     "jaccard": "Jaccard index (intersection over union)",
     "fpr": "false-positive rate (FPR)",
