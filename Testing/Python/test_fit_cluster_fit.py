@@ -336,12 +336,9 @@ def test_figures_are_written(tmp_path):
     dro = make_dro((300, 300), adcs=(0.7e-3, 2.0e-3), snr=30.0)
     result = run_fit_cluster_fit(dro.signals, dro.b_values, dro.mask,
                                  FitClusterFitParameters(erode_voxels=0, n_bootstrap=20, noise_floor=True))
-    names = result.table["habitat"]
-    colours = [(1, 0, 0), (0, 0, 1)]
-    ci = (result.table["adc_ci_low"], result.table["adc_ci_high"])
     a = figures.signal_vs_b(tmp_path / "fit.png", dro.b_values, result.mean_signals, result.habitat_s0,
-                            result.habitat_adc, names, colours, ci, result.noise.sigma, True)
-    b = figures.habitat_map(tmp_path / "map.png", dro.signals[0], result.labels, names, colours)
+                            result.habitat_adc, result.table, result.noise.sigma, True)
+    b = figures.habitat_map(tmp_path / "map.png", dro.signals[0], result.labels, result.table)
     assert a.stat().st_size > 10_000 and b.stat().st_size > 5_000
 
 

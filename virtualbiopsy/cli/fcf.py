@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,8 @@ from virtualbiopsy.errors import FileFormatError, ImageDimensionError, InputErro
 from virtualbiopsy.progress import ConsoleProgress, Task
 
 OVERRIDE_HINT = "Leave {option} out to use the stored ones, or give {flag} to use yours."
+# Other spellings of --b-values, still accepted (hidden from the help).
+B_VALUES_ALIASES = ("--bvalues", "--b_values", "--bvals")
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +23,7 @@ def add_parser(subparsers) -> None:
         description=(
             "Fit the monoexponential ADC of every tumour voxel with its standard error, exclude the most uncertain "
             "fits, cluster the rest into habitats and refit each habitat's mean signal. --dwi takes one volume per "
-            "b-value (any NRRD / NIfTI / MetaImage, in --bvalues order) or one 4D file (a .seq.nrrd sequence whose "
+            "b-value (any NRRD / NIfTI / MetaImage, in --b-values order) or one 4D file (a .seq.nrrd sequence whose "
             "index values are the b-values, a NRRD with a list axis, or a 4D NIfTI). Writes to OUT: habitats.csv "
             "(habitat, voxels, volume_ml, adc, adc_ci_low, adc_ci_high, voxel_mean_adc, ...; ADC in mm²/s), "
             "adc.nrrd, adc_se.nrrd, adc_r2.nrrd, s0.nrrd, habitats.seg.nrrd, signal_vs_b.png, habitat_map.png and "
@@ -31,18 +34,22 @@ def add_parser(subparsers) -> None:
         ),
     )
     parser.add_argument("--dwi", type=Path, nargs="+", required=True, help="DWI volumes, or one 4D file")
-    parser.add_argument("--bvalues", help="b-values in s/mm², e.g. 0,50,400,800, or a .bval file (default: what the "
-                                          "DWI file stores: a .seq.nrrd's index values, a NRRD DWI's DWMRI gradients, "
-                                          "a .bval beside a NIfTI)")
+    parser.add_argument("--b-values", dest="bvalues",
+                        help="b-values in s/mm², e.g. 0,50,400,800, or a .bval file (default: what the DWI file "
+                             "stores: a .seq.nrrd's index values, a NRRD DWI's DWMRI gradients, a .bval beside a "
+                             "NIfTI)")
+    parser.add_argument(*B_VALUES_ALIASES, dest="bvalues", help=argparse.SUPPRESS)
     parser.add_argument("--bvecs", type=Path, help="gradient directions, FSL .bvec (3 rows of N, or N rows of 3; "
                                                    "0 for b = 0; default: a NRRD DWI's gradients, a .bvec beside a "
                                                    "NIfTI)")
     parser.add_argument("--repeats-are-averages", action="store_true",
                         help="repeated non-zero b-values without directions are repeats of one direction: average "
                              "them (without this they are refused)")
-    parser.add_argument("--override-bvalues", action="store_true",
-                        help="use --bvalues / --bvecs even where the DWI file stores different ones (recorded in "
+    parser.add_argument("--override-b-values", dest="override_bvalues", action="store_true",
+                        help="use --b-values / --bvecs even where the DWI file stores different ones (recorded in "
                              "summary.json)")
+    parser.add_argument("--override-bvalues", "--override_b_values", dest="override_bvalues", action="store_true",
+                        help=argparse.SUPPRESS)
     add_mask_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--dicom", action="store_true",
@@ -98,7 +105,7 @@ def add_mask_arguments(parser) -> None:
     parser.add_argument("--segment", action="append", help="segment name in the .seg.nrrd (repeat for a union)")
 
 
-def read_values(text: str | None, parse, option: str = "--bvalues", example: str = "0,50,400,800") -> list | None:
+def read_values(text: str | None, parse, option: str = "--b-values", example: str = "0,50,400,800") -> list | None:
     """Numbers typed on the command line, or read from a file (e.g. dcm2niix's .bval).
 
     The text is read as numbers first (a long list is no file name), and only then as a path."""
@@ -165,8 +172,8 @@ def stored_dwi_table(paths: list[Path]) -> tuple[list | None, object, str, str]:
 
 
 def dwi_table(args, series, index_values, n_volumes: int) -> dict:
-    """The b-values and directions to use, and where they came from: --bvalues / --bvecs against what the
-    DWI file stores (refused where they differ unless --override-bvalues)."""
+    """The b-values and directions to use, and where they came from: --b-values / --bvecs against what the
+    DWI file stores (refused where they differ unless --override-b-values)."""
     import numpy as np
 
     from virtualbiopsy.diffusion import parse_b_values
@@ -185,12 +192,12 @@ def dwi_table(args, series, index_values, n_volumes: int) -> dict:
         where = ""
         if len(args.dwi) == 1 and is_dicom_reference(args.dwi[0]):
             where = f"The DICOM series '{args.dwi[0]}' carries no b-value tag (standard or vendor's). "
-        raise InputError(f"{where}Give the b-values with --bvalues (s/mm², one per DWI volume"
+        raise InputError(f"{where}Give the b-values with --b-values (s/mm², one per DWI volume"
                          f"{', in InstanceNumber order' if where else ''}), e.g. 0,50,400,800.")
-    given_from = "--bvalues"
+    given_from = "--b-values"
     if given is not None and not _is_number_list(args.bvalues, parse_b_values):
-        given_from = f"--bvalues '{Path(args.bvalues).name}'"
-    hint = OVERRIDE_HINT.format(option="--bvalues", flag="--override-bvalues")
+        given_from = f"--b-values '{Path(args.bvalues).name}'"
+    hint = OVERRIDE_HINT.format(option="--b-values", flag="--override-b-values")
     b_values, override = reconcile_values(stored, given, stored_from=source, given_from=given_from,
                                           override=args.override_bvalues, hint=hint)
     origin = given_from if given is not None and (override or stored is None) else source
@@ -201,7 +208,7 @@ def dwi_table(args, series, index_values, n_volumes: int) -> dict:
     if vectors is not None and stored_vectors is not None and not np.allclose(vectors, stored_vectors, atol=1e-3):
         if not args.override_bvalues:
             raise InputError(f"{vector_source} stores other gradient directions than '{args.bvecs.name}'. Leave "
-                             "--bvecs out to use the stored ones, or give --override-bvalues to use yours.")
+                             "--bvecs out to use the stored ones, or give --override-b-values to use yours.")
         vectors_override = {"stored_in": vector_source, "given": str(args.bvecs)}
     else:
         vectors_override = None
@@ -227,7 +234,7 @@ def load_series(context, paths: list[Path], what: str) -> tuple[object, list | N
     from virtualbiopsy.mrml import io
 
     if len(paths) > 1:
-        return [io.load_volume(context, p) for p in paths], None
+        return [io.load_volume(context, p, name=p.name) for p in paths], None
     path = paths[0]
     from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
 
@@ -236,8 +243,10 @@ def load_series(context, paths: list[Path], what: str) -> tuple[object, list | N
     if not path.is_file():
         raise FileFormatError(f"No file at '{path}'.")
     if path.name.lower().endswith((".seq.nrrd", ".seq.nhdr")):
-        sequence = io.load_sequence(context, path)
-        return sequence, io.sequence_volumes(sequence)[1]
+        sequence = io.load_sequence(context, path, name=path.name)
+        volumes, index_values = io.sequence_volumes(sequence)
+        name_by_file(volumes, path)
+        return sequence, index_values
     import SimpleITK as sitk
 
     try:
@@ -248,9 +257,16 @@ def load_series(context, paths: list[Path], what: str) -> tuple[object, list | N
     except RuntimeError as error:
         raise FileFormatError(f"Could not read '{path.name}': {error}".splitlines()[0]) from error
     if is_series:  # the library's one reading path for 3D and 4D (same axis order as Slicer's 3D reader)
-        return io.load_frames(context, path)[0], None
+        return name_by_file(io.load_frames(context, path)[0], path), None
     raise ImageDimensionError(f"'{path.name}' is a single 3D volume; give one {what} volume per "
                               f"{'b-value' if what == 'DWI' else 'frame'}, or one 4D file.")
+
+
+def name_by_file(volumes: list, path: Path) -> list:
+    """Name the volume nodes of one 4D file 'volume N of FILE' (1-based), so that messages name the file."""
+    for index, node in enumerate(volumes):
+        node.SetName(f"volume {index + 1} of {Path(path).name}")
+    return volumes
 
 
 def load_mask(context, args):
@@ -258,7 +274,7 @@ def load_mask(context, args):
     from virtualbiopsy.mrml import arrays, io
 
     if args.mask.name.lower().endswith((".seg.nrrd", ".seg.nhdr")):
-        node = io.load_segmentation(context, args.mask)
+        node = io.load_segmentation(context, args.mask, name=args.mask.name)
         segments = list(args.segment or [])
         if args.label is not None:
             segmentation = node.GetSegmentation()
@@ -269,7 +285,8 @@ def load_mask(context, args):
         return node, segments or None, None
     if args.segment:
         raise InputError("--segment needs a .seg.nrrd mask; for a label map use --label.")
-    return io.load_volume(context, args.mask, labelmap=True, require_finite_values=False), None, args.label
+    return (io.load_volume(context, args.mask, name=args.mask.name, labelmap=True, require_finite_values=False),
+            None, args.label)
 
 
 def parameters_from_args(args):
@@ -339,7 +356,7 @@ def _write_dicom(outputs, source, args) -> list[str]:
 def run(args) -> int:
     from virtualbiopsy.habitats import figures
     from virtualbiopsy.habitats.pipeline import DceParameters
-    from virtualbiopsy.logic.fit_cluster_fit import HABITAT_COLOURS, FitClusterFitLogic
+    from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
     from virtualbiopsy.mrml import MRMLContext, arrays, io
 
     # Every input is read and checked before --out is created or the progress bar starts, so a refusal
@@ -394,13 +411,12 @@ def run(args) -> int:
             io.save_node(node, args.out / f"{f'iauc{args.window:g}' if key == 'iauc' else key}.nrrd")
         names = columns["habitat"]
         figures.signal_vs_b(args.out / "signal_vs_b.png", [float(v) for v in result.shells.b_values],
-                            result.mean_signals, result.habitat_s0, result.habitat_adc, names, HABITAT_COLOURS,
-                            (columns["adc_ci_low"], columns["adc_ci_high"]), summary["noise_sigma"],
-                            parameters.noise_floor, result.b_values)
+                            result.mean_signals, result.habitat_s0, result.habitat_adc, columns,
+                            summary["noise_sigma"], parameters.noise_floor, result.b_values, parameters.confidence)
         first = logic.dwi_volumes(dwi, table["b_values"], True)[0][0]
         spacing = first.GetSpacing()
-        figures.habitat_map(args.out / "habitat_map.png", arrays.array_from_volume(first), result.labels, names,
-                            HABITAT_COLOURS, aspect=spacing[1] / spacing[0])
+        figures.habitat_map(args.out / "habitat_map.png", arrays.array_from_volume(first), result.labels, columns,
+                            aspect=spacing[1] / spacing[0], confidence=parameters.confidence)
         if args.dicom:
             summary["dicom"] = _write_dicom(outputs, first if isinstance(dwi, list) else dwi[0], args)
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -409,7 +425,7 @@ def run(args) -> int:
           f"({result.exclusion.describe()}):")
     for i, name in enumerate(names):
         print(f"  {name}: {int(columns['voxels'][i])} voxels, ADC {columns['adc'][i] * 1e3:.3f} "
-              f"[{columns['adc_ci_low'][i] * 1e3:.3f}, {columns['adc_ci_high'][i] * 1e3:.3f}] x10^-3 mm²/s "
+              f"[{columns['adc_ci_low'][i] * 1e3:.3f}, {columns['adc_ci_high'][i] * 1e3:.3f}] ×10⁻³ mm²/s "
               f"(voxel mean {columns['voxel_mean_adc'][i] * 1e3:.3f})")
     print(f"-> {args.out}")
     return 0

@@ -37,12 +37,37 @@ from virtualbiopsy.mrml.io import sequence_volumes
 from virtualbiopsy.progress import as_task
 
 __all__ = ["DceOutputs", "DceParameters", "FitClusterFitLogic", "FitClusterFitOutputs", "FitClusterFitParameters",
-           "HABITAT_COLOURS", "VoxelFitOutputs"]
+           "HABITAT_COLOURS",  # noqa: F822 (built by __getattr__ on first use)
+           "VoxelFitOutputs", "excluded_segment", "habitat_segment_colour"]
 
-# Habitat colours (RGB 0..1): habitat 1 (lowest ADC, most cellular) red, then orange, yellow, green, ...
-HABITAT_COLOURS = ((0.85, 0.16, 0.16), (0.98, 0.6, 0.1), (0.95, 0.9, 0.25), (0.3, 0.75, 0.3), (0.2, 0.6, 0.9),
-                   (0.45, 0.3, 0.8), (0.9, 0.4, 0.75), (0.55, 0.35, 0.2))
-EXCLUDED_SEGMENT = ("excluded (boundary or uncertain fit)", (0.55, 0.55, 0.55))
+EXCLUDED_NAME = "excluded (boundary or uncertain fit)"
+
+
+def habitat_segment_colour(h: int) -> tuple[float, float, float]:
+    """Habitat ``h``'s segment colour (RGB 0..1): its colour in every figure (:mod:`virtualbiopsy.report.style`).
+    Habitat 1 is the lowest ADC (most cellular)."""
+    from virtualbiopsy.report import style  # matplotlib: imported on use, after the module installed it
+
+    return style.rgb(style.habitat_colour(h))
+
+
+def excluded_segment() -> tuple[str, tuple[float, float, float]]:
+    """Name and colour (the figures' white; hatched there) of the segment of voxels left out of the clustering."""
+    from virtualbiopsy.report import style
+
+    return EXCLUDED_NAME, style.rgb(style.EXCLUDED_COLOUR)
+
+
+def __getattr__(name: str):
+    """``HABITAT_COLOURS`` (habitat 1, 2, ... as RGB 0..1) and ``EXCLUDED_SEGMENT``, built on first use so that
+    importing this module (Slicer does, before the module's packages are installed) needs no matplotlib."""
+    if name == "HABITAT_COLOURS":
+        from virtualbiopsy.report import style
+
+        return tuple(style.rgb(colour) for colour in style.HABITAT_COLOURS)
+    if name == "EXCLUDED_SEGMENT":
+        return excluded_segment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -331,9 +356,8 @@ class FitClusterFitLogic:
                 spatial[key] = full
             maps = self._add_fit_maps(spatial["adc"], spatial["se"], spatial["r2"], spatial["s0"], spatial["valid"],
                                       reference, fit.b_values)
-            segments_spec = {h: (f"habitat {h}", HABITAT_COLOURS[(h - 1) % len(HABITAT_COLOURS)])
-                             for h in range(1, result.k + 1)}
-            segments_spec[EXCLUDED_LABEL] = EXCLUDED_SEGMENT
+            segments_spec = {h: (f"habitat {h}", habitat_segment_colour(h)) for h in range(1, result.k + 1)}
+            segments_spec[EXCLUDED_LABEL] = excluded_segment()
             habitats = arrays.add_segmentation_from_labels(self.context, result.labels, geometry, segments_spec, name,
                                                            reference_volume=reference)
             habitats.SetAttribute("VirtualBiopsy.Habitats", str(result.k))
@@ -482,17 +506,18 @@ def demo_step(context, study, nodes: dict, out_dir, progress=None) -> dict:
     b_values = result.shells.b_values
     names = table["habitat"]
     spacing = dwi_volumes[0].GetSpacing()
+    confidence = summary["parameters"]["confidence"]
     figure_paths = {
         "signal_vs_b": figures.signal_vs_b(out / "signal_vs_b.png", b_values, result.mean_signals, result.habitat_s0,
-                                           result.habitat_adc, names, HABITAT_COLOURS,
-                                           (table["adc_ci_low"], table["adc_ci_high"]), summary["noise_sigma"],
-                                           False, result.b_values),
+                                           result.habitat_adc, table, summary["noise_sigma"], False, result.b_values,
+                                           confidence),
         "habitat_map": figures.habitat_map(out / "habitat_map.png", arrays.array_from_volume(dwi_volumes[0]),
-                                           result.labels, names, HABITAT_COLOURS, aspect=spacing[1] / spacing[0]),
+                                           result.labels, table, aspect=spacing[1] / spacing[0],
+                                           confidence=confidence),
         "habitat_enhancement": figures.enhancement_curves(
             out / "habitat_enhancement.png", result.dce_times,
             {name: result.dce_mean_curves[:, i] for i, name in enumerate(names)}, summary["dce_arrival_s"],
-            summary["dce_window_s"], HABITAT_COLOURS),
+            summary["dce_window_s"], table, confidence),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     t0 = getattr(study, "t0", None)
