@@ -35,39 +35,26 @@ from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import Geometry, require_finite, require_same_geometry, require_scalar_3d
 from virtualbiopsy.mrml.io import sequence_volumes
 from virtualbiopsy.progress import as_task
+from virtualbiopsy.report import style
 
-__all__ = ["DceOutputs", "DceParameters", "FitClusterFitLogic", "FitClusterFitOutputs", "FitClusterFitParameters",
-           "HABITAT_COLOURS",  # noqa: F822 (built by __getattr__ on first use)
-           "VoxelFitOutputs", "excluded_segment", "habitat_segment_colour"]
+__all__ = ["DceOutputs", "DceParameters", "EXCLUDED_SEGMENT", "FitClusterFitLogic", "FitClusterFitOutputs",
+           "FitClusterFitParameters", "HABITAT_COLOURS", "VoxelFitOutputs", "excluded_segment",
+           "habitat_segment_colour"]
 
 EXCLUDED_NAME = "excluded (boundary or uncertain fit)"
+# Habitat 1, 2, ... (1 = lowest ADC, most cellular) as RGB 0..1: their colours in every figure.
+HABITAT_COLOURS = tuple(style.rgb(colour) for colour in style.HABITAT_COLOURS)
+EXCLUDED_SEGMENT = (EXCLUDED_NAME, style.rgb(style.EXCLUDED_COLOUR))  # white in Slicer; hatched in figures
 
 
 def habitat_segment_colour(h: int) -> tuple[float, float, float]:
-    """Habitat ``h``'s segment colour (RGB 0..1): its colour in every figure (:mod:`virtualbiopsy.report.style`).
-    Habitat 1 is the lowest ADC (most cellular)."""
-    from virtualbiopsy.report import style  # matplotlib: imported on use, after the module installed it
-
+    """Habitat ``h``'s segment colour (RGB 0..1): its colour in every figure (:mod:`virtualbiopsy.report.style`)."""
     return style.rgb(style.habitat_colour(h))
 
 
 def excluded_segment() -> tuple[str, tuple[float, float, float]]:
-    """Name and colour (the figures' white; hatched there) of the segment of voxels left out of the clustering."""
-    from virtualbiopsy.report import style
-
-    return EXCLUDED_NAME, style.rgb(style.EXCLUDED_COLOUR)
-
-
-def __getattr__(name: str):
-    """``HABITAT_COLOURS`` (habitat 1, 2, ... as RGB 0..1) and ``EXCLUDED_SEGMENT``, built on first use so that
-    importing this module (Slicer does, before the module's packages are installed) needs no matplotlib."""
-    if name == "HABITAT_COLOURS":
-        from virtualbiopsy.report import style
-
-        return tuple(style.rgb(colour) for colour in style.HABITAT_COLOURS)
-    if name == "EXCLUDED_SEGMENT":
-        return excluded_segment()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """Name and colour of the segment of voxels left out of the clustering."""
+    return EXCLUDED_SEGMENT
 
 
 @dataclass

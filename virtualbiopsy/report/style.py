@@ -17,17 +17,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import to_rgba  # noqa: E402
+# matplotlib is imported by the functions that draw or check, so the palettes (and the scene's segment
+# colours built from them) need no matplotlib: Slicer imports the logic before installing the packages.
 
 RESEARCH_NOTE = "Research use only - not for clinical decisions"
 DPI = 110
 
 # Okabe & Ito: habitat 1 = lowest ADC (most cellular) ... The scene's habitat segments use the same colours.
-HABITAT_COLOURS = ("#D55E00", "#E69F00", "#009E73", "#56B4E9", "#0072B2", "#CC79A7", "#F0E442", "#999999")
+HABITAT_COLOURS = ("#D55E00", "#56B4E9", "#009E73", "#E69F00", "#0072B2", "#CC79A7", "#F0E442", "#999999")
 EXCLUDED_COLOUR = "#FFFFFF"  # drawn white with black cross-hatching: unlike any grey of the image
 EXCLUDED_HATCH = "xxxx"
 
@@ -56,8 +53,13 @@ def habitat_colours(n: int) -> list[str]:
 
 
 def rgb(colour: str) -> tuple[float, float, float]:
-    """``#rrggbb`` as an RGB triple in 0..1 (Slicer's segment colours)."""
-    return tuple(float(c) for c in to_rgba(colour)[:3])
+    """``#rrggbb`` as an RGB triple in 0..1 (Slicer's segment colours).
+
+    >>> rgb("#FF8000")
+    (1.0, 0.5019607843137255, 0.0)
+    """
+    value = colour.lstrip("#")
+    return tuple(int(value[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
 
 
 def tissue_colour(name: str, index: int = 0) -> str:
@@ -97,6 +99,8 @@ def checking():
 
 def save(fig, path, note: bool = True) -> Path:
     """Write ``fig`` as a PNG (folders made), with the research-use footer when ``note``; close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if note:
@@ -122,6 +126,8 @@ def _place_note(fig) -> None:
 def _texts(fig):
     """Every visible, non-empty text artist of the figure (titles, labels, tick labels, legends, notes);
     tick labels of ticks outside the view are left out (matplotlib keeps them but does not draw them)."""
+    import matplotlib.text
+
     undrawn = {id(label) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) for label in _undrawn_labels(axis)}
     for text in fig.findobj(matplotlib.text.Text):
         if text.get_visible() and text.get_text().strip() and id(text) not in undrawn and _shown(text):
@@ -171,6 +177,11 @@ def _labelled(ax, which: str) -> bool:
 
 def _visible_handle(handle) -> bool:
     """A legend handle that draws something: a line or marker with a colour, a filled or hatched patch..."""
+    import matplotlib.collections
+    import matplotlib.lines
+    import matplotlib.patches
+    from matplotlib.colors import to_rgba
+
     if not handle.get_visible() or handle.get_alpha() == 0:
         return False
     if isinstance(handle, matplotlib.lines.Line2D):
