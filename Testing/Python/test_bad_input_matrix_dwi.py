@@ -123,19 +123,19 @@ UNIT_BVECS = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
 CASES = [
     # b-value lists
     CliCase("bvalues_count_mismatch", lambda w: fcf(w, _volumes(w), "--bvalues", "0,50,400"),
-            ("--bvalues", "3 b-values", "4 DWI volumes")),
+            ("--b-values", "3 b-values", "4 DWI volumes")),
     CliCase("one_distinct_b_value", lambda w: fcf(w, _volumes(w, (0, 0), _signals()[:2]), "--bvalues", "0,0"),
             ("two distinct",)),
     CliCase("negative_b_value", lambda w: fcf(w, _volumes(w), "--bvalues", "0,-50,400,800"), (">= 0",)),
     CliCase("b_in_ms_per_um2", lambda w: fcf(w, _volumes(w), "--bvalues", "0,0.05,0.4,0.8"), ("units", "s/mm²")),
     CliCase("b_in_s_per_m2", lambda w: fcf(w, _volumes(w), "--bvalues", "0,5e7,4e8,8e8"), ("units", "s/m²")),
     CliCase("non_numeric_bvalues", lambda w: fcf(w, _volumes(w), "--bvalues", "0,fifty,400,800"),
-            ("--bvalues '0,fifty,400,800'", "neither numbers", "nor an existing file")),
+            ("--b-values '0,fifty,400,800'", "neither numbers", "nor an existing file")),
     CliCase("long_bvalue_list", lambda w: fcf(w, _volumes(w), "--bvalues", ",".join(["1000"] * 400)),
             ("400 b-values", "4 DWI volumes")),
     CliCase("long_text_not_a_file", lambda w: fcf(w, _volumes(w), "--bvalues", "x" * 400),
             ("neither numbers", "nor an existing file")),
-    CliCase("no_bvalues_for_3d_volumes", lambda w: fcf(w, _volumes(w)), ("--bvalues", "one per DWI volume")),
+    CliCase("no_bvalues_for_3d_volumes", lambda w: fcf(w, _volumes(w)), ("--b-values", "one per DWI volume")),
     CliCase("bval_file_wrong_count", lambda w: fcf(w, _volumes(w), "--bvalues", _file(w, "dwi.bval", "0 50 400\n")),
             ("'dwi.bval'", "3 b-values", "4 DWI volumes")),
     CliCase("bval_file_with_text", lambda w: fcf(w, _volumes(w), "--bvalues", _file(w, "dwi.bval", "0 50 x4 800\n")),
@@ -171,8 +171,8 @@ CASES = [
             ("repeated", "--bvecs")),
     # values the file stores
     CliCase("sequence_bvalues_conflict", lambda w: fcf(w, _dwi_sequence(w), "--bvalues", "0,400,50,800"),
-            ("dwi.seq.nrrd", "stores b-values 0,50,400,800 s/mm²", "--bvalues says 0,400,50,800",
-             "--override-bvalues")),
+            ("dwi.seq.nrrd", "stores b-values 0,50,400,800 s/mm²", "--b-values says 0,400,50,800",
+             "--override-b-values")),
     CliCase("sequence_bvalue_count_conflict", lambda w: fcf(w, _dwi_sequence(w), "--bvalues", "0,50,400"),
             ("stores b-values 0,50,400,800", "says 0,50,400")),
     CliCase("nifti_bval_beside_conflict", lambda w: fcf(w, _nifti(w), "--mask", _nifti_mask(w), "--bvalues",
@@ -183,7 +183,7 @@ CASES = [
     CliCase("bvecs_conflict_with_bvec_beside", lambda w: fcf(w, _nifti(w, (0, 1000, 1000, 1000), UNIT_BVECS),
                                                              "--mask", _nifti_mask(w), "--bvecs",
                                                              _file(w, "other.bvec", "0 0 1 0\n0 1 0 0\n0 0 0 1\n")),
-            ("other gradient directions", "other.bvec", "--override-bvalues")),
+            ("other gradient directions", "other.bvec", "--override-b-values")),
     # DWI series and masks
     CliCase("dwi_missing_file", lambda w: fcf(w, [w / "none.nrrd"], "--bvalues", "0,800"), ("none.nrrd",)),
     CliCase("single_3d_volume", lambda w: fcf(w, _volumes(w)[:1], "--bvalues", "0"), ("single 3D volume",)),
@@ -288,7 +288,7 @@ def test_override_bvalues_uses_the_typed_ones_and_records_both(tmp_path, capsys)
     summary, printed, adc = _run_fcf(tmp_path, capsys, fcf(tmp_path, _dwi_sequence(tmp_path), "--bvalues",
                                                            "0,50,400,900", "--override-bvalues"))
     assert summary["b_values_override"]["stored"] == list(B)
-    assert summary["b_values_override"]["given"] == [0, 50, 400, 900] and summary["b_values_from"] == "--bvalues"
+    assert summary["b_values_override"]["given"] == [0, 50, 400, 900] and summary["b_values_from"] == "--b-values"
     assert "b-values overridden" in printed and summary["b_values_fitted"] == [0, 50, 400, 900]
 
 

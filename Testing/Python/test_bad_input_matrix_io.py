@@ -177,7 +177,7 @@ FCF_CASES = [
     CliCase("fcf_truncated_mask", _fcf(mask=lambda ws: _truncate(_write(ws / "m.nii.gz", _labels()), 0.97)),
             ("m.nii.gz", "truncated")),
     CliCase("fcf_mask_other_spacing", _fcf(mask=lambda ws: _write(ws / "m.nii.gz", _labels(), spacing=(2, 2, 2))),
-            ("'m'", "spacing")),
+            ("'m.nii.gz'", "spacing")),
     CliCase("fcf_4d_text_file", _fcf(dwi=lambda ws: _text_as_nrrd(ws)), ("notes.nrrd",)),
 ]
 

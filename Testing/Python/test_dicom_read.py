@@ -303,7 +303,7 @@ BAD_SERIES = [
     CliCase("dwi-given-as-a-volume", lambda ws: ["preprocess", "--image", _phantom_series("dwi")(ws), "--normalise",
                                                  "zscore", "--out", ws / "out.nrrd"], ("4D series of 3 volumes",)),
     CliCase("dwi-without-b-value-tags", _dwi_command(_strip_b_values),
-            ("carries no b-value tag", "Give the b-values with --bvalues", "InstanceNumber order")),
+            ("carries no b-value tag", "Give the b-values with --b-values", "InstanceNumber order")),
     CliCase("dwi-b-values-not-matching-the-frames", _dwi_command(_strip_b_values, ["--bvalues", "0,1000"]),
             ("2 b-values for the 3 DWI volumes",)),
     CliCase("dwi-with-some-b-values-missing", _dwi_command(_strip_some_b_values), ("carry no b-value",)),

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
         ),
     )
     parser.add_argument("--dwi", type=Path, nargs="+", required=True, help="DWI volumes, or one 4D file")
-    parser.add_argument("--b-values", dest="bvalues",
+    parser.add_argument("--b-values", dest="bvalues", metavar="B_VALUES",
                         help="b-values in s/mm², e.g. 0,50,400,800, or a .bval file (default: what the DWI file "
                              "stores: a .seq.nrrd's index values, a NRRD DWI's DWMRI gradients, a .bval beside a "
                              "NIfTI)")
