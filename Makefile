@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/virtualbiopsy demo --out $(OUT) --overwrite
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --junitxml=out/test-results.xml
 
 # the tiny nnU-Net models of every kind (issue 13; about 10 min, cached), then their tests
 model-kinds: setup

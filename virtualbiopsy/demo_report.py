@@ -46,12 +46,12 @@ def flagged(value: float, truth: float, digits: int = 3, scale: float = 1.0) -> 
         return float("nan") if not math.isfinite(value) else value * scale
     text = f"{value * scale:.{digits}g}"
     if truth == 0:
-        return Cell(text)
+        return Cell(text, "num")
     percent = 100.0 * (value - truth) / abs(truth)
     if abs(percent) > FAR_FROM_TRUTH_PERCENT:
-        return Cell(f"{text} ⚠ {percent:+.0f} % from truth", "flag",
+        return Cell(f"{text} ⚠ {percent:+.0f} % from truth", "num flag",
                     f"more than {FAR_FROM_TRUTH_PERCENT:g} % from the phantom's true value")
-    return Cell(text)
+    return Cell(text, "num")
 
 
 def write_report(result, study, adc_columns: dict, volumes: dict) -> Path:
@@ -149,7 +149,7 @@ def _habitats(report: Report, result) -> None:
         "iAUC60 (s)": [flagged(v, t, 3) for v, t in zip(truth["iauc60"], truth["iauc60_true"])],
         "iAUC60 true (s)": truth["iauc60_true"],
     }
-    mixed = "the habitat mixes tissues, so it has no single true value"
+    mixed = "mixed tissues, no single truth"
     report.table(columns, "Each habitat's refitted ADC and iAUC60 against the tissue most of its voxels belong to; "
                  "voxel-mean ADC is the mean of the voxel-wise fits over the same voxels.", digits=3,
                  undefined={c: mixed for c in ("ADC true (×10⁻³ mm²/s)", "ADC error (%)", "iAUC60 true (s)")})

@@ -25,7 +25,7 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; } td.num { text-align: right; white-space: nowrap; }
 td.undefined { color: #666; font-style: italic; }
-td.flag { background: #fde2d2; font-weight: 600; }
+td.flag { background: #fde2d2; font-weight: 600; white-space: normal; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 .warning { background: #fff4e0; border-left: 4px solid #e09000; padding: 0.6em 1em; }
 .caption { color: #555; font-size: 0.9em; caption-side: top; text-align: left; }
