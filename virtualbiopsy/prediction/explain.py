@@ -279,6 +279,34 @@ def mass_fraction(cam: np.ndarray, mask: np.ndarray) -> float:
     return float(cam[mask].sum()) / total if total > 0 else 0.0
 
 
+def spill(cam: np.ndarray, mask: np.ndarray, spacing=(1.0, 1.0, 1.0), band_mm: float = 5.0,
+          tissues: dict | None = None) -> dict:
+    """Where the map's mass lies: its shares (0..1) ``inside`` the ``mask``, in the ``band`` up to ``band_mm``
+    outside it and ``beyond_band`` (the three sum to 1); ``tissues`` (name -> mask, e.g. the other
+    segments) splits the mass outside ``mask`` by tissue (``unsegmented``: outside every tissue), so
+    that ``inside`` and the tissue shares sum to 1 too.
+
+    ``spacing`` is the voxel size in mm along the array's axes (k, j, i). All shares are 0 for an empty map.
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask, bool)
+    total = float(cam.sum())
+    share = (lambda where: float(cam[where].sum()) / total) if total > 0 else (lambda where: 0.0)  # noqa: E731
+    distance = ndimage.distance_transform_edt(~mask, sampling=spacing) if mask.any() else np.full(mask.shape, np.inf)
+    band = ~mask & (distance <= band_mm)
+    result = {"inside": share(mask), "band": share(band), "beyond_band": share(~mask & ~band), "band_mm": band_mm,
+              "tissues": {}}
+    if tissues:
+        covered = mask.copy()
+        for name, where in tissues.items():
+            where = np.asarray(where, bool) & ~covered  # a voxel counts once (the first tissue that holds it)
+            result["tissues"][str(name)] = share(where)
+            covered |= where
+        result["tissues"]["unsegmented"] = share(~covered)
+    return result
+
+
 def robust_standardise(values: np.ndarray) -> np.ndarray:
     """(x - median) / (1.4826 MAD): the demo CNN was trained on unit-noise images."""
     values = np.asarray(values, np.float32)

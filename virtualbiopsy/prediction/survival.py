@@ -3,10 +3,11 @@
 * :func:`cluster_patients`: k-means (scikit-learn; k set by the user, default 2) on the
   standardised signature features (missing values: the feature's median, reported). Clusters are
   numbered 1..k by decreasing size, so the same data always give the same names.
-* :func:`kaplan_meier`: lifelines' product-limit estimate per group with its 95 % CI, median
-  survival and restricted mean survival time (RMST: the area under the curve up to ``tau``, by
-  default the shortest of the groups' longest follow-up, so every group's RMST covers the same span —
-  the "mean survival" of censored data).
+* :func:`kaplan_meier`: lifelines' product-limit estimate per group with its 95 % CI (and the
+  group's follow-up times, for censoring marks and numbers at risk), median survival and
+  restricted mean survival time (RMST: the area under the curve up to ``tau``, by default the
+  shortest of the groups' longest follow-up, so every group's RMST covers the same span — the "mean
+  survival" of censored data).
 * :func:`logrank`: lifelines' multivariate log-rank test (2 groups: the ordinary log-rank test).
 * :func:`risk_groups`: a prognostic index split at a percentile of the TRAINING cohort's index.
 """
@@ -76,6 +77,23 @@ class GroupSurvival:
     survival: np.ndarray
     ci_lower: np.ndarray
     ci_upper: np.ndarray
+    durations: np.ndarray = field(default_factory=lambda: np.array([]))  # each patient's follow-up time
+    observed: np.ndarray = field(default_factory=lambda: np.array([], int))  # 1 = event, 0 = censored
+
+    @property
+    def censored_times(self) -> np.ndarray:
+        """The follow-up times of the censored patients (sorted; ties repeated)."""
+        return np.sort(self.durations[self.observed == 0])
+
+    def at_risk(self, times) -> np.ndarray:
+        """Number at risk at each of ``times``: patients still followed (event or censoring at or after t)."""
+        times = np.asarray(times, float)
+        return (self.durations[None, :] >= times[:, None]).sum(axis=1)
+
+    def survival_at(self, times) -> np.ndarray:
+        """The Kaplan–Meier estimate S(t) at ``times`` (a step function, right-continuous)."""
+        index = np.searchsorted(self.timeline, np.asarray(times, float), side="right") - 1
+        return np.where(index >= 0, self.survival[np.clip(index, 0, None)], 1.0)
 
 
 @dataclass
@@ -118,7 +136,7 @@ def kaplan_meier(time, event, groups, tau: float | None = None) -> tuple[list[Gr
             str(name), int(rows.sum()), int(event[rows].sum()), float(kmf.median_survival_time_),
             (float(median_ci[0]), float(median_ci[1])), float(restricted_mean_survival_time(kmf, t=tau)),
             kmf.survival_function_.index.to_numpy(float), kmf.survival_function_.iloc[:, 0].to_numpy(float),
-            ci.iloc[:, 0].to_numpy(float), ci.iloc[:, 1].to_numpy(float),
+            ci.iloc[:, 0].to_numpy(float), ci.iloc[:, 1].to_numpy(float), time[rows], event[rows],
         ))
     return results, float(tau)
 
