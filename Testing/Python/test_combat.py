@@ -357,11 +357,15 @@ def test_logic_failures_leave_the_scene_unchanged(context):
     assert context.node_ids() == ids
 
 
-def test_batch_effect_figure(tmp_path):
+def test_batch_effect_figure_is_drawn_and_labelled(tmp_path):
     import matplotlib.image
+
+    from virtualbiopsy.report import style
 
     values, batch, covariates = multisite()
     adjusted, _ = harmonise(values, batch, covariates)
-    path = plot_batch_effect(values, adjusted, batch, tmp_path / "batch.png")
+    with style.checking() as found:
+        path = plot_batch_effect(values, adjusted, batch, tmp_path / "batch.png")
     image = matplotlib.image.imread(path)
     assert image.shape[0] > 500 and image.shape[1] > 500 and image[..., :3].std() > 0.05
+    assert found[str(path)] == []

@@ -247,18 +247,22 @@ def test_exploration_finds_the_label_group_and_volume_surrogates(cohort):
         exploration.univariate_table(table[features], np.arange(len(table)) % 3)
 
 
-def test_figures(cohort, fitted, tmp_path):
+def test_figures_are_drawn_labelled_and_without_overlapping_labels(cohort, fitted, tmp_path):
     import matplotlib.image
+
+    from virtualbiopsy.report import style
 
     table, _ = cohort
     features = [c for c in table.columns if c.startswith("original_")]
     stats = exploration.univariate_table(table[features], table["label"], table["original_shape_MeshVolume"])
-    paths = [exploration.plot_volcano(stats, tmp_path / "volcano.png"),
-             exploration.plot_correlation_heatmap(fitted.correlation_, tmp_path / "correlation.png"),
-             exploration.plot_loadings_heatmap(fitted.loadings_, tmp_path / "loadings.png", fitted.signature_)]
+    with style.checking() as found:
+        paths = [exploration.plot_volcano(stats, tmp_path / "volcano.png"),
+                 exploration.plot_correlation_heatmap(fitted.correlation_, tmp_path / "correlation.png"),
+                 exploration.plot_loadings_heatmap(fitted.loadings_, tmp_path / "loadings.png", fitted.signature_)]
     for path in paths:
         image = matplotlib.image.imread(path)
         assert image.shape[0] > 300 and image[..., :3].std() > 0.05
+        assert found[str(path)] == [], path.name  # the volcano's point labels are moved apart
 
 
 def test_logic_writes_new_nodes_and_leaves_the_input_alone(context, cohort):

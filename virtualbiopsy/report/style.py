@@ -32,6 +32,10 @@ POOR, GOOD = "#D55E00", "#0072B2"  # prognosis (and risk, events) / its opposite
 OTHER_GROUPS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9")  # survival groups between the poorest and the best
 RAISES, LOWERS = POOR, GOOD  # SHAP: pushes the prediction up / down
 
+# Categories without an order or a meaning of their own (batches, sites, scanners): Tol's "muted" scheme, which
+# shares no colour with the habitats or the prognosis pair.
+CATEGORICAL = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499")
+
 AI_OUTLINE, TRUE_OUTLINE, P10_OUTLINE = "#E69F00", "#009E73", "#56B4E9"
 REFERENCE = "#777777"  # identity lines, truth bars, base values
 
@@ -83,6 +87,35 @@ def group_colours(scores) -> list[str]:
     return colours
 
 
+def separate_annotations(fig, annotations, max_rounds: int = 50) -> None:
+    """Move point labels (``ax.annotate`` with offset-point text) up, one line at a time, until none overlaps
+    another (matplotlib has no label placement of its own; the lowest label stays where it is)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for note in sorted(annotations, key=lambda a: _text_box(a, renderer).y0):
+        for _ in range(max_rounds):
+            box = _text_box(note, renderer)
+            if not any(_overlap(box, other) for other in placed):
+                break
+            dx, dy = note.xyann
+            note.xyann = (dx, dy + box.height * 72.0 / fig.dpi)
+        placed.append(_text_box(note, renderer))
+
+
+def _text_box(text, renderer):
+    """The box of the text itself (an annotation's own extent includes its arrow)."""
+    import matplotlib.text
+
+    return matplotlib.text.Text.get_window_extent(text, renderer)
+
+
+def _overlap(box, other) -> bool:
+    dx = min(box.x1, other.x1) - max(box.x0, other.x0)
+    dy = min(box.y1, other.y1) - max(box.y0, other.y0)
+    return dx > 1.0 and dy > 1.0  # touching edges (adjacent tick labels) is not overlapping
+
+
 _checking: list[dict] = []
 
 
@@ -118,7 +151,7 @@ def _place_note(fig) -> None:
     """The footer goes just below the lowest text of the figure, so it never covers an axis label."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    lowest = min((t.get_window_extent(renderer).y0 for t in _texts(fig)), default=0.0)
+    lowest = min((_text_box(t, renderer).y0 for t in _texts(fig)), default=0.0)
     fig.text(0.99, min(0.0, (lowest - 2) / fig.bbox.height), RESEARCH_NOTE, ha="right", va="top", fontsize=6,
              color="#888", gid="research-note")
 
@@ -236,13 +269,11 @@ def figure_problems(fig) -> list[str]:
                 problems.append("a legend entry without text")
             elif handle is None or not _visible_handle(handle):
                 problems.append(f"legend entry '{label}' draws nothing")
-    boxes = [(t, t.get_window_extent(renderer)) for t in _texts(fig)]
+    boxes = [(t, _text_box(t, renderer)) for t in _texts(fig)]
     boxes = [(t, b) for t, b in boxes if b.width > 0 and b.height > 0]
     for index, (text, box) in enumerate(boxes):
         for other, other_box in boxes[index + 1:]:
-            dx = min(box.x1, other_box.x1) - max(box.x0, other_box.x0)
-            dy = min(box.y1, other_box.y1) - max(box.y0, other_box.y0)
-            if dx > 1.0 and dy > 1.0:  # touching edges (adjacent tick labels) is not overlapping
+            if _overlap(box, other_box):
                 problems.append(f"text '{_short(text)}' overlaps '{_short(other)}'")
     return problems
 

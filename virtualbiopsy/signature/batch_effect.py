@@ -66,7 +66,9 @@ def plot_batch_effect(before: pd.DataFrame, after: pd.DataFrame, batch: Sequence
         feature = effect.sort_values("kruskal_h_before", ascending=False)["feature"].iloc[0]
     summary = summarise_batch_effect(effect)
     fig, axes = plt.subplots(2, 2, figsize=(11, 9))
-    colours = plt.get_cmap("tab10")
+    from virtualbiopsy.report import style
+
+    colours = style.CATEGORICAL
     for column, (title, frame) in enumerate((("before", before), ("after", after))):
         x = frame.to_numpy(dtype=float)
         sd = x.std(axis=0, ddof=1)
@@ -78,8 +80,8 @@ def plot_batch_effect(before: pd.DataFrame, after: pd.DataFrame, batch: Sequence
         ax = axes[0, column]
         for i, level in enumerate(levels):
             chosen = labels == level
-            ax.scatter(scores[chosen, 0], scores[chosen, 1], s=18, color=colours(i % 10), label=plain_text(level),
-                       alpha=0.8)
+            ax.scatter(scores[chosen, 0], scores[chosen, 1], s=18, color=colours[i % len(colours)],
+                       label=plain_text(level), alpha=0.8)
         fraction = summary[f"fraction_significant_{title}"]
         ax.set_title(f"PCA {title} ComBat: {fraction:.0%} of features with batch p < 0.05")
         ax.set_xlabel("PC1")
@@ -91,5 +93,6 @@ def plot_batch_effect(before: pd.DataFrame, after: pd.DataFrame, batch: Sequence
         p = effect.set_index("feature").at[feature, f"p_{title}"]
         ax.set_title(f"{plain_text(feature)} {title} (Kruskal p = {p:.2g})", fontsize=9)
         ax.set_xlabel("batch")
+        ax.set_ylabel(f"{plain_text(feature)} (feature value)")
     fig.tight_layout()
     return _save(fig, path)

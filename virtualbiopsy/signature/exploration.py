@@ -120,6 +120,7 @@ def _plt():
 
 def plot_volcano(table: pd.DataFrame, path, alpha: float = 0.05, annotate: int = 8):
     """Univariate AUC against -log10 Mann-Whitney p; the Bonferroni line; volume surrogates hollow."""
+    from virtualbiopsy.report import style
     from virtualbiopsy.report.figures import _save
 
     plt = _plt()
@@ -127,20 +128,21 @@ def plot_volcano(table: pd.DataFrame, path, alpha: float = 0.05, annotate: int =
     y = -np.log10(np.clip(table["p_value"].to_numpy(dtype=float), 1e-300, 1.0))
     x = table["auc_raw"].to_numpy(dtype=float)
     surrogate = table["volume_surrogate"].to_numpy(bool) if "volume_surrogate" in table else np.zeros(len(x), bool)
-    ax.scatter(x[~surrogate], y[~surrogate], s=16, color="tab:blue", label="feature")
+    ax.scatter(x[~surrogate], y[~surrogate], s=16, color="#555555", label="feature")
     if surrogate.any():
-        ax.scatter(x[surrogate], y[surrogate], s=22, facecolors="none", edgecolors="tab:red",
+        ax.scatter(x[surrogate], y[surrogate], s=22, facecolors="none", edgecolors="#CC79A7",
                    label="volume surrogate (|rho| >= 0.8)")
     bonferroni = -np.log10(alpha / max(len(table), 1))
     ax.axhline(bonferroni, color="grey", linestyle="--", linewidth=1, label=f"Bonferroni p = {alpha:g}")
     ax.axvline(0.5, color="grey", linewidth=0.5)
-    for i in np.argsort(-y)[:annotate]:
-        ax.annotate(plain_text(table["feature"].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(3, 2),
-                    textcoords="offset points")
+    notes = [ax.annotate(plain_text(table["feature"].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(3, 2),
+                         textcoords="offset points", arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.5})
+             for i in np.argsort(-y)[:annotate]]
     ax.set_xlabel("univariate AUC (positive class)")
     ax.set_ylabel("-log10 Mann-Whitney p")
     ax.set_xlim(0, 1)
-    ax.legend(fontsize=8, loc="upper center")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    style.separate_annotations(fig, notes)
     ax.set_title(f"{len(table)} features")
     return _save(fig, path)
 
@@ -168,6 +170,8 @@ def plot_correlation_heatmap(correlation: pd.DataFrame, path, max_features: int 
     labels = [plain_text(c) for c in strength.columns]
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=5)
     ax.set_yticks(range(len(labels)), labels, fontsize=5)
+    ax.set_xlabel("feature")
+    ax.set_ylabel("feature")
     fig.colorbar(shown, ax=ax, fraction=0.04, label="|Pearson r|")
     ax.set_title("Feature correlation")
     return _save(fig, path)
@@ -191,6 +195,8 @@ def plot_loadings_heatmap(loadings: pd.DataFrame, path, signature: Sequence[str]
     for tick, name in zip(ax.get_yticklabels(), values.index):
         if name in set(signature):
             tick.set_fontweight("bold")
+    ax.set_xlabel("factor")
+    ax.set_ylabel("feature")
     fig.colorbar(shown, ax=ax, fraction=0.05, label="loading")
     ax.set_title("Factor loadings (varimax); signature in bold")
     return _save(fig, path)
