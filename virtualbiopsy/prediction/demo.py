@@ -4,7 +4,9 @@
 four classifiers for the binary endpoint, saves the best-documented one (logistic regression) with
 its model card, explains it with SHAP, clusters patients on the image signature for Kaplan–Meier
 and log-rank, trains a Cox model, and (given the study's image and tumour segmentation) adds a
-Grad-CAM overlay of the demo CNN. Figures and CSV tables go to ``out_dir``.
+Grad-CAM overlay of the demo CNN with where its mass lies (inside the tumour, in a 5 mm band, on
+which other segment). Figures and CSV tables go to ``out_dir``; ``DemoOutputs.captions`` says what
+each figure shows (keyed like ``figures``), with the numbers of this run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from virtualbiopsy.progress import as_task
 class DemoOutputs:
     tables: dict[str, Path] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)  # what each figure shows, keyed like ``figures``
     model_folder: Path | None = None
     summary: dict = field(default_factory=dict)  # key numbers for the report
     nodes: dict = field(default_factory=dict)
@@ -86,17 +89,21 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
     result.tables["shap_importance"] = write_csv(trained.importance, tables_dir / "shap_importance.csv")
     result.tables["cv_predictions"] = _csv(model.cv_predictions, tables_dir / "cv_predictions.csv")
     cv = model.cv_predictions
+    positive = figures.class_text("mycn_amplified", 1)
     result.figures["calibration"] = figures.probability_calibration(
-        figures_dir / "calibration.png", cv["mycn_amplified"].astype(int), cv["p_1"], label="MYCN amplified")
+        figures_dir / "calibration.png", cv["mycn_amplified"].astype(int), cv["p_1"], label=positive,
+        negative=figures.class_text("mycn_amplified", 0))
     result.figures["predicted_vs_observed"] = figures.predicted_vs_observed(
         figures_dir / "predicted_vs_observed.png", cv, model.endpoint)
     result.figures["shap_bar"] = figures.shap_bar(figures_dir / "shap_importance.png", shap)
     result.figures["shap_beeswarm"] = figures.shap_beeswarm(figures_dir / "shap_beeswarm.png", shap)
     case = str(shap.values.index[int(abs(shap.prediction - 0.5).argmax())])  # a confidently predicted case
     result.figures["shap_waterfall"] = figures.shap_waterfall(figures_dir / "shap_waterfall.png", shap, case)
+    prediction = float(shap.prediction[list(shap.values.index).index(case)])
     result.figures["patient_in_cohort"] = figures.patient_in_cohort(
         figures_dir / "patient_in_cohort.png", model.feature_quantiles, shap.data.loc[case], model.used_features,
-        shap.values.loc[case], title=f"Case {case} within the training cohort")
+        shap.values.loc[case], title=f"Case {case} within the training cohort", prediction=prediction,
+        output=shap.output)
 
     task.update(0.75, "Survival by image-signature cluster")
     signature = list(cohort.truth["signature"])
@@ -122,6 +129,8 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
     if volume_node is not None:
         task.update(0.92, "Grad-CAM overlay (demo CNN)")
         from virtualbiopsy.mrml.arrays import array_from_volume, mask_from_segment, segment_ids
+        from virtualbiopsy.mrml.geometry import Geometry
+        from virtualbiopsy.prediction.explain import spill
 
         tumour = None
         if segmentation_node is not None:  # the tumour segments (all segments if none is named so)
@@ -132,13 +141,21 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
         overlay = logic.gradcam_overlay(volume_node, segmentation_node, tumour, progress=task.sub(0.92, 0.99))
         result.nodes["gradcam"] = overlay
         save_node(overlay, out / "gradcam.nrrd")
-        mask = None
+        image, cam = array_from_volume(volume_node), array_from_volume(overlay)
+        spacing = tuple(float(v) for v in Geometry.from_node(volume_node).spacing[::-1])  # (k, j, i) in mm
+        mask, where = None, None
         if segmentation_node is not None:
             mask = sum(mask_from_segment(segmentation_node, s, volume_node) for s in tumour) > 0
+            others = {seg.GetSegment(s).GetName(): mask_from_segment(segmentation_node, s, volume_node)
+                      for s in ids if s not in tumour}
+            where = spill(cam, mask, spacing, band_mm=5.0, tissues=others)
             result.summary["gradcam_fraction_in_segment"] = float(
                 overlay.GetAttribute("VirtualBiopsy.GradCAM.FractionInSegment"))
-        result.figures["gradcam"] = figures.gradcam_slice(figures_dir / "gradcam.png", array_from_volume(volume_node),
-                                                          array_from_volume(overlay), mask)
+            result.summary["gradcam_spill"] = where
+        result.figures["gradcam"] = figures.gradcam_slice(figures_dir / "gradcam.png", image, cam, mask,
+                                                          aspect=spacing[1] / spacing[2],
+                                                          inside=None if where is None else where["inside"])
+        result.captions["gradcam"] = _gradcam_caption(where)
 
     metrics = model.metrics.set_index("metric")
     clusters = survival.analysis.summary.set_index("group")
@@ -153,10 +170,64 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
         "cox_c_index": float(cox.model.metrics.set_index("metric").loc["c_index", "estimate"]),
         "best_model": str(comparison["model"].iloc[0]),
     })
+    result.captions.update(_captions(result.summary, case, prediction, shap))
     result.nodes.update({"cohort": joined, "metrics": trained.metrics, "survival": survival.summary})
     (out / "outcome_summary.json").write_text(json.dumps(result.summary, indent=2))
     task.update(1.0, "Outcome prediction done")
     return result
+
+
+def _gradcam_caption(where: dict | None) -> str:
+    """What the Grad-CAM figure shows and where the map's mass lies (``where``: :func:`~explain.spill`)."""
+    from virtualbiopsy.logic.outcome_predictor import GradCamParameters
+
+    margin = GradCamParameters().margin_mm
+    text = ("Grad-CAM of the demo CNN (a bright-blob detector trained on synthetic noise images, not a clinical "
+            "model) over the sample study's T2w, on the axial slice holding most of the map: bright is where the "
+            "network's evidence for 'bright blob present' comes from (normalised 0-1 over the volume; the CNN sees "
+            f"the tumour's bounding box plus {margin:g} mm, the map is 0 elsewhere).")
+    if where is None:
+        return text
+    text += (f" Over the whole volume, {where['inside']:.0%} of the map's mass lies inside the tumour outline, "
+             f"{where['band']:.0%} within {where['band_mm']:g} mm outside it and {where['beyond_band']:.0%} "
+             "further out")
+    outside = sorted(((name, share) for name, share in where["tissues"].items() if share >= 0.005),
+                     key=lambda item: -item[1])
+    if outside:
+        text += "; the rest spills onto " + ", ".join(f"{name} ({share:.0%})" for name, share in outside)
+    return text + "."
+
+
+def _captions(summary: dict, case: str, prediction: float, shap) -> dict[str, str]:
+    """Captions of the outcome figures (the report may use them beside each figure)."""
+    from virtualbiopsy.prediction.figures import output_words
+
+    what, unit = output_words(shap.output)
+    rmst = ", ".join(f"{g} {v:.0f} days" for g, v in summary["rmst"].items())
+    return {
+        "model_comparison": "AUC (area under the ROC curve) of each classifier for mycn_amplified, out-of-fold "
+                            "predictions of nested cross-validation, with 95 % bootstrap CIs; 0.5 is chance.",
+        "calibration": "Out-of-fold predicted probability of mycn_amplified = yes: its density per observed class "
+                       "(top), the observed rate per probability bin with Wilson 95 % CIs against the diagonal of "
+                       "perfect calibration (middle) and each bin's error, predicted - observed, with its number "
+                       "of cases (bottom).",
+        "predicted_vs_observed": "Out-of-fold predicted probability of mycn_amplified = yes for the cases that "
+                                 "were not amplified and those that were (boxes: quartiles and median).",
+        "shap_bar": f"Mean |SHAP value| per feature over the explained cases, in {unit} units ({what}).",
+        "shap_beeswarm": f"SHAP value of each feature for each explained case, in {unit} units ({what}); colour: "
+                         "the feature's value (grey: missing, imputed by the model).",
+        "shap_waterfall": f"How the logistic model's output for case {case} ({what} = {prediction:.3f}) is built "
+                          "from the mean output over the background E[f(x)], feature by feature: vermillion bars "
+                          "raise it, blue bars lower it; feature values with their units.",
+        "patient_in_cohort": f"Case {case}'s feature values (diamonds) within the training cohort's distributions "
+                             f"(5-95 % and 25-75 % bands, median), with each feature's SHAP value ({unit}).",
+        "kaplan_meier": "Kaplan–Meier overall survival of the two k-means clusters of the image signature, 95 % "
+                        f"confidence bands, censoring marks (+) and the number at risk; RMST {rmst} "
+                        f"(log-rank p = {summary['logrank_p']:.2g}). Poorer RMST vermillion, better blue.",
+        "cox_risk_groups": "Kaplan–Meier overall survival of the Cox model's out-of-fold risk groups (prognostic "
+                           "index above / below the median of its training folds), with censoring marks and the "
+                           "number at risk. Poorer RMST vermillion, better blue.",
+    }
 
 
 def _csv(frame, path: Path) -> Path:
