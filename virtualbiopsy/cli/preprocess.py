@@ -13,19 +13,21 @@ from virtualbiopsy.errors import InputError
 from virtualbiopsy.progress import ConsoleProgress, Task
 
 
-def add_pipeline_arguments(parser, grid_steps: bool = True) -> None:
+def add_pipeline_arguments(parser, grid_steps: bool = True, mask: bool = True) -> None:
     """Options choosing the pre-processing steps; ``grid_steps`` adds those that change the
-    voxel values' scale or grid (resampling, normalisation)."""
+    voxel values' scale or grid (resampling, normalisation); ``mask``: the command has a --mask option
+    (the help says where N4 and the normalisation look)."""
     group = parser.add_argument_group("pre-processing (each step optional, applied in this order)")
     group.add_argument("--n4", action="store_true",
-                       help="N4 bias-field correction (inside --mask, else the Otsu body mask)")
+                       help="N4 bias-field correction (inside --mask, else the Otsu body mask)" if mask else
+                       "N4 bias-field correction (inside the Otsu body mask)")
     group.add_argument("--denoise", choices=("curvature_flow", "patch_based"),
                        help="edge-preserving denoising; patch_based (non-local means) is slow: minutes per volume")
     if grid_steps:
         group.add_argument("--spacing", help="resample to this voxel size in mm, e.g. 1,1,4 (x,y,z)")
         group.add_argument("--normalise", choices=("zscore", "percentile"),
                            help="z-score, or clip to the 0.5-99.5th percentiles and scale to [0, 1] "
-                                "(statistics inside --mask, else the body mask)")
+                                f"(statistics inside {'--mask, else ' if mask else ''}the body mask)")
 
 
 def pipeline_from_args(args):

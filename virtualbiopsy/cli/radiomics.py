@@ -86,8 +86,7 @@ def run(args) -> int:
             raise InputError(f"--workers must be at least 1, got {args.workers}.")
         with ConsoleProgress("radiomics") as bar:
             result = batch.run_batch(args.manifest, args.out, parameters, args.workers, Task(bar))
-        print(f"{len(result.rows)} case(s): {result.computed - result.failed} computed, {result.reused} reused from "
-              f"an earlier run, {result.failed} failed -> {result.table_path}")
+        print(result.summary_line())
         for row in [r for r in result.rows if r["error"]][:10]:
             print(f"  {row['case_id']}: {row['error']}")
         return EXIT_SOME_CASES_FAILED if result.failed else 0

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
             "(new segments; the tumour coded as a neoplasm), uncertainty.nrrd (normalised predictive entropy over "
             "the mirrored passes and folds, uint8 0-255 = 0-1), disagreement.nrrd (mutual information between "
             "those passes, same scale; with several folds also fold_disagreement.nrrd), agreement.seg.nrrd (mean "
-            "tumour probability >= 10 %% and >= 50 %%) and summary.json (tumour volume in mL, uncertain fraction = "
+            "tumour probability >= 10 % and >= 50 %) and summary.json (tumour volume in mL, uncertain fraction = "
             "share of the tumour's voxels with entropy >= --threshold, "
             "slices to review, the pre-processing applied). --n4 / --denoise pre-process every input image first "
             "(same grid; nnU-Net does its own resampling and normalisation). Any NRRD / NIfTI input. A manifest run "
@@ -61,7 +61,7 @@ def add_parser(subparsers) -> None:
                              "DICOM SEG, the uncertainty as a Parametric Map and the tumour volume and uncertain "
                              "fraction as an SR Measurement Report (TID 1500), referencing the source series "
                              "(the first --image must be a DICOM folder or FOLDER#series)")
-    add_pipeline_arguments(parser, grid_steps=False)
+    add_pipeline_arguments(parser, grid_steps=False, mask=False)
     parser.set_defaults(run=run)
 
 
@@ -119,6 +119,14 @@ def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, tas
     return summary
 
 
+def _load_image(context, io, path: Path):
+    """The image as a volume node named after its file (a DICOM series keeps its own name), so that every
+    message about it names the file."""
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+    return io.load_volume(context, path, name=None if is_dicom_reference(path) else Path(path).name)
+
+
 def _report(name: str, summary: dict, folder: Path) -> None:
     print(f"{name}: tumour {summary['tumour_volume_ml']:.1f} mL, "
           f"{100 * summary['uncertain_fraction']:.1f} % uncertain -> {folder}")
@@ -145,7 +153,7 @@ def run(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     quiet_vtk(args.out / "vtk.log")
     if cases is None:
-        volumes = [io.load_volume(context, path) for path in args.image]
+        volumes = [_load_image(context, io, path) for path in args.image]
         if args.dicom:
             from virtualbiopsy.dicom.export import require_dicom_source
 
@@ -158,7 +166,7 @@ def run(args) -> int:
 
     def segment_case(case, folder, task):
         try:
-            volumes = [io.load_volume(context, path) for path in case.images]
+            volumes = [_load_image(context, io, path) for path in case.images]
             return _write_case(logic, context, volumes, parameters, pipeline, folder, task, case.case_id,
                                case.images, args.dicom)
         finally:

@@ -65,6 +65,17 @@ class BatchResult:
     failed: int  # cases with an error (their message is in the 'error' column)
 
     @property
+    def succeeded(self) -> int:
+        """Cases whose features this run computed: :attr:`computed` less the failed ones (a reused case never
+        failed: a failed one is computed again), so that succeeded + reused + failed = all cases."""
+        return self.computed - self.failed
+
+    def summary_line(self) -> str:
+        """'9 case(s): 3 computed, 0 reused from an earlier run, 6 failed -> features.csv': counts that add up."""
+        return (f"{len(self.rows)} case(s): {self.succeeded} computed, {self.reused} reused from an earlier run, "
+                f"{self.failed} failed -> {self.table_path}")
+
+    @property
     def columns(self) -> list[str]:
         return table_columns(self.rows)
 
