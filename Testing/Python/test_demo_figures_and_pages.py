@@ -187,3 +187,13 @@ def test_the_page_fits_1400_px_without_horizontal_overflow_and_every_image_loads
     assert [src for src, complete, width in images if not (complete and width > 0)] == []
     if page_path == "report.html":
         assert len(images) >= 17
+
+
+def test_texts_of_a_hidden_or_axis_less_panel_are_not_counted():
+    fig, ax = _clean_figure()
+    hidden = fig.add_axes(ax.get_position())  # exactly over the first: its tick labels would overlap
+    hidden.set_axis_off()
+    assert style.figure_problems(fig) == []
+    hidden.set_axis_on()
+    assert any("overlaps" in p for p in style.figure_problems(fig))
+    plt.close(fig)

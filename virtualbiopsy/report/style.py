@@ -162,6 +162,9 @@ def _texts(fig):
     import matplotlib.text
 
     undrawn = {id(label) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) for label in _undrawn_labels(axis)}
+    for ax in fig.axes:  # the axis texts of a hidden or axis-less panel are not drawn (and know no axes)
+        if not ax.get_visible() or not ax.axison:
+            undrawn.update(id(t) for t in _axis_texts(ax))
     for text in fig.findobj(matplotlib.text.Text):
         if text.get_visible() and text.get_text().strip() and id(text) not in undrawn and _shown(text):
             yield text
@@ -179,7 +182,7 @@ def _undrawn_labels(axis):
 def _shown(artist) -> bool:
     """False when the artist or one of its containers (axes, legend) is hidden."""
     axes = artist.axes
-    if axes is not None and (not axes.get_visible() or not axes.axison and artist in _axis_texts(axes)):
+    if axes is not None and not axes.get_visible():
         return False
     return artist.get_alpha() != 0
 
