@@ -14,7 +14,6 @@ as no / yes), features carry their units (:func:`feature_unit`), SHAP values the
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -27,73 +26,25 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
+from virtualbiopsy.prediction.figure_words import (  # noqa: E402
+    METRIC_NAMES,
+    MISSING,
+    MODEL_NAMES,
+    _with_unit,
+    class_text,
+    feature_unit,
+    output_words,
+    value_text,
+)
 from virtualbiopsy.report import style  # noqa: E402
+from virtualbiopsy.report.style import ORIENTATION  # noqa: E402
 
-MISSING = "missing (imputed)"
 NEUTRAL = "#444444"  # unsigned quantities (mean |SHAP|, a metric's estimate)
 PATIENT = "#CC79A7"  # the patient's marker among the cohort's distributions
-ORIENTATION = "patient right ←  → patient left"
-ADC_UNIT = "×10⁻³ mm²/s"
-
-# Units of the demo cohort's features (virtualbiopsy.prediction.cohort) and of common column names.
-FEATURE_UNITS = {"adc_mean": ADC_UNIT, "adc_p10": ADC_UNIT, "t2_entropy": "bits", "dce_iauc60": "s",
-                 "age_months": "months", "os_days": "days"}
-_SUFFIX_UNITS = (("_days", "days"), ("_months", "months"), ("_years", "years"), ("_ml", "mL"), ("_mm3", "mm³"),
-                 ("_cm3", "cm³"), ("_mm", "mm"), ("_s", "s"))
-METRIC_NAMES = {"auc": "AUC (area under the ROC curve)", "c_index": "C-index (concordance)",
-                "balanced_accuracy": "balanced accuracy", "brier": "Brier score",
-                "calibration_slope": "calibration slope"}
-MODEL_NAMES = {"logistic": "logistic regression", "random_forest": "random forest",
-               "gradient_boosting": "gradient boosting", "svm": "SVM (support vector machine)", "cox": "Cox"}
 
 
 def _save(fig, path) -> Path:
     return style.save(fig, path, note=True)
-
-
-def feature_unit(name, values=None) -> str:
-    """The unit of a feature ('' when unknown): the demo cohort's table, then the name's suffix. ADC
-    features read as ×10⁻³ mm²/s unless their values (if given) are on the mm²/s scale (median < 0.05)."""
-    name = str(name)
-    lower = name.lower()
-    if lower.startswith("adc"):
-        finite = np.asarray(values, float)[np.isfinite(np.asarray(values, float))] if values is not None else []
-        return "mm²/s" if len(finite) and np.median(np.abs(finite)) < 0.05 else ADC_UNIT
-    if name in FEATURE_UNITS:
-        return FEATURE_UNITS[name]
-    return next((unit for suffix, unit in _SUFFIX_UNITS if lower.endswith(suffix)), "")
-
-
-def _with_unit(name, unit: str) -> str:
-    return f"{name} ({unit})" if unit else str(name)
-
-
-def value_text(value, unit: str = "") -> str:
-    """A feature value with its unit; a missing one reads "missing (imputed)" (the pipeline imputes it)."""
-    value = float(value)
-    if not np.isfinite(value):
-        return MISSING
-    return f"{value:.3g} {unit}".strip()
-
-
-def class_text(column, label) -> str:
-    """A class as ``<endpoint> = <class>``; the classes 0 / 1 (False / True) of a binary endpoint as no / yes."""
-    text = str(label)
-    words = {"0": "no", "1": "yes", "0.0": "no", "1.0": "yes", "False": "no", "True": "yes"}
-    return f"{column} = {words.get(text, text)}"
-
-
-def output_words(output: str) -> tuple[str, str]:
-    """A SHAP output description (``shap.output``) in words, and the unit its values are in."""
-    probability = re.fullmatch(r"P\((.+) = (.+)\)", output)
-    if probability:
-        return f"probability of {class_text(*probability.groups())}", "probability"
-    log_odds = re.fullmatch(r"log-odds of (.+) = (.+)", output)
-    if log_odds:
-        return f"log-odds of {class_text(*log_odds.groups())}", "log-odds"
-    if "log partial hazard" in output:
-        return output, "log partial hazard"
-    return output, "model output"
 
 
 def _legend_below(ax, handles, ncol: int = 2, gap: float = 6.0, **options):

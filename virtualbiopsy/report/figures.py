@@ -19,9 +19,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from virtualbiopsy.report import style  # noqa: E402
+from virtualbiopsy.report.style import ADC_UNIT, ORIENTATION  # noqa: E402
 
-ADC_UNIT = "×10⁻³ mm²/s"
-ORIENTATION = "patient right ←  → patient left"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 # colours built from them) need no matplotlib: Slicer imports the logic before installing the packages.
 
 RESEARCH_NOTE = "Research use only - not for clinical decisions"
+ADC_UNIT = "×10⁻³ mm²/s"  # the one way ADC is written in figures, tables and messages
+ORIENTATION = "patient right ←  → patient left"  # under axial slices in radiological convention
 DPI = 110
 
 # Okabe & Ito: habitat 1 = lowest ADC (most cellular) ... The scene's habitat segments use the same colours.
