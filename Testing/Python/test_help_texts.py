@@ -134,3 +134,14 @@ def test_the_radiomics_cohort_summary_does_not_count_a_failed_case_as_computed(t
     assert "missing: No image file at" in out and "none.nii.gz" in out
     code, out, _ = run(capsys, "radiomics", "--manifest", manifest, "--out", tmp_path / "out")
     assert code == 3 and out.startswith("3 case(s): 0 computed, 2 reused from an earlier run, 1 failed -> ")
+
+
+def test_preprocess_and_compare_messages_about_one_image_name_its_file(sample_study_folder, tmp_path, capsys):
+    study = sample_study_folder(0)
+    code, _, err = run(capsys, "preprocess", "--image", study / "t2w.nrrd", "--mask", study / "dwi_labels.nrrd",
+                       "--n4", "--out", tmp_path / "n4.nrrd")
+    assert code == 2 and "'dwi_labels.nrrd' is not on the voxel grid of 't2w.nrrd'" in err
+    code, _, err = run(capsys, "compare", "--ai", study / "ground_truth.seg.nrrd", "--segment", "tumour core",
+                       "--corrected", study / "dwi_labels.nrrd", "--corrected-segment", "7", "--out",
+                       tmp_path / "compare")
+    assert code == 2 and "of 'ground_truth.seg.nrrd' is not on the voxel grid of 'dwi_labels.nrrd'" in err, err

@@ -97,6 +97,13 @@ def _label_values(path: Path, segments: list[str]) -> list[float]:
     return values
 
 
+def _file_name(path: Path) -> str | None:
+    """A node name that is the file's name (None for a DICOM series, which keeps its own)."""
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+    return None if is_dicom_reference(path) else Path(path).name
+
+
 def _load_mask(context, path: Path, role: str, segments: list[str] | None):
     """(segmentation node, segment IDs, label-map volume or None, a note on what was merged or '')."""
     import numpy as np
@@ -105,11 +112,11 @@ def _load_mask(context, path: Path, role: str, segments: list[str] | None):
     from virtualbiopsy.mrml.geometry import Geometry
 
     path = _require_file(path, role)
-    name = io.node_name_from_path(path)
+    name = path.name  # the nodes are named after their file, so that every message names the file
     if path.name.lower().endswith(_SEGMENTATION_SUFFIXES):
         node = io.load_segmentation(context, path, name)
         return node, _pick_segments(node, segments, path), None, ""
-    labelmap = io.load_volume(context, path, f"{name} labels", labelmap=True, require_finite_values=False)
+    labelmap = io.load_volume(context, path, name, labelmap=True, require_finite_values=False)
     labels = arrays.array_from_volume(labelmap)
     present = [float(v) for v in np.unique(labels) if v != 0]
     note = ""
@@ -161,7 +168,7 @@ def run(args) -> int:
     corrected, corrected_ids, corrected_labels, corrected_note = _load_mask(context, corrected_path, "corrected mask",
                                                                             corrected_segment)
     if reference_path is not None:
-        reference = io.load_volume(context, reference_path, require_finite_values=False)
+        reference = io.load_volume(context, reference_path, _file_name(reference_path), require_finite_values=False)
         if args.dicom:
             from virtualbiopsy.dicom.export import require_dicom_source
 

@@ -74,7 +74,7 @@ def _load_image(context, path: Path, frame: int | None, registering: bool):
     if count == 1 and not is_sequence:
         if frame not in (None, 0):
             raise InputError(f"--frame {frame}: '{path.name}' is a single 3D volume, not a 4D series.")
-        return io.load_volume(context, path), ""
+        return io.load_volume(context, path, _file_name(path)), ""
     if frame is None and not registering:
         raise InputError(f"'{path.name}' is a 4D series of {count} volumes; choose the one to pre-process with "
                          "--frame N (0 = the first).")
@@ -103,9 +103,18 @@ def _load_image(context, path: Path, frame: int | None, registering: bool):
                              f"{len(frames) - 1}.")
         node = frames[frame]
         if node.GetScene() is not context.scene:  # a .seq.nrrd frame lives in its sequence's own scene
-            node = add_volume_from_image(context, image_from_volume(node), f"{path.name.split('.')[0]} {frame}")
+            node = add_volume_from_image(context, image_from_volume(node), f"frame {frame} of {path.name}")
+        else:
+            node.SetName(f"frame {frame} of {path.name}")
         keep.append(node)
     return node, f"volume {frame} of {len(frames)} ({why})"
+
+
+def _file_name(path: Path) -> str | None:
+    """A node name that is the file's name, so that messages name the file (a DICOM series keeps its own)."""
+    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+
+    return None if is_dicom_reference(path) else Path(path).name
 
 
 def _load_mask(context, path: Path | None):
@@ -114,8 +123,8 @@ def _load_mask(context, path: Path | None):
     if path is None:
         return None
     if path.name.lower().endswith(".seg.nrrd"):
-        return io.load_segmentation(context, path)
-    return io.load_volume(context, path, labelmap=True)
+        return io.load_segmentation(context, path, path.name)
+    return io.load_volume(context, path, path.name, labelmap=True)
 
 
 def run(args) -> int:
@@ -140,7 +149,7 @@ def run(args) -> int:
     mask = _load_mask(context, args.mask)
     with ConsoleProgress("preprocess") as bar:
         if args.register_to is not None:
-            reference = io.load_volume(context, args.register_to)
+            reference = io.load_volume(context, args.register_to, _file_name(args.register_to))
             node, quality = logic.register(reference, image, RegistrationParameters(transform=args.transform), mask,
                                            progress=Task(bar))
         else:
