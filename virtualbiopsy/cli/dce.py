@@ -58,7 +58,7 @@ def run(args) -> int:
     series, index_values = load_series(context, args.series, "DCE")
     times, override = series_times(args.times, args.override_times, index_values, args.series[0])
     mask, segments, label = load_mask(context, args)
-    habitats = io.load_segmentation(context, args.habitats) if args.habitats else None
+    habitats = io.load_segmentation(context, args.habitats, args.habitats.name) if args.habitats else None
     reference = logic.dce_signals(series, times, True)[2]
     logic.tumour_mask(mask, reference, segments, label)
     first_frame = series[0] if isinstance(series, list) else None
