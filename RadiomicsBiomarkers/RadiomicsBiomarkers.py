@@ -177,10 +177,7 @@ class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
         with progress_dialog("IBSI digital phantom") as task:
             table = self.logic.ibsi_report(progress=task)
         showTable(table)
-        count = {key: table.GetAttribute(f"VirtualBiopsy.Radiomics.ibsi.{key}")
-                 for key in ("matching", "with_reference", "matching_without_conversion")}
-        return (f"IBSI phantom: {count['matching']} of {count['with_reference']} reference values match "
-                f"({count['matching_without_conversion']} without convention conversions); see '{table.GetName()}'.")
+        return f"{table.GetAttribute('VirtualBiopsy.Radiomics.ibsi.summary_line')} See '{table.GetName()}'."
 
     # -- signature (feature-table steps) -------------------------------------------------------
 

@@ -105,6 +105,9 @@ def test_logic_report_table_and_bad_phantom_folder(context, tmp_path):
     columns = arrays.table_columns(table)
     assert len(columns["ibsi_tag"]) == 487
     assert int(table.GetAttribute("VirtualBiopsy.Radiomics.ibsi.matching")) >= MATCHING_FLOOR
+    line = table.GetAttribute("VirtualBiopsy.Radiomics.ibsi.summary_line")
+    assert line.startswith("IBSI digital phantom, 487 IBSI features: ")
+    assert f"{table.GetAttribute('VirtualBiopsy.Radiomics.ibsi.matching_without_conversion')} of the" in line
     before = context.node_ids()
     with pytest.raises(FileFormatError, match="lacks image.nii.gz"):
         logic.ibsi_report(tmp_path)

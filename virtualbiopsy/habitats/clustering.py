@@ -47,7 +47,7 @@ class Exclusion:
         asked = (f"{self.threshold_value:g}th percentile" if self.threshold_kind == "percentile"
                  else "absolute threshold")
         return (f"kept {int(self.keep.sum())} voxels; excluded {self.uncertain} with ADC SE > "
-                f"{self.se_threshold * 1e3:.4g}e-3 mm²/s ({asked}) and {self.unfitted} without a fit")
+                f"{self.se_threshold * 1e3:.4g} ×10⁻³ mm²/s ({asked}) and {self.unfitted} without a fit")
 
 
 def reliable_voxels(adc_se: np.ndarray, valid: np.ndarray | None = None, kind: str = "percentile",

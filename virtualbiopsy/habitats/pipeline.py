@@ -167,7 +167,7 @@ def check_decay(fit: MonoexpFit) -> None:
     adc = fit.adc[fit.valid]
     if adc.size and float(np.median(adc)) < 0:
         raise InvalidValuesError(
-            f"The signal rises with b in most tumour voxels (median ADC {float(np.median(adc)) * 1e3:.3f} x10^-3 "
+            f"The signal rises with b in most tumour voxels (median ADC {float(np.median(adc)) * 1e3:.3f} ×10⁻³ "
             f"mm²/s with b = {', '.join(f'{v:g}' for v in fit.b_values)} s/mm²): are the b-values given in the "
             "order of the DWI volumes?")
 

@@ -232,7 +232,8 @@ class RadiomicsBiomarkersLogic(RadiomicsSignatureMixin):
     def ibsi_report(self, phantom_dir=None, table_node=None, progress=None):
         """The IBSI digital-phantom compliance table as a NEW table node (one row per IBSI tag).
 
-        The summary counts are node attributes ``VirtualBiopsy.Radiomics.ibsi.<count>``.
+        The summary counts are node attributes ``VirtualBiopsy.Radiomics.ibsi.<count>``, and the line that states
+        them (the IBSI page's headline) ``VirtualBiopsy.Radiomics.ibsi.summary_line``.
         """
         from virtualbiopsy.radiomics import ibsi
 
@@ -242,8 +243,10 @@ class RadiomicsBiomarkersLogic(RadiomicsSignatureMixin):
             columns[c] = [float(v) if v != "" else float("nan") for v in columns[c]]
         with self.context.transaction():
             table = arrays.add_table(self.context, columns, "IBSI compliance", table_node)
-            for key, value in ibsi.summary(rows).items():
+            counts = ibsi.summary(rows)
+            for key, value in counts.items():
                 table.SetAttribute(f"{ATTRIBUTE}ibsi.{key}", str(value))
+            table.SetAttribute(f"{ATTRIBUTE}ibsi.summary_line", ibsi.summary_line(counts))
         return table
 
 

@@ -152,7 +152,7 @@ def generate_study(
     seed = int(seed)
     b_values = tuple(float(b) for b in b_values)
     if not b_values or min(b_values) < 0:
-        raise InputError(f"b-values must be a non-empty list of values >= 0 s/mm^2, got {b_values!r}.")
+        raise InputError(f"b-values must be a non-empty list of values >= 0 s/mm², got {b_values!r}.")
     if dce_times is None:
         dce_times = tuple(DEFAULT_DCE_DT_S * n for n in range(DEFAULT_DCE_FRAMES))
     dce_times = tuple(float(t) for t in dce_times)
