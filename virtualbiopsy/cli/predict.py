@@ -206,7 +206,10 @@ def _training_figures(model, shap, folder: Path) -> None:
     if model.kind == "binary":
         positive = model.endpoint.classes[1]
         observed = (cv[model.endpoint.column].astype(str) == str(positive)).astype(int)
-        figures.probability_calibration(folder / "calibration.png", observed, cv[f"p_{positive}"], label=str(positive))
+        column, negative = model.endpoint.column, model.endpoint.classes[0]
+        figures.probability_calibration(folder / "calibration.png", observed, cv[f"p_{positive}"],
+                                        label=figures.class_text(column, positive),
+                                        negative=figures.class_text(column, negative))
     if model.kind == "time-to-event":
         analysis = analyse_groups(cv[model.endpoint.time], cv[model.endpoint.event], cv["risk_group"])
         figures.km_curves(folder / "risk_groups_km.png", analysis, "Risk groups (out-of-fold prognostic index)")
@@ -225,12 +228,14 @@ def _apply(args) -> int:
         with ConsoleProgress("predict apply") as bar:
             shap = explain(model, X, predictions[model.key], progress=Task(bar))
         shap.to_frame(model.key).to_csv(args.out / "shap_values.csv", index=False)
-        for case in list(shap.values.index)[: max(args.figures, 0)]:
+        cases = list(shap.values.index)
+        for case in cases[: max(args.figures, 0)]:
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case)
             figures.shap_waterfall(args.out / "figures" / f"{safe}_waterfall.png", shap, case)
             figures.patient_in_cohort(args.out / "figures" / f"{safe}_in_cohort.png", model.feature_quantiles,
                                       shap.data.loc[case], model.used_features or None, shap.values.loc[case],
-                                      title=f"Case {case} within the training cohort")
+                                      title=f"Case {case} within the training cohort",
+                                      prediction=float(shap.prediction[cases.index(case)]), output=shap.output)
     print(f"{len(predictions)} case(s) predicted with '{model.name}' from {args.model}; written to {args.out}. "
           "Research use only.")
     return 0

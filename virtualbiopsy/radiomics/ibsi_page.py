@@ -20,7 +20,7 @@ import numbers
 from pathlib import Path
 
 from virtualbiopsy.radiomics import ibsi
-from virtualbiopsy.report.html import _STYLE, Report
+from virtualbiopsy.report.html import PAGE_STYLE, Report
 
 # IBSI chapter 1's feature families, in its order: tag prefix -> name.
 FAMILIES = {
@@ -170,7 +170,7 @@ class CompliancePage(Report):
         page = (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(self.title)}</title><style>{_STYLE}{_PAGE_STYLE}</style></head><body>"
+            f"<title>{html.escape(self.title)}</title><style>{PAGE_STYLE}{_PAGE_STYLE}</style></head><body>"
             f"<h1>{html.escape(self.title)}</h1><p class='caption'>Written {stamp}. Research use only.</p>"
             + "\n".join(self.sections)
             + "</body></html>"

@@ -16,7 +16,7 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_STYLE = """
+PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222;
        line-height: 1.4; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; margin-top: 2em; }
@@ -128,7 +128,7 @@ class Report:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
         page = (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
+            f"<title>{html.escape(self.title)}</title><style>{PAGE_STYLE}</style></head><body>"
             f"<h1>{html.escape(self.title)}</h1><p class='caption'>Written {stamp}.</p>"
             + "\n".join(self.sections)
             + "</body></html>"
