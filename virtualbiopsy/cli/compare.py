@@ -97,13 +97,6 @@ def _label_values(path: Path, segments: list[str]) -> list[float]:
     return values
 
 
-def _file_name(path: Path) -> str | None:
-    """A node name that is the file's name (None for a DICOM series, which keeps its own)."""
-    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
-
-    return None if is_dicom_reference(path) else Path(path).name
-
-
 def _load_mask(context, path: Path, role: str, segments: list[str] | None):
     """(segmentation node, segment IDs, label-map volume or None, a note on what was merged or '')."""
     import numpy as np
@@ -168,7 +161,10 @@ def run(args) -> int:
     corrected, corrected_ids, corrected_labels, corrected_note = _load_mask(context, corrected_path, "corrected mask",
                                                                             corrected_segment)
     if reference_path is not None:
-        reference = io.load_volume(context, reference_path, _file_name(reference_path), require_finite_values=False)
+        from virtualbiopsy.mrml.dicom_nodes import file_node_name
+
+        reference = io.load_volume(context, reference_path, file_node_name(reference_path),
+                                   require_finite_values=False)
         if args.dicom:
             from virtualbiopsy.dicom.export import require_dicom_source
 

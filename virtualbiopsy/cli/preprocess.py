@@ -10,6 +10,7 @@ from pathlib import Path
 
 from virtualbiopsy.cli.output import quiet_vtk
 from virtualbiopsy.errors import InputError
+from virtualbiopsy.mrml.dicom_nodes import file_node_name
 from virtualbiopsy.progress import ConsoleProgress, Task
 
 
@@ -74,7 +75,7 @@ def _load_image(context, path: Path, frame: int | None, registering: bool):
     if count == 1 and not is_sequence:
         if frame not in (None, 0):
             raise InputError(f"--frame {frame}: '{path.name}' is a single 3D volume, not a 4D series.")
-        return io.load_volume(context, path, _file_name(path)), ""
+        return io.load_volume(context, path, file_node_name(path)), ""
     if frame is None and not registering:
         raise InputError(f"'{path.name}' is a 4D series of {count} volumes; choose the one to pre-process with "
                          "--frame N (0 = the first).")
@@ -110,13 +111,6 @@ def _load_image(context, path: Path, frame: int | None, registering: bool):
     return node, f"volume {frame} of {len(frames)} ({why})"
 
 
-def _file_name(path: Path) -> str | None:
-    """A node name that is the file's name, so that messages name the file (a DICOM series keeps its own)."""
-    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
-
-    return None if is_dicom_reference(path) else Path(path).name
-
-
 def _load_mask(context, path: Path | None):
     from virtualbiopsy.mrml import io
 
@@ -149,7 +143,7 @@ def run(args) -> int:
     mask = _load_mask(context, args.mask)
     with ConsoleProgress("preprocess") as bar:
         if args.register_to is not None:
-            reference = io.load_volume(context, args.register_to, _file_name(args.register_to))
+            reference = io.load_volume(context, args.register_to, file_node_name(args.register_to))
             node, quality = logic.register(reference, image, RegistrationParameters(transform=args.transform), mask,
                                            progress=Task(bar))
         else:

@@ -122,9 +122,9 @@ def _write_case(logic, context, volumes, parameters, pipeline, folder: Path, tas
 def _load_image(context, io, path: Path):
     """The image as a volume node named after its file (a DICOM series keeps its own name), so that every
     message about it names the file."""
-    from virtualbiopsy.mrml.dicom_nodes import is_dicom_reference
+    from virtualbiopsy.mrml.dicom_nodes import file_node_name
 
-    return io.load_volume(context, path, name=None if is_dicom_reference(path) else Path(path).name)
+    return io.load_volume(context, path, name=file_node_name(path))
 
 
 def _report(name: str, summary: dict, folder: Path) -> None:

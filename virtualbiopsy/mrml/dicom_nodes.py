@@ -19,6 +19,12 @@ FILES_ATTRIBUTE = "VirtualBiopsy.DicomFiles"
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # Slicer's own attribute name
 
 
+def file_node_name(path: str | Path) -> str | None:
+    """The node name for an input: its file name, so that every message about it names the file; None for a
+    DICOM series (the reader names it after the series)."""
+    return None if is_dicom_reference(path) else Path(path).name
+
+
 def is_dicom_reference(path: str | Path) -> bool:
     """A folder, a 'FOLDER#choice' reference, a dicomweb:// reference, or a file that starts like a DICOM file
     (preamble + 'DICM')."""

@@ -13,14 +13,13 @@ on the page goes through :func:`html.escape`.
 
 from __future__ import annotations
 
-import datetime
 import html
 import json
 import numbers
 from pathlib import Path
 
 from virtualbiopsy.radiomics import ibsi
-from virtualbiopsy.report.html import PAGE_STYLE, Report
+from virtualbiopsy.report.html import Report
 
 # IBSI chapter 1's feature families, in its order: tag prefix -> name.
 FAMILIES = {
@@ -163,20 +162,8 @@ class CompliancePage(Report):
         kind = "num" if numeric else ("text tag" if tag else "text")
         return f"<td class='{kind}'>{html.escape(_cell_text(value, digits))}</td>"
 
-    def write(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        page = (
-            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(self.title)}</title><style>{PAGE_STYLE}{_PAGE_STYLE}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1><p class='caption'>Written {stamp}. Research use only.</p>"
-            + "\n".join(self.sections)
-            + "</body></html>"
-        )
-        path.write_text(page, encoding="utf-8")
-        return path
+    extra_style = _PAGE_STYLE
+    notice = "Research use only."
 
 
 def status_counts(rows: list[dict]) -> dict[str, int]:

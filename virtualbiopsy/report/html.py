@@ -122,14 +122,19 @@ class Report:
         self.sections.append(f"<div class='scroll'><table>{cap}<tr><th>file</th><th>size</th></tr>"
                              + "".join(rows) + "</table></div>")
 
+    extra_style = ""  # a page kind's own CSS, after PAGE_STYLE
+    notice = ""  # a sentence after the date under the title
+
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        notice = f" {html.escape(self.notice)}" if self.notice else ""
         page = (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(self.title)}</title><style>{PAGE_STYLE}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1><p class='caption'>Written {stamp}.</p>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(self.title)}</title><style>{PAGE_STYLE}{self.extra_style}</style></head><body>"
+            f"<h1>{html.escape(self.title)}</h1><p class='caption'>Written {stamp}.{notice}</p>"
             + "\n".join(self.sections)
             + "</body></html>"
         )
