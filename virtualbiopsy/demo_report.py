@@ -216,6 +216,4 @@ def _outputs(report: Report, result) -> None:
              and not any(s in p.parents for s in series)]
     report.links(files, folder, "Every file of this demo folder (the report itself aside).")
     if series:
-        report.table({"DICOM series folder": [s.relative_to(folder).as_posix() for s in series],
-                      "files": [sum(1 for f in s.rglob("*") if f.is_file()) for s in series]},
-                     "The study written as DICOM MR series (one file per slice).")
+        report.links(series, folder, "The study written as DICOM MR series (one file per slice).")

@@ -127,6 +127,7 @@ def test_the_report_shows_every_figure_and_links_every_output_file(demo_run):
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
              if p.is_file() and p != Path(result.report) and not any(s in p.parents for s in series)}
     assert files - links == set(), "output files the report does not link"
+    assert {s.relative_to(folder).as_posix() for s in series} <= links, "DICOM series folders not linked"
     for href in links:
         assert (folder / href).exists(), href
 

@@ -111,13 +111,17 @@ class Report:
         self.sections.append(f"<dl class='definitions'>{rows}</dl>")
 
     def links(self, paths, relative_to: str | Path, caption: str = "") -> None:
-        """A table of files, each linked relative to the page, with its size."""
+        """A table of files (or folders: their file count and total size), each linked relative to the page."""
         base = Path(relative_to).resolve()
         rows = []
         for path in sorted(Path(p).resolve() for p in paths):
             name = html.escape(path.relative_to(base).as_posix())
-            size = path.stat().st_size if path.is_file() else 0
-            rows.append(f"<tr><td><a href='{name}'>{name}</a></td><td class='num'>{_size(size)}</td></tr>")
+            if path.is_dir():  # a folder: its files counted, their sizes summed
+                inside = [f for f in path.rglob("*") if f.is_file()]
+                size, label = sum(f.stat().st_size for f in inside), f"{name}/ ({len(inside)} files)"
+            else:
+                size, label = path.stat().st_size, name
+            rows.append(f"<tr><td><a href='{name}'>{label}</a></td><td class='num'>{_size(size)}</td></tr>")
         cap = f"<caption class='caption'>{html.escape(caption)}</caption>" if caption else ""
         self.sections.append(f"<div class='scroll'><table>{cap}<tr><th>file</th><th>size</th></tr>"
                              + "".join(rows) + "</table></div>")
