@@ -198,3 +198,19 @@ def test_texts_of_a_hidden_or_axis_less_panel_are_not_counted():
     hidden.set_axis_on()
     assert any("overlaps" in p for p in style.figure_problems(fig))
     plt.close(fig)
+
+
+def test_report_figures_draw_edge_cases_a_real_study_has(tmp_path):
+    """A one-voxel tissue interior (SD undefined) and a slice without any labelled tissue draw, labelled."""
+    from virtualbiopsy.report import figures
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((3, 12, 12), int)
+    labels[0, 3:6, 3:6] = 1  # tissue only on slice 0; the overview shows slice 2
+    with style.checking() as found:
+        figures.adc_by_tissue(tmp_path / "adc.png", ["liver", "spine"], [1.1e-3, 0.5e-3], [1e-4, float("nan")],
+                              [1.1e-3, 0.5e-3])
+        figures.study_overview(tmp_path / "overview.png", rng.random((3, 12, 12)), labels, rng.random((2, 3, 12, 12)),
+                               [0, 800], rng.random((3, 12, 12)) * 1e-3, rng.random((3, 12, 12)) * 1e-3, labels, 2, 2,
+                               tissue_names={1: "liver"})
+    assert found == {str(tmp_path / "adc.png"): [], str(tmp_path / "overview.png"): []}

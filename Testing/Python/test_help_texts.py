@@ -36,7 +36,7 @@ def test_demo_help_lists_every_step_and_each_output_it_writes(capsys):
     flat = " ".join(text.split())
     for step in ("sample study", "nnU-Net segmentation with uncertainty", "radiomics with the IBSI check", "ADC fit",
                  "Fit-Cluster-Fit habitats with DCE", "DICOM export", "SHAP", "Kaplan-Meier", "Grad-CAM",
-                 "report.html", "scene.mrb", "radiomics/ibsi/ibsi_compliance.html", "×10⁻³ mm²/s"):
+                 "report.html", "scene.mrb", "radiomics/ibsi/ibsi_compliance.html", "in mm²/s"):
         assert step in flat, step
     starts = [line[2:] for line in text.splitlines() if re.match(r"^  \S", line)]
     names = [name for name, _ in demo_command.OUTPUTS]

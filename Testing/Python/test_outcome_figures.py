@@ -198,9 +198,16 @@ def test_units_come_from_the_name_and_the_scale_of_the_values():
     assert figures.feature_unit("tumour_volume_ml") == "mL"
     assert figures.feature_unit("noise_1") == ""
     assert figures.value_text(np.nan, "s") == "missing (imputed)"
-    assert figures.class_text("mycn_amplified", 1) == "mycn_amplified = yes"
+    assert figures.class_text("mycn_amplified", 1, (0, 1)) == "mycn_amplified = yes"
+    assert figures.class_text("stage", 1, (0, 1, 2)) == "stage = 1"  # a multi-class endpoint keeps its numbers
+    assert figures.class_text("y", 2, (1, 2)) == "y = 2"
     assert figures.class_text("risk_class", "high") == "risk_class = high"
-    assert figures.output_words("P(mycn_amplified = 1)") == ("probability of mycn_amplified = yes", "probability")
+    assert figures.output_words("P(mycn_amplified = 1)", (0, 1)) == ("probability of mycn_amplified = yes",
+                                                                    "probability")
+    assert figures.output_words("P(stage = 1)", (0, 1, 2))[0] == "probability of stage = 1"
+    assert figures.feature_unit("adc:original_shape_VoxelVolume", [5000.0]) == ""  # radiomics of an ADC image
+    assert figures.feature_unit("adc_mean", [1100.0, 1250.0]) == "×10⁻⁶ mm²/s"
+    assert figures.feature_unit("wash_in_per_s") == "1/s"
     assert figures.output_words("log-odds of y = 1")[1] == "log-odds"
 
 
@@ -257,3 +264,18 @@ def test_numbers_at_risk_and_censoring_times_come_from_each_groups_follow_up():
     assert list(group.at_risk([0, 3, 3.5, 12, 13])) == [10, 9, 7, 1, 0]  # followed to at least t
     assert list(group.censored_times) == [3, 8, 10]
     assert list(group.survival_at([0, 2, 2.5, 3, 12])) == pytest.approx([1.0, 0.9, 0.9, 0.8, 0.0])
+
+
+def test_a_ci_that_leaves_out_its_estimate_and_an_empty_grad_cam_map_still_draw(tmp_path):
+    """A percentile bootstrap CI may exclude the estimate; a Grad-CAM map may be empty: both draw, labelled."""
+    import pandas as pd
+
+    table = pd.DataFrame({"model": ["logistic", "svm"], "auc": [0.70, 0.80], "auc_ci_low": [0.72, 0.70],
+                          "auc_ci_high": [0.90, 0.90]})
+    image = np.random.default_rng(0).random((4, 20, 20))
+    mask = np.zeros(image.shape, bool)
+    mask[2, 5:10, 5:10] = True
+    with style.checking() as found:
+        figures.model_comparison(tmp_path / "m.png", table)
+        figures.gradcam_slice(tmp_path / "g.png", image, np.zeros_like(image), mask)
+    assert all(problems == [] for problems in found.values()) and len(found) == 2

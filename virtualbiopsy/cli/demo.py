@@ -16,8 +16,8 @@ OUTPUTS = (
                       "the true tumour"),
     ("radiomics/", "pyradiomics features of the tumour rim and core on the T2w, and the IBSI check of the "
                    "extraction on the IBSI digital phantom (radiomics/ibsi/ibsi_compliance.html)"),
-    ("adc.nrrd", "the voxel-wise monoexponential ADC fit of the DWI (×10⁻³ mm²/s per tissue in "
-                 "tables/adc_by_tissue.csv)"),
+    ("adc.nrrd", "the voxel-wise monoexponential ADC fit of the DWI in mm²/s (per tissue, against the truth, "
+                 "in tables/adc_by_tissue.csv)"),
     ("fit_cluster_fit/", "Fit-Cluster-Fit habitats of the tumour from the DWI and the DCE series: each habitat's "
                          "ADC with its 95 % CI and iAUC60, habitat map, signal against b"),
     ("dicom/", "the AI segmentation as DICOM SEG + SR + uncertainty Parametric Map and the ADC map as a "

@@ -13,7 +13,7 @@ from virtualbiopsy.progress import ConsoleProgress, Task
 
 OVERRIDE_HINT = "Leave {option} out to use the stored ones, or give {flag} to use yours."
 # Other spellings of --b-values, still accepted (hidden from the help).
-B_VALUES_ALIASES = ("--bvalues", "--b_values", "--bvals")
+B_VALUES_ALIASES = ("--bvalues", "--b_values", "--bvals", "--bval")  # --bval: dcm2niix's file extension
 
 
 def add_parser(subparsers) -> None:

@@ -208,11 +208,12 @@ def _training_figures(model, shap, folder: Path) -> None:
         observed = (cv[model.endpoint.column].astype(str) == str(positive)).astype(int)
         column, negative = model.endpoint.column, model.endpoint.classes[0]
         figures.probability_calibration(folder / "calibration.png", observed, cv[f"p_{positive}"],
-                                        label=figures.class_text(column, positive),
-                                        negative=figures.class_text(column, negative))
+                                        label=figures.class_text(column, positive, model.endpoint.classes),
+                                        negative=figures.class_text(column, negative, model.endpoint.classes))
     if model.kind == "time-to-event":
         analysis = analyse_groups(cv[model.endpoint.time], cv[model.endpoint.event], cv["risk_group"])
-        figures.km_curves(folder / "risk_groups_km.png", analysis, "Risk groups (out-of-fold prognostic index)")
+        figures.km_curves(folder / "risk_groups_km.png", analysis, "Risk groups (out-of-fold prognostic index)",
+                          time_unit=figures.feature_unit(model.endpoint.time) or "time units")
 
 
 def _apply(args) -> int:
@@ -235,7 +236,8 @@ def _apply(args) -> int:
             figures.patient_in_cohort(args.out / "figures" / f"{safe}_in_cohort.png", model.feature_quantiles,
                                       shap.data.loc[case], model.used_features or None, shap.values.loc[case],
                                       title=f"Case {case} within the training cohort",
-                                      prediction=float(shap.prediction[cases.index(case)]), output=shap.output)
+                                      prediction=float(shap.prediction[cases.index(case)]), output=shap.output,
+                                      classes=shap.classes)
     print(f"{len(predictions)} case(s) predicted with '{model.name}' from {args.model}; written to {args.out}. "
           "Research use only.")
     return 0
@@ -259,7 +261,7 @@ def _survival(args) -> int:
     analysis.summary.to_csv(args.out / "survival_summary.csv", index=False)
     analysis.logrank.to_csv(args.out / "logrank.csv", index=False)
     figures.km_curves(args.out / "kaplan_meier.png", analysis, f"Survival by k-means cluster (k = {args.k})",
-                      time_unit=args.time)
+                      time_unit=figures.feature_unit(args.time) or "time units")
     for row in analysis.summary.itertuples():
         print(f"{row.group}: n = {row.n}, {row.events} events, median {row.median_survival:.0f}, "
               f"RMST({row.rmst_tau:.0f}) {row.rmst:.0f}")

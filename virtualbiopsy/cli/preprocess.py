@@ -104,11 +104,16 @@ def _load_image(context, path: Path, frame: int | None, registering: bool):
                              f"{len(frames) - 1}.")
         node = frames[frame]
         if node.GetScene() is not context.scene:  # a .seq.nrrd frame lives in its sequence's own scene
-            node = add_volume_from_image(context, image_from_volume(node), f"frame {frame} of {path.name}")
+            node = add_volume_from_image(context, image_from_volume(node), _volume_name(frame, path))
         else:
-            node.SetName(f"frame {frame} of {path.name}")
+            node.SetName(_volume_name(frame, path))
         keep.append(node)
     return node, f"volume {frame} of {len(frames)} ({why})"
+
+
+def _volume_name(frame: int, path: Path) -> str:
+    """'volume 2 of dwi.seq.nrrd (--frame 1)': counted from 1 as in every other message, with the option's index."""
+    return f"volume {frame + 1} of {path.name} (--frame {frame})"
 
 
 def _load_mask(context, path: Path | None):

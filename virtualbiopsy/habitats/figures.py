@@ -102,10 +102,15 @@ def habitat_labels(table) -> dict[int, str]:
     for i, (number, name) in enumerate(zip(_numbers(table), table["habitat"])):
         parts = [str(name)]
         if "volume_ml" in table:
-            parts.append(f"{table['volume_ml'][i]:.1f} mL")
-        parts.append(f"ADC {table['adc'][i] * 1e3:.3f}{_interval(table, 'adc', i, 3, 1e3)} {ADC_UNIT}")
-        if iauc is not None and np.isfinite(table[iauc][i]):
-            parts.append(f"iAUC{_IAUC.fullmatch(iauc).group(1)} {table[iauc][i]:.1f}{_interval(table, iauc, i, 1)} s")
+            parts.append(f"{table['volume_ml'][i]:.3g} mL")
+        adc = float(table["adc"][i])
+        parts.append(f"ADC {adc * 1e3:.3f}{_interval(table, 'adc', i, 3, 1e3)} {ADC_UNIT}" if np.isfinite(adc)
+                     else "ADC n/a (no fit)")
+        if iauc is not None:
+            window = _IAUC.fullmatch(iauc).group(1)
+            value = float(table[iauc][i])
+            parts.append(f"iAUC{window} {value:.1f}{_interval(table, iauc, i, 1)} s" if np.isfinite(value)
+                         else f"iAUC{window} n/a")
         labels[number] = " · ".join(parts)
     return labels
 

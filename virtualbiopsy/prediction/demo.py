@@ -89,10 +89,10 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
     result.tables["shap_importance"] = write_csv(trained.importance, tables_dir / "shap_importance.csv")
     result.tables["cv_predictions"] = _csv(model.cv_predictions, tables_dir / "cv_predictions.csv")
     cv = model.cv_predictions
-    positive = figures.class_text("mycn_amplified", 1)
+    positive = figures.class_text("mycn_amplified", 1, model.endpoint.classes)
     result.figures["calibration"] = figures.probability_calibration(
         figures_dir / "calibration.png", cv["mycn_amplified"].astype(int), cv["p_1"], label=positive,
-        negative=figures.class_text("mycn_amplified", 0))
+        negative=figures.class_text("mycn_amplified", 0, model.endpoint.classes))
     result.figures["predicted_vs_observed"] = figures.predicted_vs_observed(
         figures_dir / "predicted_vs_observed.png", cv, model.endpoint)
     result.figures["shap_bar"] = figures.shap_bar(figures_dir / "shap_importance.png", shap)
@@ -103,7 +103,7 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
     result.figures["patient_in_cohort"] = figures.patient_in_cohort(
         figures_dir / "patient_in_cohort.png", model.feature_quantiles, shap.data.loc[case], model.used_features,
         shap.values.loc[case], title=f"Case {case} within the training cohort", prediction=prediction,
-        output=shap.output)
+        output=shap.output, classes=shap.classes)
 
     task.update(0.75, "Survival by image-signature cluster")
     signature = list(cohort.truth["signature"])
@@ -188,6 +188,8 @@ def _gradcam_caption(where: dict | None) -> str:
             f"the tumour's bounding box plus {margin:g} mm, the map is 0 elsewhere).")
     if where is None:
         return text
+    if where["inside"] + where["band"] + where["beyond_band"] <= 0:
+        return text + " The map is empty: the network found no evidence anywhere in this image."
     text += (f" Over the whole volume, {where['inside']:.0%} of the map's mass lies inside the tumour outline, "
              f"{where['band']:.0%} within {where['band_mm']:g} mm outside it and {where['beyond_band']:.0%} "
              "further out")
@@ -202,7 +204,7 @@ def _captions(summary: dict, case: str, prediction: float, shap) -> dict[str, st
     """Captions of the outcome figures (the report may use them beside each figure)."""
     from virtualbiopsy.prediction.figures import output_words
 
-    what, unit = output_words(shap.output)
+    what, unit = output_words(shap.output, shap.classes)
     rmst = ", ".join(f"{g} {v:.0f} days" for g, v in summary["rmst"].items())
     return {
         "model_comparison": "AUC (area under the ROC curve) of each classifier for mycn_amplified, out-of-fold "

@@ -45,6 +45,7 @@ class ShapValues:
     prediction: np.ndarray  # the model output explained, per case (= base_value + row sum)
     output: str  # what the values add up to, in words
     method: str
+    classes: tuple = ()  # the endpoint's classes (none for time-to-event), to name them in figures
 
     def to_frame(self, key: str = "case_id") -> pd.DataFrame:
         """One row per case: id, model output, base value, then one SHAP column per feature."""
@@ -110,7 +111,9 @@ def explain(model, X: pd.DataFrame, case_ids=None, *, class_index: int | None = 
     run = _explain_trees if model.name in TREE_MODELS else _explain_agnostic
     values, base, prediction, output, method = single_threaded(run)(model, X, index, seed, budget, task)
     frame = pd.DataFrame(values, columns=model.features, index=pd.Index(ids, name=model.key))
-    return ShapValues(frame, X.set_axis(frame.index), float(base), np.asarray(prediction, float), output, method)
+    classes = tuple(model.endpoint.classes) if model.kind != TIME_TO_EVENT else ()
+    return ShapValues(frame, X.set_axis(frame.index), float(base), np.asarray(prediction, float), output, method,
+                      classes)
 
 
 def _explain_trees(model, X, index, seed, budget, task):

@@ -156,7 +156,7 @@ def predicted_vs_observed(path, cv_predictions: pd.DataFrame, endpoint) -> Path:
         column = cv_predictions[endpoint.column].astype(str)
         rng = np.random.default_rng(0)
         shown = classes[-1:] if endpoint.kind == "binary" else classes
-        colours = [NEUTRAL] if endpoint.kind == "binary" else [style.OTHER_GROUPS[i % 4] for i in range(len(shown))]
+        colours = [NEUTRAL] if endpoint.kind == "binary" else list(style.categorical(len(shown)))
         width = 0.8 / len(shown)
         black = {"color": "k"}
         handles = []
@@ -170,14 +170,15 @@ def predicted_vs_observed(path, cv_predictions: pd.DataFrame, endpoint) -> Path:
                 ax.scatter(x + rng.uniform(-width / 4, width / 4, len(values)), values, s=8, alpha=0.6,
                            color=colour)
             handles.append(Line2D([], [], ls="none", marker="o", ms=4, color=colour,
-                                  label=f"one case: predicted probability of {class_text(endpoint.column, label)}"))
+                                  label="one case: predicted probability of "
+                                        f"{class_text(endpoint.column, label, classes)}"))
         handles.append(Patch(facecolor="none", edgecolor="k",
                              label="box: quartiles and median; whiskers: to 1.5 × IQR"))
         counts = column.value_counts()
-        ax.set_xticks(range(len(classes)), [f"{class_text(endpoint.column, c)}\n(n = {int(counts.get(str(c), 0))})"
-                                            for c in classes])
+        ax.set_xticks(range(len(classes)), [f"{class_text(endpoint.column, c, classes)}\n"
+                                            f"(n = {int(counts.get(str(c), 0))})" for c in classes])
         ax.set_xlabel("observed outcome")
-        ax.set_ylabel("out-of-fold predicted probability" + (f"\nof {class_text(endpoint.column, shown[0])}"
+        ax.set_ylabel("out-of-fold predicted probability" + (f"\nof {class_text(endpoint.column, shown[0], classes)}"
                                                              if endpoint.kind == "binary" else ""))
         ax.set_ylim(-0.02, 1.02)
     ax.set_title("Predicted vs observed outcome (nested cross-validation)")
@@ -264,7 +265,7 @@ def _percentile_text(value: float, quantiles: pd.Series) -> str:
 
 def patient_in_cohort(path, quantiles: pd.DataFrame, patient: pd.Series, features=None, shap_row=None,
                       title: str = "Patient within the training cohort", *, prediction: float | None = None,
-                      output: str | None = None) -> Path:
+                      output: str | None = None, classes=()) -> Path:
     """Each feature's cohort distribution (5-95 % and 25-75 % bands, median) with the patient's value.
 
     ``quantiles`` has percentile levels (fractions, e.g. 0.05..0.95) as index and features as columns (e.g.
@@ -276,7 +277,7 @@ def patient_in_cohort(path, quantiles: pd.DataFrame, patient: pd.Series, feature
     if shap_row is not None:
         features = sorted(features, key=lambda f: -abs(float(shap_row.get(f, 0.0))))
     features = features[:12]
-    what, unit = output_words(output) if output else ("model output", "model output")
+    what, unit = output_words(output, classes) if output else ("model output", "model output")
     fig, axes = plt.subplots(len(features), 1, figsize=(7, 0.95 * len(features) + 1.2), squeeze=False)
     for ax, feature in zip(axes[:, 0], features):
         q = quantiles[feature]
@@ -294,7 +295,7 @@ def patient_in_cohort(path, quantiles: pd.DataFrame, patient: pd.Series, feature
         if shap_row is not None:
             text += f"; SHAP {float(shap_row.get(feature, 0.0)):+.3f} ({unit})"
         ax.set_title(text, fontsize=8, loc="left", pad=2)
-        ax.set_xlabel(_with_unit(feature, feature_units or "no unit"), fontsize=7, labelpad=1)
+        ax.set_xlabel(_with_unit(feature, feature_units or "unit not known"), fontsize=7, labelpad=1)
         ax.set_yticks([])
         ax.tick_params(axis="x", labelsize=7)
         for side in ("top", "right", "left"):
@@ -312,7 +313,7 @@ def patient_in_cohort(path, quantiles: pd.DataFrame, patient: pd.Series, feature
 def shap_bar(path, shap, top: int = 15) -> Path:
     """Mean |SHAP| per feature over the explained cases (cohort importance)."""
     mean_abs = shap.values.abs().mean(axis=0).sort_values().tail(top)
-    what, _ = output_words(shap.output)
+    what, _ = output_words(shap.output, shap.classes)
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(mean_abs) + 1.4))
     ax.barh(mean_abs.index, mean_abs.to_numpy(), color=NEUTRAL)
     ax.set_xlabel(f"mean |SHAP value|, in units of the model output ({what})")
@@ -326,7 +327,7 @@ def shap_beeswarm(path, shap, top: int = 15) -> Path:
     """One dot per case and feature at its SHAP value, coloured by the feature's value (viridis: low dark,
     high yellow, between its 5th and 95th percentile); a missing (imputed) value is a grey dot."""
     order = shap.values.abs().mean(axis=0).sort_values().tail(top).index
-    what, _ = output_words(shap.output)
+    what, _ = output_words(shap.output, shap.classes)
     fig, ax = plt.subplots(figsize=(7.5, 0.4 * len(order) + 1.6))
     rng = np.random.default_rng(0)
     any_missing = False
@@ -364,7 +365,7 @@ def shap_waterfall(path, shap, case, top: int = 10) -> Path:
         raise InputError(f"Case '{case}' was not explained.")
     row = shap.values.loc[case]
     data = shap.data.loc[case]
-    what, _ = output_words(shap.output)
+    what, _ = output_words(shap.output, shap.classes)
     order = row.abs().sort_values(ascending=False).index
     shown, rest = list(order[:top]), list(order[top:])
     contributions = [(f"{f} = {value_text(data[f], feature_unit(f, shap.data[f]))}", float(row[f])) for f in shown]
@@ -407,7 +408,10 @@ def gradcam_slice(path, image: np.ndarray, cam: np.ndarray, mask: np.ndarray | N
     """The axial slice with the most Grad-CAM mass, radiological view: the image alone, and the map over
     it (values < 0.05 not drawn), the tumour ``mask`` outlined in both; panels of one size with the colour
     bar in its own axes. ``inside`` (share of the whole map's mass inside the mask) goes in the title."""
-    k = int(np.argmax(cam.reshape(cam.shape[0], -1).sum(axis=1))) if k is None else k
+    empty = not np.any(np.asarray(cam) > 0)
+    if k is None:  # the slice with the most map mass; for an empty map, the mask's largest slice
+        mass = (mask if empty and mask is not None else cam).reshape(cam.shape[0], -1).sum(axis=1)
+        k = int(np.argmax(mass))
     rows, columns = image[k].shape
     width, height = 3.6, 3.6 * rows * aspect / columns  # each panel, inches: the image's own shape, no empty band
     left, gap, bar, top, bottom = 0.1, 0.12, 0.15, 0.6, 0.3
@@ -429,7 +433,8 @@ def gradcam_slice(path, image: np.ndarray, cam: np.ndarray, mask: np.ndarray | N
     bar = fig.colorbar(shown, cax=colour_bar)
     bar.set_label("Grad-CAM, normalised 0-1 (< 0.05 not drawn)")
     axes[0].set_title(f"image, axial slice k = {k}", fontsize=10)
-    share = "" if inside is None else f"\n{inside:.0%} of the map's mass inside the outline"
+    share = ("\nthe map is empty (no evidence anywhere)" if empty else
+             "" if inside is None else f"\n{inside:.0%} of the map's mass inside the outline")
     axes[1].set_title(title + share, fontsize=10)
     if outlined:
         _legend_below(axes[0], [Line2D([], [], color=style.TRUE_OUTLINE, lw=1.5, label="tumour outline "
@@ -442,8 +447,10 @@ def model_comparison(path, table: pd.DataFrame, metric: str = "auc") -> Path:
     table = table.sort_values(metric)
     fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(table) + 1.6))
     y = np.arange(len(table))
-    ax.errorbar(table[metric], y, xerr=[table[metric] - table[f"{metric}_ci_low"],
-                                        table[f"{metric}_ci_high"] - table[metric]], fmt="o", capsize=4,
+    # a percentile bootstrap CI can leave the estimate out: its bar then stops at the estimate
+    below = np.clip(table[metric] - table[f"{metric}_ci_low"], 0, None)
+    above = np.clip(table[f"{metric}_ci_high"] - table[metric], 0, None)
+    ax.errorbar(table[metric], y, xerr=[below, above], fmt="o", capsize=4,
                 color=NEUTRAL, label="estimate with 95 % bootstrap CI")
     ax.set_yticks(y, [f"{MODEL_NAMES.get(r.model, str(r.model))}\n{getattr(r, metric):.2f} "
                       f"[{getattr(r, f'{metric}_ci_low'):.2f}, {getattr(r, f'{metric}_ci_high'):.2f}]"

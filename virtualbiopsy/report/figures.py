@@ -59,8 +59,10 @@ def study_overview(path, t2w, t2_labels, dwi, b_values, adc_fit, adc_true, dwi_l
         axes[0].contour(labels_t2 == label, levels=[0.5], colors=[colour], linewidths=1.0)
         handles.append(Line2D([], [], color=colour, lw=1.5, label=name))
     axes[0].set_title(f"T2w, slice k = {slice_t2}, true outlines")
-    axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.1), ncol=len(handles), fontsize=8,
-                   frameon=False, title="tissue outlines on the T2w", title_fontsize=8, alignment="left")
+    if handles:  # a slice without any labelled tissue has no outlines to explain
+        axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.1), ncol=len(handles),
+                       fontsize=8, frameon=False, title="tissue outlines on the T2w", title_fontsize=8,
+                       alignment="left")
     order = np.argsort(b_values)
     for ax, index in zip(axes[1:3], (order[0], order[-1])):
         ax.imshow(_axial(dwi[index], slice_dwi), cmap="gray", aspect=aspect_dwi)
@@ -92,7 +94,10 @@ def adc_by_tissue(path, names, fitted_mean, fitted_sd, truth) -> Path:
     ax.set_yticks(y, names)
     ax.set_ylabel("tissue")
     ax.set_xlabel(f"ADC ({ADC_UNIT})")
-    ax.set_xlim(0, max(np.max(np.asarray(fitted_mean) + np.asarray(fitted_sd)), np.max(truth)) * 1e3 * 1.1)
+    ends = np.concatenate([np.asarray(fitted_mean, float) + np.nan_to_num(np.asarray(fitted_sd, float)),
+                           np.asarray(truth, float)])
+    ends = ends[np.isfinite(ends)]
+    ax.set_xlim(0, (ends.max() if ends.size and ends.max() > 0 else 1e-3) * 1e3 * 1.1)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title("ADC per tissue: voxel-wise fit vs truth")
     return _save(fig, path)

@@ -1,11 +1,14 @@
 """One visual language for every figure the project writes (matplotlib, Agg backend).
 
-Colours mean one thing everywhere: habitat k has one colour in every figure and in Slicer's
-segments; poorer prognosis (and a SHAP value that raises the prediction) is vermillion, better
-prognosis (and a value that lowers it) blue; the AI outline is orange, the truth / corrected
-outline green, the p >= 10 % contour sky blue and dashed. The colours are Okabe & Ito's
-colour-blind-safe set (Color Universal Design, 2008) and Tol's "bright" scheme for the tissues,
-chosen to stay visible both on white and on a grey MR image.
+Each kind of colour keeps its meaning wherever it appears: habitat k has one colour in every figure
+and in Slicer's segments; poorer prognosis (and a SHAP value that raises the prediction) is
+vermillion, better prognosis (and a value that lowers it) blue; the AI outline is orange, the truth /
+corrected outline green, the p >= 10 % contour sky blue and dashed; tissues keep one colour each.
+The palettes are few (colour-blind-safe sets are small), so one hue serves two kinds that never
+share a figure (habitat 1 and poorer prognosis are both vermillion). Okabe & Ito's set (Color
+Universal Design, 2008) for habitats, prognosis and outlines, Tol's "bright" for the tissues and
+Tol's "muted" for categories without a meaning (batches, classes), all visible both on white and on
+a grey MR image.
 
 :func:`save` writes every PNG; inside :func:`checking` it also records what :func:`figure_problems`
 finds (axes without labels, colour bars without labels, invisible legend entries, texts that
@@ -26,17 +29,18 @@ ORIENTATION = "patient right ←  → patient left"  # under axial slices in rad
 DPI = 110
 
 # Okabe & Ito: habitat 1 = lowest ADC (most cellular) ... The scene's habitat segments use the same colours.
-HABITAT_COLOURS = ("#D55E00", "#56B4E9", "#009E73", "#E69F00", "#0072B2", "#CC79A7", "#F0E442", "#999999")
+HABITAT_COLOURS = ("#D55E00", "#56B4E9", "#009E73", "#E69F00", "#0072B2", "#CC79A7", "#F0E442", "#000000")
 EXCLUDED_COLOUR = "#FFFFFF"  # drawn white with black cross-hatching: unlike any grey of the image
 EXCLUDED_HATCH = "xxxx"
 
 POOR, GOOD = "#D55E00", "#0072B2"  # prognosis (and risk, events) / its opposite, in every survival figure
-OTHER_GROUPS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9")  # survival groups between the poorest and the best
 RAISES, LOWERS = POOR, GOOD  # SHAP: pushes the prediction up / down
 
-# Categories without an order or a meaning of their own (batches, sites, scanners): Tol's "muted" scheme, which
-# shares no colour with the habitats or the prognosis pair.
-CATEGORICAL = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499")
+# Categories without an order or a meaning of their own (batches, sites, classes, survival groups between the
+# poorest and the best): Tol's "muted" scheme and black, which share no colour with the habitats or prognosis.
+CATEGORICAL = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
+               "#000000")
+OTHER_GROUPS = CATEGORICAL
 
 AI_OUTLINE, TRUE_OUTLINE, P10_OUTLINE = "#E69F00", "#009E73", "#56B4E9"
 REFERENCE = "#777777"  # identity lines, truth bars, base values
@@ -46,6 +50,11 @@ TISSUE_COLOURS = {
     "body wall": "#CCBB44", "liver": "#228833", "left kidney": "#66CCEE", "right kidney": "#4477AA",
     "spine": "#BBBBBB", "tumour rim": "#EE6677", "tumour core": "#AA3377",
 }
+
+
+def categorical(n: int) -> list[str]:
+    """``n`` colours for categories without a meaning (cycling after :data:`CATEGORICAL`'s ten)."""
+    return [CATEGORICAL[i % len(CATEGORICAL)] for i in range(n)]
 
 
 def habitat_colour(h: int) -> str:
@@ -75,8 +84,15 @@ def tissue_colour(name: str, index: int = 0) -> str:
 
 def group_colours(scores) -> list[str]:
     """Colours for survival groups by a prognosis score (higher = better, e.g. RMST or median survival):
-    the poorest group vermillion, the best blue, any in between from :data:`OTHER_GROUPS`."""
-    scores = list(scores)
+    the poorest group vermillion, the best blue, any in between from :data:`CATEGORICAL`; groups whose
+    scores all tie (one group, or every case censored) carry no prognosis colour.
+
+    >>> group_colours([300.0, 900.0]) == [POOR, GOOD], group_colours([500.0, 500.0]) == categorical(2)
+    (True, True)
+    """
+    scores = [float(s) for s in scores]
+    if len(scores) < 2 or max(scores) - min(scores) <= 1e-9 * max(1.0, abs(max(scores))):
+        return categorical(len(scores))
     order = sorted(range(len(scores)), key=lambda i: scores[i])
     colours = [""] * len(scores)
     for rank, i in enumerate(order):
@@ -85,7 +101,7 @@ def group_colours(scores) -> list[str]:
         elif rank == len(scores) - 1:
             colours[i] = GOOD
         else:
-            colours[i] = OTHER_GROUPS[(rank - 1) % len(OTHER_GROUPS)]
+            colours[i] = CATEGORICAL[(rank - 1) % len(CATEGORICAL)]
     return colours
 
 

@@ -137,12 +137,13 @@ def _quiet_predictor(**arguments):
     is only supported for cuda devices! Setting this to False"), which it prints even when given False, as here on
     every device: on a CPU run it reads like a problem. Anything else it prints is passed on."""
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        predictor = _predictor_class()(**arguments)
-    for line in printed.getvalue().splitlines():
-        if not line.startswith(CUDA_ONLY_NOTICE):
-            print(line)
-    return predictor
+    try:
+        with contextlib.redirect_stdout(printed):
+            return _predictor_class()(**arguments)
+    finally:  # what it printed is shown even when it fails (it may say why)
+        for line in printed.getvalue().splitlines():
+            if not line.startswith(CUDA_ONLY_NOTICE):
+                print(line)
 
 
 def _predictor_class():
