@@ -23,7 +23,7 @@ def _changed(value, kind):
         return _all_changed(value)
     if origin in (typing.Union, types.UnionType):  # the first non-None type, from its example when None
         option = next(a for a in arguments if a is not type(None))
-        return _changed(value if isinstance(value, option) else _example(option), option)
+        return _changed(value if value is not None else _example(option), option)
     if kind is bool:
         return not value
     if kind is int:
