@@ -18,14 +18,8 @@ from virtualbiopsy.errors import InputError
 from virtualbiopsy.prediction.cohort import generate_cohort, shuffled
 from virtualbiopsy.prediction.data import Endpoint, prepare_dataset
 from virtualbiopsy.prediction.explain import explain, ranking
-from virtualbiopsy.prediction.models import (
-    TrainParameters,
-    auc,
-    bootstrap_metrics,
-    calibration_slope,
-    compare_models,
-    train,
-)
+from virtualbiopsy.prediction.metrics import auc, bootstrap_metrics, calibration_slope
+from virtualbiopsy.prediction.models import TrainParameters, compare_models, train
 
 SMALL_GRID = {"select__k": [5], "model__C": [1.0]}
 

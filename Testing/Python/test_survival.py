@@ -9,8 +9,9 @@ from scipy.stats import chi2
 
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.prediction.cohort import SIGNATURE, generate_cohort
+from virtualbiopsy.prediction.cox import CoxRegression
 from virtualbiopsy.prediction.data import DataWarning, prepare_dataset
-from virtualbiopsy.prediction.models import CoxRegression, TrainParameters, train
+from virtualbiopsy.prediction.models import TrainParameters, train
 from virtualbiopsy.prediction.survival import (
     analyse_groups,
     cluster_patients,

@@ -97,7 +97,8 @@ def explain(model, X: pd.DataFrame, case_ids=None, *, class_index: int | None = 
     ``class_index`` picks the explained class (default: the positive / last class);
     ``max_cases`` explains a seeded random subset (for a cohort ranking on large tables).
     """
-    from virtualbiopsy.prediction.models import TREE_MODELS, single_threaded
+    from virtualbiopsy.prediction.models import TREE_MODELS
+    from virtualbiopsy.prediction.threads import single_threaded
 
     task = as_task(progress)
     X = X[model.features].astype(float).reset_index(drop=True)

@@ -246,7 +246,7 @@ def apply_model(model: TrainedModel, table, key: str | None = None) -> tuple[pd.
     if missing.any():
         warnings.warn("Missing values in the new table are imputed with the training medians: "
                       + ", ".join(f"{f} ({int(n)})" for f, n in missing.items() if n), DataWarning, stacklevel=2)
-    from virtualbiopsy.prediction.models import single_threaded
+    from virtualbiopsy.prediction.threads import single_threaded
 
     predictions = single_threaded(model.predict)(X, case_ids)
     return predictions, X

@@ -13,29 +13,28 @@ model that is saved is the same procedure refitted on all cases.
 Classifiers: ``logistic``, ``random_forest``, ``gradient_boosting``, ``svm`` (binary or
 multi-class endpoints). Survival: ``cox`` (lifelines' ridge-penalised Cox proportional hazards,
 features selected by their univariate concordance index); its output is the prognostic index
-(log partial hazard) and risk groups split at a training percentile of it.
+(log partial hazard) and risk groups split at a training percentile of it. The metrics are in
+:mod:`virtualbiopsy.prediction.metrics`, the Cox estimator in :mod:`virtualbiopsy.prediction.cox`.
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.feature_selection import SelectKBest, VarianceThreshold, f_classif
 from sklearn.impute import SimpleImputer
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from virtualbiopsy.errors import InputError
+from virtualbiopsy.prediction.cox import CoxRegression, survival_y, univariate_concordance
 from virtualbiopsy.prediction.data import (
     BINARY,
     TIME_TO_EVENT,
@@ -45,6 +44,8 @@ from virtualbiopsy.prediction.data import (
     check_events_for_cox,
     usable_features,
 )
+from virtualbiopsy.prediction.metrics import bootstrap_metrics
+from virtualbiopsy.prediction.threads import single_threaded
 from virtualbiopsy.progress import as_task
 
 CLASSIFIERS = {
@@ -84,78 +85,6 @@ def cohort_quantiles(X: pd.DataFrame) -> pd.DataFrame:
     The minimum and maximum are left out on purpose: each is one patient's value.
     """
     return X.quantile(list(QUANTILE_LEVELS))
-
-
-def single_threaded(function):
-    """Run ``function`` with one BLAS/OpenMP thread: these problems are small, and on a shared or
-    busy CPU multi-threaded BLAS makes each tiny fit many times slower (measured 7x on 2 cores)."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):
-            return function(*args, **kwargs)
-
-    return wrapper
-
-
-# -- survival estimator --------------------------------------------------------------------------------
-
-
-def _survival_y(time, event) -> np.ndarray:
-    return np.column_stack([np.asarray(time, float), np.asarray(event, float)])
-
-
-def concordance(time, risk, event) -> float:
-    """Harrell's C-index of a risk score (higher = earlier event), via lifelines."""
-    from lifelines.utils import concordance_index
-
-    return float(concordance_index(time, -np.asarray(risk, float), event))
-
-
-def univariate_concordance(X, y) -> np.ndarray:
-    """Score for :class:`SelectKBest` on a survival ``y = [time, event]``: |C-index - 0.5| per feature."""
-    X = np.asarray(X, float)
-    scores = np.zeros(X.shape[1])
-    for j in range(X.shape[1]):
-        if np.ptp(X[:, j]) > 0:
-            scores[j] = abs(concordance(y[:, 0], X[:, j], y[:, 1]) - 0.5)
-    return scores
-
-
-class CoxRegression(BaseEstimator):
-    """lifelines' :class:`~lifelines.CoxPHFitter` as a scikit-learn estimator on ``y = [time, event]``.
-
-    ``predict`` returns the prognostic index (log partial hazard); ``score`` the C-index, so a
-    grid search can tune the ridge ``penalizer``.
-    """
-
-    def __init__(self, penalizer: float = 0.1):
-        self.penalizer = penalizer
-
-    def fit(self, X, y):
-        from lifelines import CoxPHFitter
-
-        X = np.asarray(X, float)
-        frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
-        frame["_time"], frame["_event"] = y[:, 0], y[:, 1]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # lifelines' convergence chatter; the penalizer keeps it stable
-            self.model_ = CoxPHFitter(penalizer=self.penalizer).fit(frame, "_time", "_event")
-        self.n_features_in_ = X.shape[1]
-        # lifelines' log partial hazard is (x - training mean) . beta; kept as arrays because predict
-        # runs thousands of times inside the SHAP explainer (equality with lifelines is tested)
-        self.coef_ = self.model_.params_.to_numpy(float)
-        self.offset_ = float(X.mean(axis=0) @ self.coef_)
-        return self
-
-    def predict(self, X) -> np.ndarray:
-        """The prognostic index: lifelines' log partial hazard, ``(x - training mean) . beta``."""
-        return np.asarray(X, float) @ self.coef_ - self.offset_
-
-    def score(self, X, y) -> float:
-        return concordance(y[:, 0], self.predict(X), y[:, 1])
 
 
 # -- pipelines -----------------------------------------------------------------------------------------
@@ -216,133 +145,6 @@ def selected_features(pipeline: Pipeline, features: list[str]) -> list[str]:
 # -- metrics -------------------------------------------------------------------------------------------
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def calibration_slope(y: np.ndarray, p: np.ndarray) -> float:
-    """Slope b of the logistic recalibration ``logit P(y = 1) = a + b * logit(p)`` (1 = well calibrated).
-
-    Hand-written Newton-Raphson for these two parameters: it runs inside the bootstrap loop, where a
-    scikit-learn fit per resample is ~50x slower (the tests check it against scikit-learn). NaN when
-    the outcome is separated (the slope diverges).
-    """
-    from scipy.special import expit
-
-    y = np.asarray(y, float)
-    if len(np.unique(y)) < 2:
-        return math.nan
-    design = np.column_stack([np.ones_like(y), _logit(np.asarray(p, float))])
-    beta = np.array([0.0, 1.0])
-    for _ in range(100):
-        mu = expit(design @ beta)
-        weights = mu * (1.0 - mu)
-        hessian = design.T @ (design * weights[:, None])
-        try:
-            step = np.linalg.solve(hessian, design.T @ (y - mu))
-        except np.linalg.LinAlgError:
-            return math.nan
-        beta += step
-        if not np.isfinite(beta).all() or abs(beta[1]) > 1e3:
-            return math.nan
-        if np.abs(step).max() < 1e-10:
-            return float(beta[1])
-    return math.nan
-
-
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve as the Mann-Whitney statistic (ties count one half).
-
-    Hand-written from scipy's ranks for speed inside the bootstrap loop (equal to scikit-learn's
-    ``roc_auc_score``, checked in the tests).
-    """
-    from scipy.stats import rankdata
-
-    y = np.asarray(y) == 1
-    positives, negatives = int(y.sum()), int((~y).sum())
-    ranks = rankdata(score)
-    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def _binary_point(y, p, threshold: float) -> dict:
-    predicted = p >= threshold
-    positives = y == 1
-    sensitivity = float(predicted[positives].mean())
-    specificity = float(1 - predicted[~positives].mean())
-    return {
-        "auc": auc(y, p),
-        "balanced_accuracy": (sensitivity + specificity) / 2,
-        "sensitivity": sensitivity,
-        "specificity": specificity,
-        "calibration_slope": calibration_slope(y, p),
-        "brier": float(np.mean((p - y) ** 2)),
-    }
-
-
-def _multiclass_point(y, proba, n_classes: int) -> dict:
-    return {
-        "auc": float(roc_auc_score(y, proba, multi_class="ovr", labels=list(range(n_classes)))),
-        "balanced_accuracy": float(balanced_accuracy_score(y, proba.argmax(axis=1))),
-        "accuracy": float(np.mean(proba.argmax(axis=1) == y)),
-    }
-
-
-def _survival_point(time, event, risk) -> dict:
-    return {"c_index": concordance(time, risk, event)}
-
-
-def _point_metrics(endpoint: Endpoint, observed, prediction, threshold: float, rows=None) -> dict | None:
-    """Metrics of one (re)sample, None when it cannot be scored (e.g. a single class)."""
-    rows = slice(None) if rows is None else rows
-    if endpoint.kind == TIME_TO_EVENT:
-        time, event = observed[0][rows], observed[1][rows]
-        return _survival_point(time, event, prediction[rows]) if event.sum() > 0 else None
-    y = observed[rows]
-    n_classes = len(endpoint.classes)
-    if len(np.unique(y)) < n_classes:
-        return None
-    if endpoint.kind == BINARY:
-        return _binary_point(y, prediction[rows][:, 1], threshold)
-    return _multiclass_point(y, prediction[rows], n_classes)
-
-
-@dataclass
-class Metrics:
-    table: pd.DataFrame  # metric, estimate, ci_low, ci_high, n_bootstrap
-    replicates: dict[str, np.ndarray]  # per metric, one value per bootstrap resample (NaN: unscorable)
-
-
-@single_threaded
-def bootstrap_metrics(endpoint: Endpoint, observed, prediction, threshold: float = 0.5, n_bootstrap: int = 1000,
-                      seed: int = 0, confidence: float = 0.95) -> Metrics:
-    """Point estimates and percentile bootstrap CIs over patients (seeded: same seed, same resamples).
-
-    ``observed`` is the class index array, or ``(time, event)``; ``prediction`` the probabilities
-    ``[n, n_classes]`` or the risk score. Resamples that cannot be scored (one class, no event) are
-    skipped and counted out of ``n_bootstrap``.
-    """
-    n = len(prediction)
-    point = _point_metrics(endpoint, observed, prediction, threshold)
-    if point is None:
-        raise InputError("The predictions cannot be scored: the observed endpoint has a single class or no event.")
-    rng = np.random.default_rng(seed)
-    replicates = {name: np.full(n_bootstrap, np.nan) for name in point}
-    for b in range(n_bootstrap):
-        values = _point_metrics(endpoint, observed, prediction, threshold, rng.integers(0, n, n))
-        for name, value in (values or {}).items():
-            replicates[name][b] = value
-    alpha = (1 - confidence) / 2
-    rows = []
-    for name, estimate in point.items():
-        finite = replicates[name][np.isfinite(replicates[name])]
-        low, high = (np.quantile(finite, [alpha, 1 - alpha]) if finite.size else (math.nan, math.nan))
-        rows.append({"metric": name, "estimate": estimate, "ci_low": float(low), "ci_high": float(high),
-                     "n_bootstrap": int(finite.size)})
-    return Metrics(pd.DataFrame(rows), replicates)
-
-
-# -- training ------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -399,7 +201,7 @@ class TrainedModel:
 
 def _targets(dataset: Dataset) -> np.ndarray:
     survival = dataset.endpoint.kind == TIME_TO_EVENT
-    return _survival_y(dataset.time, dataset.event) if survival else dataset.y
+    return survival_y(dataset.time, dataset.event) if survival else dataset.y
 
 
 def _search(dataset: Dataset, params: TrainParameters, inner_splits) -> GridSearchCV:
@@ -590,17 +392,3 @@ def compare_models(dataset: Dataset, names, params: TrainParameters | None = Non
     table[f"delta_{primary}_ci_low"] = [d[1] for d in deltas]
     table[f"delta_{primary}_ci_high"] = [d[2] for d in deltas]
     return table.sort_values(primary, ascending=False).reset_index(drop=True), models
-
-
-def cox_summary(model: TrainedModel) -> pd.DataFrame:
-    """Hazard ratio per SD of each feature the final Cox model uses (with lifelines' 95 % CI and p)."""
-    fitter = model.pipeline.named_steps["model"].model_
-    summary = fitter.summary
-    names = model.used_features
-    return pd.DataFrame({
-        "feature": names,
-        "hazard_ratio_per_sd": summary["exp(coef)"].to_numpy(),
-        "ci_low": summary["exp(coef) lower 95%"].to_numpy(),
-        "ci_high": summary["exp(coef) upper 95%"].to_numpy(),
-        "p": summary["p"].to_numpy(),
-    })
