@@ -21,12 +21,8 @@ import SimpleITK as sitk
 
 from virtualbiopsy.errors import InvalidValuesError
 from virtualbiopsy.progress import as_task
-from virtualbiopsy.segmentation.preprocessing import (
-    _require,
-    checked_mask,
-    execute_with_progress,
-    foreground_mask,
-)
+from virtualbiopsy.segmentation.preprocessing import _require, checked_mask, foreground_mask
+from virtualbiopsy.segmentation.sitk_progress import execute_with_progress
 
 
 @dataclass(frozen=True)
