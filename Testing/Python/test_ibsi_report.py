@@ -51,6 +51,18 @@ def test_every_ibsi_feature_pyradiomics_computes_is_in_the_report(rows):
     assert all(row["note"] for row in rows if row["status"] == ibsi.NOT_COMPUTED)
 
 
+def test_tag_map_file_holds_the_tag_map_that_was_written_in_the_code():
+    import hashlib
+    import json
+
+    # 108 tags, in order, as the dict literal in ibsi.py held them before it became ibsi_tags.csv
+    tags = ibsi.read_tag_map()
+    assert len(tags) == 108
+    digest = hashlib.sha256(json.dumps(list(tags.items())).encode()).hexdigest()
+    assert digest == "6cbac93ffb3fdeced08f496c91e5183215bafc96485c8af3067fe0a714ef2585"
+    assert tags == ibsi.IBSI_TO_PYRADIOMICS
+
+
 def test_matching_count_does_not_regress(rows):
     counts = ibsi.summary(rows)
     print(ibsi.summary_line(counts))

@@ -44,118 +44,20 @@ CONFIGURATIONS = {
                   {"cm": "_2_5D_comb", "rlm": "_2_5D_comb"}),
 }
 
-# IBSI tag (without aggregation suffix) -> pyradiomics feature (class_Feature), conversion, note.
-_MAP = """
-morph_volume shape_MeshVolume
-morph_vol_approx shape_VoxelVolume
-morph_area_mesh shape_SurfaceArea
-morph_av shape_SurfaceVolumeRatio
-morph_comp_1 shape_Compactness1
-morph_comp_2 shape_Compactness2
-morph_sph_dispr shape_SphericalDisproportion
-morph_sphericity shape_Sphericity
-morph_diam shape_Maximum3DDiameter
-morph_pca_maj_axis shape_MajorAxisLength
-morph_pca_min_axis shape_MinorAxisLength
-morph_pca_least_axis shape_LeastAxisLength
-morph_pca_elongation shape_Elongation
-morph_pca_flatness shape_Flatness
-stat_mean firstorder_Mean
-stat_var firstorder_Variance
-stat_skew firstorder_Skewness
-stat_kurt firstorder_Kurtosis
-stat_median firstorder_Median
-stat_min firstorder_Minimum
-stat_p10 firstorder_10Percentile
-stat_p90 firstorder_90Percentile
-stat_max firstorder_Maximum
-stat_iqr firstorder_InterquartileRange
-stat_range firstorder_Range
-stat_mad firstorder_MeanAbsoluteDeviation
-stat_rmad firstorder_RobustMeanAbsoluteDeviation
-stat_energy firstorder_Energy
-stat_rms firstorder_RootMeanSquared
-ih_entropy firstorder_Entropy
-ih_uniformity firstorder_Uniformity
-cm_joint_max glcm_MaximumProbability
-cm_joint_avg glcm_JointAverage
-cm_joint_var glcm_SumSquares
-cm_joint_entr glcm_JointEntropy
-cm_diff_avg glcm_DifferenceAverage
-cm_diff_var glcm_DifferenceVariance
-cm_diff_entr glcm_DifferenceEntropy
-cm_sum_avg glcm_SumAverage
-cm_sum_var glcm_ClusterTendency
-cm_sum_entr glcm_SumEntropy
-cm_energy glcm_JointEnergy
-cm_contrast glcm_Contrast
-cm_dissimilarity glcm_DifferenceAverage
-cm_inv_diff glcm_Id
-cm_inv_diff_norm glcm_Idn
-cm_inv_diff_mom glcm_Idm
-cm_inv_diff_mom_norm glcm_Idmn
-cm_inv_var glcm_InverseVariance
-cm_corr glcm_Correlation
-cm_auto_corr glcm_Autocorrelation
-cm_clust_tend glcm_ClusterTendency
-cm_clust_shade glcm_ClusterShade
-cm_clust_prom glcm_ClusterProminence
-cm_info_corr1 glcm_Imc1
-cm_info_corr2 glcm_Imc2
-rlm_sre glrlm_ShortRunEmphasis
-rlm_lre glrlm_LongRunEmphasis
-rlm_lgre glrlm_LowGrayLevelRunEmphasis
-rlm_hgre glrlm_HighGrayLevelRunEmphasis
-rlm_srlge glrlm_ShortRunLowGrayLevelEmphasis
-rlm_srhge glrlm_ShortRunHighGrayLevelEmphasis
-rlm_lrlge glrlm_LongRunLowGrayLevelEmphasis
-rlm_lrhge glrlm_LongRunHighGrayLevelEmphasis
-rlm_glnu glrlm_GrayLevelNonUniformity
-rlm_glnu_norm glrlm_GrayLevelNonUniformityNormalized
-rlm_rlnu glrlm_RunLengthNonUniformity
-rlm_rlnu_norm glrlm_RunLengthNonUniformityNormalized
-rlm_r_perc glrlm_RunPercentage
-rlm_gl_var glrlm_GrayLevelVariance
-rlm_rl_var glrlm_RunVariance
-rlm_rl_entr glrlm_RunEntropy
-szm_sze glszm_SmallAreaEmphasis
-szm_lze glszm_LargeAreaEmphasis
-szm_lgze glszm_LowGrayLevelZoneEmphasis
-szm_hgze glszm_HighGrayLevelZoneEmphasis
-szm_szlge glszm_SmallAreaLowGrayLevelEmphasis
-szm_szhge glszm_SmallAreaHighGrayLevelEmphasis
-szm_lzlge glszm_LargeAreaLowGrayLevelEmphasis
-szm_lzhge glszm_LargeAreaHighGrayLevelEmphasis
-szm_glnu glszm_GrayLevelNonUniformity
-szm_glnu_norm glszm_GrayLevelNonUniformityNormalized
-szm_zsnu glszm_SizeZoneNonUniformity
-szm_zsnu_norm glszm_SizeZoneNonUniformityNormalized
-szm_z_perc glszm_ZonePercentage
-szm_gl_var glszm_GrayLevelVariance
-szm_zs_var glszm_ZoneVariance
-szm_zs_entr glszm_ZoneEntropy
-ngl_lde gldm_SmallDependenceEmphasis
-ngl_hde gldm_LargeDependenceEmphasis
-ngl_lgce gldm_LowGrayLevelEmphasis
-ngl_hgce gldm_HighGrayLevelEmphasis
-ngl_ldlge gldm_SmallDependenceLowGrayLevelEmphasis
-ngl_ldhge gldm_SmallDependenceHighGrayLevelEmphasis
-ngl_hdlge gldm_LargeDependenceLowGrayLevelEmphasis
-ngl_hdhge gldm_LargeDependenceHighGrayLevelEmphasis
-ngl_glnu gldm_GrayLevelNonUniformity
-ngl_glnu_norm firstorder_Uniformity
-ngl_dcnu gldm_DependenceNonUniformity
-ngl_dcnu_norm gldm_DependenceNonUniformityNormalized
-ngl_gl_var gldm_GrayLevelVariance
-ngl_dc_var gldm_DependenceVariance
-ngl_dc_entr gldm_DependenceEntropy
-ngt_coarseness ngtdm_Coarseness
-ngt_contrast ngtdm_Contrast
-ngt_busyness ngtdm_Busyness
-ngt_complexity ngtdm_Complexity
-ngt_strength ngtdm_Strength
-"""
-IBSI_TO_PYRADIOMICS = dict(line.split() for line in _MAP.strip().splitlines())
+TAG_MAP_FILE = Path(__file__).resolve().parent / "ibsi_tags.csv"
+
+
+def read_tag_map(path: str | Path = TAG_MAP_FILE) -> dict[str, str]:
+    """IBSI tag (without aggregation suffix) -> pyradiomics feature (``class_Feature``), in the file's order.
+
+    >>> read_tag_map()["morph_volume"]
+    'shape_MeshVolume'
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["ibsi_tag"]: row["pyradiomics_feature"] for row in csv.DictReader(handle)}
+
+
+IBSI_TO_PYRADIOMICS = read_tag_map()
 
 # pyradiomics features that are deprecated (not enabled by default) but still computed; enabled
 # explicitly so that their IBSI counterparts can be checked.
