@@ -111,15 +111,22 @@ def as_task(progress: Task | ProgressCallback | None, cancel: CancelToken | None
 
 
 class ConsoleProgress:
-    """A command-line progress bar (tqdm on a terminal, plain lines otherwise).
+    """A command-line progress bar (tqdm on a terminal, plain lines otherwise; with the environment variable
+    ``VIRTUALBIOPSY_PROGRESS=lines`` a flushed plain line at each new message and each 0.5 % step, for a
+    program reading them: :mod:`virtualbiopsy.command_job`).
 
     Use as the callback of a :class:`Task`; ``close()`` when done.
     """
 
     def __init__(self, description: str = "", stream=None) -> None:
+        import os
+
         from tqdm import tqdm
 
         self._stream = stream or sys.stderr
+        # for a reader of the lines (virtualbiopsy.command_job): a line at each 0.5 % step too, flushed
+        self._every_step = os.environ.get("VIRTUALBIOPSY_PROGRESS") == "lines"
+        self._last_fraction = -1.0
         self._bar = tqdm(
             total=1000,
             desc="",
@@ -128,7 +135,7 @@ class ConsoleProgress:
             bar_format=description + ": {percentage:3.0f}%|{bar:30}| {elapsed}<{remaining}  {desc}",
             leave=True,
             mininterval=0.2,
-            disable=None,  # disabled when the stream is not a terminal...
+            disable=True if self._every_step else None,  # disabled when the stream is not a terminal...
         )
         self._plain = self._bar.disable
         self._last_message = ""
@@ -137,9 +144,12 @@ class ConsoleProgress:
     def __call__(self, fraction: float, message: str) -> None:
         if self._plain:
             # ... where one line per new message keeps logs readable.
-            if message and message != self._last_message:
-                print(f"[{fraction * 100:5.1f}%] {self._description}: {message}", file=self._stream)
-                self._last_message = message
+            moved = self._every_step and fraction - self._last_fraction >= 0.005
+            if (message and message != self._last_message) or moved:
+                print(f"[{fraction * 100:5.1f}%] {self._description}: {message or self._last_message}",
+                      file=self._stream, flush=self._every_step)
+                self._last_message = message or self._last_message
+                self._last_fraction = fraction
             return
         self._bar.n = int(round(fraction * 1000))
         if message:
