@@ -65,7 +65,7 @@ class VirtualBiopsyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     logicClass = None
     title = ""
     inputSignals: tuple = ()
-    dependencyGroup = "Core"  # the current steps need only what Slicer ships
+    dependencyGroup = "Core"  # checked on Apply; a module whose Apply needs more names its group
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)  # sets self.moduleName from the class name

@@ -251,7 +251,9 @@ def _dwi_ras_and_las(tmp_path):
 def _world_values(volume_node):
     """{voxel centre in RAS mm (rounded to 1 µm): value} of a volume node."""
     geometry = Geometry.from_node(volume_node)
-    points = np.round(np.stack([p.ravel() for p in geometry.ras_points()], 1), 3)
+    k, j, i = np.meshgrid(*(np.arange(n, dtype=float) for n in geometry.shape), indexing="ij")
+    ijk = np.stack([i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)])  # in the array's (k, j, i) order
+    points = np.round((geometry.ijk_to_ras @ ijk)[:3].T, 3)
     return dict(zip(map(tuple, points), arrays.array_from_volume(volume_node).ravel().tolist()))
 
 

@@ -61,12 +61,6 @@ class Geometry:
         """Volume of one voxel in mL (1 mL = 1000 mm³)."""
         return float(abs(np.linalg.det(self.ijk_to_ras[:3, :3]))) / 1000.0
 
-    def ras_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """RAS coordinates (mm) of every voxel centre, three arrays of ``shape``."""
-        k, j, i = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in self.shape), indexing="ij")
-        m = self.ijk_to_ras.astype(np.float32)
-        return tuple(m[r, 0] * i + m[r, 1] * j + m[r, 2] * k + m[r, 3] for r in range(3))
-
     def apply_to(self, volume_node) -> None:
         """Set this grid's spacing, origin and directions on a volume node."""
         volume_node.SetIJKToRASMatrix(_vtk_matrix(self.ijk_to_ras))

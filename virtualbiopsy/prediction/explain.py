@@ -34,8 +34,6 @@ from virtualbiopsy.errors import DependencyError, ImageDimensionError, InputErro
 from virtualbiopsy.prediction.data import BINARY, TIME_TO_EVENT
 from virtualbiopsy.progress import as_task
 
-EXACT_MAX_FEATURES = 11  # 2^11 = 2048 coalitions: the default budget
-
 
 @dataclass
 class ShapValues:

@@ -39,8 +39,6 @@ from virtualbiopsy.errors import InputError, VirtualBiopsyError
 from virtualbiopsy.progress import as_task
 from virtualbiopsy.radiomics import extraction
 
-FIXED_COLUMNS = ("case_id", "label", "error")
-
 
 @dataclass
 class Case:

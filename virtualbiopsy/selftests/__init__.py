@@ -22,14 +22,13 @@ MODULE_CHECKS = {
 }
 
 
-# The dependency group (virtualbiopsy/requirements_slicer.txt) each module's checks need.
-REQUIRED_PACKAGES = {"NeuroblastomaSeg": "NeuroblastomaSeg", "RadiomicsBiomarkers": "RadiomicsBiomarkers",
-                     "FitClusterFit": "FitClusterFit", "OutcomePredictor": "OutcomePredictor"}
-
-
 def required_packages(module_name: str) -> str:
-    """The requirements group to install before running ``module_name``'s checks in Slicer."""
-    return REQUIRED_PACKAGES.get(module_name, "Core")
+    """The requirements group to install before running ``module_name``'s checks in Slicer.
+
+    Each module with checks has a group of its name in ``virtualbiopsy/requirements_slicer.txt``;
+    any other name needs only the Core group.
+    """
+    return module_name if module_name in MODULE_CHECKS else "Core"
 
 
 def run_module_checks(module_name: str, context, workdir: str) -> None:
