@@ -24,10 +24,7 @@ def test_slicer_pins_agree_with_the_known_good_stack():
         for requirement in requirements:
             assert requirement.name.lower() != "shap", "shap breaks Slicer's own `slicer` package"
             pinned = pins.get(requirement.name.lower())
-            if requirement.operator == "==":
-                assert pinned == requirement.version, (group, requirement.spec)
-            else:
-                assert dependencies._release(pinned) >= dependencies._release(requirement.version), requirement.spec
+            assert pinned is not None and requirement.allows(pinned), (group, requirement.spec)
 
 
 def test_environment_has_every_module_requirement():
@@ -64,16 +61,8 @@ def test_declined_install_changes_nothing(monkeypatch):
     assert installed == []
 
 
-def test_torch_goes_through_the_pytorch_extension(monkeypatch):
-    _fake_group(monkeypatch, "[Demo]\ntorch==99.0\n")
-    via_extension, via_pip = [], []
-    with pytest.raises(DependencyError):
-        dependencies.ensure_requirements("Demo", lambda s: True, via_pip.append, install_torch=via_extension.append)
-    assert via_extension == ["torch==99.0"] and via_pip == []
-
-
 def test_local_version_labels_are_ignored():
-    assert dependencies.Requirement("torch", "==", "2.13.0").is_satisfied()  # installed as 2.13.0+cpu
+    assert dependencies.Requirement.parse("torch==2.13.0").is_satisfied()  # installed as 2.13.0+cpu
 
 
 @pytest.mark.parametrize(
