@@ -7,6 +7,7 @@ checks that name what is wrong: mixed orientations or pixel grids, a duplicated 
 slice, non-uniform spacing. Hand-written because highdicom builds one 3D volume of a series, not the
 frames of a 4D one; its ``get_volume_from_series`` gives the same voxels and grid on a 3D series
 (tested). The grid is the one Slicer's DICOM reader gives: RAS, slices in a right-handed order.
+Each slice's header, the stacking checks and the pixels are in :mod:`virtualbiopsy.dicom.slices`.
 
 Choosing a series: ``FOLDER#7`` (series number), ``FOLDER#1.2.826...`` (series UID) or
 ``FOLDER#T2`` (a unique part of the series description) wherever a command takes an image.
@@ -14,7 +15,6 @@ Choosing a series: ``FOLDER#7`` (series number), ``FOLDER#1.2.826...`` (series U
 
 from __future__ import annotations
 
-import datetime
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy.dicom.slices import LPS_TO_RAS, SliceHeader, slice_headers, slice_pixels, stack_slices
 from virtualbiopsy.errors import FileFormatError, ImageDimensionError, InputError
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.progress import as_task
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
@@ -140,7 +140,7 @@ def find_series(paths: Sequence[str | Path] | str | Path, progress=None) -> list
                 transfer_syntax=str(getattr(ds.file_meta, "TransferSyntaxUID", "")),
             )
         info.files.append(path)
-        for frame in _frame_headers(ds):
+        for frame in slice_headers(ds):
             info.frames += 1
             if frame.position is not None:
                 positions[uid].add(tuple(np.round(frame.position, 2)))
@@ -198,125 +198,6 @@ def choose_series(series: list[SeriesInfo], choice: str | None, where: str) -> S
     return matches[0]
 
 
-# -- slices -------------------------------------------------------------------------------------
-
-@dataclass
-class _Frame:
-    """One 2D slice: where it lies, what it is (b-value, time) and where its pixels are."""
-
-    path: Path | None
-    frame: int  # index in an enhanced instance, 0 for a classic one
-    position: np.ndarray | None  # LPS mm of the first pixel's centre
-    orientation: np.ndarray | None  # 6 direction cosines (row, column)
-    pixel_spacing: tuple[float, float] | None  # (between rows, between columns) mm
-    rows: int
-    columns: int
-    slope: float = 1.0
-    intercept: float = 0.0
-    b_value: float | None = None
-    direction: np.ndarray | None = None
-    b_source: str = ""
-    temporal: object = None  # temporal position index / identifier
-    time_s: float | None = None
-    time_source: str = ""
-    instance: int = 0  # InstanceNumber (orders the volumes of a DWI without b-value tags)
-    rank: int = 0  # the volume an untagged DWI slice belongs to (its order among slices at its position)
-
-
-def _floats(value, n: int) -> np.ndarray | None:
-    try:
-        array = np.asarray([float(v) for v in value], dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return array if array.shape == (n,) else None
-
-
-def _seconds_of_day(value) -> float | None:
-    text = str(value or "").strip()
-    if not text:
-        return None
-    try:
-        hours, minutes, seconds = int(text[0:2]), int(text[2:4] or 0), float(text[4:] or 0)
-    except ValueError:
-        return None
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def _datetime_seconds(value) -> float | None:
-    text = str(value or "").strip().split("+")[0].split("-")[0]
-    if len(text) < 14:
-        return None
-    try:
-        moment = datetime.datetime.strptime(text[:14], "%Y%m%d%H%M%S")
-    except ValueError:
-        return None
-    fraction = float("0" + text[14:]) if text[14:].startswith(".") else 0.0
-    return moment.timestamp() + fraction
-
-
-def _item(group, keyword):
-    sequence = group.get(keyword) if group is not None else None
-    return sequence[0] if sequence else None
-
-
-def _frame_headers(ds, path: Path | None = None) -> list[_Frame]:
-    """The slices of one instance (its header only)."""
-    from virtualbiopsy.dicom.diffusion import diffusion_of
-
-    count = int(ds.get("NumberOfFrames", 1) or 1)
-    rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
-    if count == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
-        spacing = _floats(ds.get("PixelSpacing"), 2)
-        b, direction, source = diffusion_of(ds)
-        frame = _Frame(path, 0, _floats(ds.get("ImagePositionPatient"), 3),
-                       _floats(ds.get("ImageOrientationPatient"), 6),
-                       tuple(spacing) if spacing is not None else None, rows, columns,
-                       float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0),
-                       b, direction, source)
-        frame.instance = int(ds.get("InstanceNumber") or 0)
-        if ds.get("TemporalPositionIdentifier") not in (None, ""):
-            frame.temporal = int(ds.TemporalPositionIdentifier)
-        elif ds.get("TemporalPositionIndex") not in (None, ""):
-            frame.temporal = int(ds.TemporalPositionIndex)
-        if ds.get("TriggerTime") not in (None, ""):
-            frame.time_s, frame.time_source = float(ds.TriggerTime) / 1000.0, "TriggerTime (0018,1060)"
-        elif ds.get("AcquisitionTime") not in (None, ""):
-            frame.time_s, frame.time_source = _seconds_of_day(ds.AcquisitionTime), "AcquisitionTime (0008,0032)"
-        elif ds.get("ContentTime") not in (None, ""):
-            frame.time_s, frame.time_source = _seconds_of_day(ds.ContentTime), "ContentTime (0008,0033, a fallback)"
-        return [frame]
-    shared = _item(ds, "SharedFunctionalGroupsSequence")
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or [None] * count
-    frames = []
-    for index in range(count):
-        group = per_frame[index] if index < len(per_frame) else None
-
-        def find(keyword, group=group):
-            return _item(group, keyword) or _item(shared, keyword)
-
-        position, orientation, measures = find("PlanePositionSequence"), find("PlaneOrientationSequence"), \
-            find("PixelMeasuresSequence")
-        transform, content = find("PixelValueTransformationSequence"), find("FrameContentSequence")
-        spacing = _floats(measures.get("PixelSpacing"), 2) if measures is not None else None
-        b, direction, source = diffusion_of(ds, group if group is not None and "MRDiffusionSequence" in group
-                                            else shared)
-        frame = _Frame(path, index,
-                       _floats(position.get("ImagePositionPatient"), 3) if position is not None else None,
-                       _floats(orientation.get("ImageOrientationPatient"), 6) if orientation is not None else None,
-                       tuple(spacing) if spacing is not None else None, rows, columns,
-                       float(transform.get("RescaleSlope", 1) or 1) if transform is not None else 1.0,
-                       float(transform.get("RescaleIntercept", 0) or 0) if transform is not None else 0.0,
-                       b, direction, source)
-        if content is not None:
-            if content.get("TemporalPositionIndex") not in (None, ""):
-                frame.temporal = int(content.TemporalPositionIndex)
-            moment = _datetime_seconds(content.get("FrameAcquisitionDateTime"))
-            if moment is not None:
-                frame.time_s, frame.time_source = moment, "FrameAcquisitionDateTime (0018,9074)"
-        frames.append(frame)
-    return frames
-
-
 # -- reading ------------------------------------------------------------------------------------
 
 @dataclass
@@ -335,7 +216,7 @@ class DicomSeries:
     files: list[list[Path]] = field(default_factory=list)  # each frame's instance files, in slice order
 
 
-def _group_key(frame: _Frame, kind: str):
+def _group_key(frame: SliceHeader, kind: str):
     if kind == "dwi":
         direction = tuple(np.round(frame.direction, 3)) if frame.direction is not None else None
         return (round(frame.b_value, 3), direction)
@@ -362,7 +243,7 @@ def _scanner_map(info: SeriesInfo) -> str:
     return next((name for word, name in _SCANNER_MAPS.items() if word in info.image_type), "")
 
 
-def _kind(frames: list[_Frame], info: SeriesInfo) -> str:
+def _kind(frames: list[SliceHeader], info: SeriesInfo) -> str:
     with_b = [f for f in frames if f.b_value is not None]
     positions = {tuple(np.round(f.position, 2)) for f in frames if f.position is not None}
     if with_b:
@@ -387,97 +268,14 @@ def _kind(frames: list[_Frame], info: SeriesInfo) -> str:
                      "timing tag to tell the frames apart (or slices are duplicated).")
 
 
-def _stack(frames: list[_Frame], label: str) -> tuple[list[_Frame], Geometry]:
-    """The slices of one frame in order along the normal, and their grid (LPS -> RAS, right-handed)."""
-    missing = [f for f in frames if f.position is None or f.orientation is None or f.pixel_spacing is None]
-    if missing:
-        raise InputError(f"{label}: {len(missing)} slice(s) lack ImagePositionPatient, ImageOrientationPatient or "
-                         "PixelSpacing; the volume's geometry is unknown.")
-    orientations = np.array([f.orientation for f in frames])
-    if np.abs(orientations - orientations[0]).max() > 1e-4:
-        distinct = len({tuple(np.round(o, 4)) for o in orientations})
-        raise InputError(f"{label}: its slices have {distinct} different orientations (a localiser or a "
-                         "multi-planar series); choose a series of one orientation.")
-    sizes = {(f.rows, f.columns, tuple(np.round(f.pixel_spacing, 5))) for f in frames}
-    if len(sizes) > 1:
-        raise InputError(f"{label}: its slices differ in size or pixel spacing ({len(sizes)} kinds).")
-    row, column = frames[0].orientation[:3], frames[0].orientation[3:]
-    normal = np.cross(row, column)
-    ordered = sorted(frames, key=lambda f: float(f.position @ normal))
-    heights = np.array([float(f.position @ normal) for f in ordered])
-    if len(ordered) > 1:
-        steps = np.diff(heights)
-        duplicated = np.flatnonzero(steps < 1e-3)
-        if duplicated.size:
-            at = heights[duplicated[0]]
-            raise InputError(f"{label}: two slices lie at the same position ({at:.2f} mm along the normal); the "
-                             "series holds a duplicated slice or several frames without a tag to tell them apart.")
-        step = float(np.median(steps))
-        off = np.flatnonzero(np.abs(steps - step) > max(0.01 * step, 1e-3))
-        if off.size:
-            gap = steps[off[0]]
-            ratio = gap / step
-            if abs(ratio - round(ratio)) < 0.05 and round(ratio) >= 2:
-                raise InputError(f"{label}: {int(round(ratio)) - 1} slice(s) missing between {heights[off[0]]:.2f} and "
-                                 f"{heights[off[0] + 1]:.2f} mm (slices are {step:.3g} mm apart elsewhere).")
-            raise InputError(f"{label}: non-uniform slice spacing ({steps.min():.3g} to {steps.max():.3g} mm); "
-                             "resample it on the scanner or in Slicer first.")
-        in_plane = [(f.position - ordered[0].position) - ((f.position - ordered[0].position) @ normal) * normal
-                    for f in ordered]
-        if max(float(np.linalg.norm(v)) for v in in_plane) > 0.01 * float(np.min(frames[0].pixel_spacing)) + 1e-3:
-            raise InputError(f"{label}: its slices are shifted in-plane from one another (a sheared stack); "
-                             "resample it first.")
-    else:
-        step = 1.0
-    row_spacing, column_spacing = ordered[0].pixel_spacing
-    lps = np.column_stack([row * column_spacing, column * row_spacing, normal * step])
-    matrix = np.eye(4)
-    matrix[:3, :3] = _LPS_TO_RAS @ lps
-    matrix[:3, 3] = _LPS_TO_RAS @ ordered[0].position
-    return ordered, Geometry((len(ordered), ordered[0].rows, ordered[0].columns), matrix)
-
-
-def _decode(path: Path) -> np.ndarray:
-    import pydicom
-
-    syntax = ""
-    try:
-        ds = pydicom.dcmread(path)
-        syntax = ds.file_meta.TransferSyntaxUID.name
-        return ds.pixel_array
-    except Exception as error:  # noqa: BLE001 - pydicom raises many kinds for damaged / undecodable data
-        raise FileFormatError(
-            f"Could not read the pixels of '{path.name}'" + (f" ({syntax})" if syntax else "")
-            + f": {' '.join(str(error).split())[:200]}. A truncated file, or a compression no installed pixel-data "
-            "plugin decodes (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg)."
-        ) from None
-
-
-def _pixels(frames: list[_Frame], cache: dict) -> np.ndarray:
-    array = np.empty((len(frames), frames[0].rows, frames[0].columns), np.float32)
-    for k, frame in enumerate(frames):
-        data = cache.get(frame.path)
-        if data is None:
-            data = _decode(frame.path)
-            data = np.asarray(data)
-            cache.clear()  # keep one instance's pixels: an enhanced object is read once for all its frames
-            cache[frame.path] = data
-        plane = data[frame.frame] if data.ndim == 3 else data
-        if plane.shape != (frame.rows, frame.columns):
-            raise FileFormatError(f"'{frame.path.name}' holds {plane.shape} pixels per frame, its header says "
-                                  f"{frame.rows} x {frame.columns}; a colour image or a damaged file.")
-        array[k] = plane.astype(np.float32) * frame.slope + frame.intercept
-    return array
-
-
 def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
     """Read ``info`` as one volume, or as the frames of a DWI (by b-value and direction) or of a dynamic
     series (by temporal position), all on one grid."""
     task = as_task(progress)
-    frames: list[_Frame] = []
+    frames: list[SliceHeader] = []
     for path in info.files:
         ds = _read_header(path)
-        frames += _frame_headers(ds, path)
+        frames += slice_headers(ds, path)
     if "MOSAIC" in info.image_type:
         return _read_mosaic(info, task)
     kind = _kind(frames, info)
@@ -511,12 +309,12 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
     for index, key in enumerate(keys):
         task.update(index / len(keys), f"Reading {info.label()} ({index + 1}/{len(keys)})")
         label = info.label() + (f", frame {index + 1}" if len(keys) > 1 else "")
-        ordered, grid = _stack(groups[key], label)
+        ordered, grid = stack_slices(groups[key], label)
         if geometry is not None and geometry.differences(grid):
             differences = "; ".join(geometry.differences(grid))
             raise InputError(f"{label} is not on the grid of the first frame ({differences}).")
         geometry = geometry or grid
-        arrays.append(_pixels(ordered, cache))
+        arrays.append(slice_pixels(ordered, cache))
         files.append([f.path for f in ordered])
     result = DicomSeries(info, arrays, geometry, "dwi" if kind == "dwi-untagged" else kind)
     result.files = files
@@ -532,7 +330,7 @@ def read_series(info: SeriesInfo, progress=None) -> DicomSeries:
         result.values = [float(key[0]) for key in keys]
         result.source = f"{info.b_value_source} of {info.label()}"
         if any(key[1] is not None for key in keys):
-            result.directions = np.array([(_LPS_TO_RAS @ np.asarray(key[1])) if key[1] is not None else np.zeros(3)
+            result.directions = np.array([(LPS_TO_RAS @ np.asarray(key[1])) if key[1] is not None else np.zeros(3)
                                           for key in keys])
     elif kind == "dynamic":
         firsts = [min((f.time_s for f in groups[key] if f.time_s is not None), default=None) for key in keys]
@@ -578,9 +376,9 @@ def _read_mosaic(info: SeriesInfo, task) -> DicomSeries:
     for number, (_, path, _, _, _, data, affine) in enumerate(volumes, start=1):
         array = data.transpose(2, 1, 0)  # nibabel (i, j, k) -> [k, j, i]
         matrix = np.eye(4)
-        matrix[:3, :] = _LPS_TO_RAS @ affine[:3, :]
+        matrix[:3, :] = LPS_TO_RAS @ affine[:3, :]
         normal = np.cross(matrix[:3, 0], matrix[:3, 1])
-        if float(normal @ matrix[:3, 2]) < 0:  # right-handed, slices ascending along the normal (as _stack)
+        if float(normal @ matrix[:3, 2]) < 0:  # right-handed, slices ascending along the normal (as stack_slices)
             array = array[::-1]
             matrix[:3, 3] += matrix[:3, 2] * (array.shape[0] - 1)
             matrix[:3, 2] *= -1
@@ -602,7 +400,7 @@ def _read_mosaic(info: SeriesInfo, task) -> DicomSeries:
         result.values = [float(v[2]) for v in volumes]
         result.source = f"{volumes[0][4]} of {info.label()}"
         if any(v[3] is not None for v in volumes):
-            result.directions = np.array([_LPS_TO_RAS @ np.asarray(v[3]) if v[3] is not None else np.zeros(3)
+            result.directions = np.array([LPS_TO_RAS @ np.asarray(v[3]) if v[3] is not None else np.zeros(3)
                                           for v in volumes])
     result.notes.append(f"a Siemens mosaic of {len(volumes)} volume(s), un-tiled with nibabel's reader")
     task.update(1.0, f"{info.label()} read")
