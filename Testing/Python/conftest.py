@@ -1,9 +1,14 @@
-"""Shared fixtures: a real headless MRML scene (slicer-core) per test, and a small study."""
+"""Shared fixtures: a real headless MRML scene (slicer-core) per test, a small study, and
+``scene_unchanged``: the check that a refused or cancelled step left the scene as it was."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+
 import numpy as np
 import pytest
+import vtk
 
 from virtualbiopsy.mrml import MRMLContext, arrays
 from virtualbiopsy.mrml.geometry import Geometry
@@ -61,3 +66,44 @@ def off_grid_segmentation(tmp_path):
     labels[3:6, 5:10, 5:10] = 1
     node = arrays.add_segmentation_from_labels(context, labels, other, {1: ("tumour", (1, 0, 0))}, "other grid")
     return io.save_node(node, tmp_path / "other_grid.seg.nrrd")
+
+
+def scene_state(context) -> dict:
+    """What a user would see change in the scene: every node's class, name and attributes, and its content
+    (a volume's voxels and geometry, a segmentation's segments and their voxel counts, a table's cells)."""
+    scene, state = context.scene, {}
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        attributes = {name: node.GetAttribute(name) for name in (node.GetAttributeNames() or ())}
+        content = None
+        if node.IsA("vtkMRMLScalarVolumeNode") and node.GetImageData() is not None:
+            matrix = vtk.vtkMatrix4x4()
+            node.GetIJKToRASMatrix(matrix)
+            voxels = np.ascontiguousarray(arrays.array_from_volume(node))
+            content = (hashlib.sha256(voxels.tobytes()).hexdigest(), voxels.shape,
+                       tuple(matrix.GetElement(r, c) for r in range(4) for c in range(4)))
+        elif node.IsA("vtkMRMLSegmentationNode") and node.GetSegmentation() is not None:
+            content = tuple((row["segment_id"], row["segment"], row["voxels"])
+                            for row in arrays.segment_volumes(node))
+        elif node.IsA("vtkMRMLTableNode") and node.GetTable() is not None:
+            content = repr(arrays.table_columns(node))
+        state[node.GetID()] = (node.GetClassName(), node.GetName(), attributes, content)
+    return state
+
+
+@contextlib.contextmanager
+def _scene_unchanged(context):
+    before = scene_state(context)
+    yield
+    after = scene_state(context)
+    added, removed = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+    changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+    assert not (added or removed or changed), f"the scene changed: added {added}, removed {removed}, changed " \
+        f"{[(k, before[k][1]) for k in changed]}"
+
+
+@pytest.fixture
+def scene_unchanged():
+    """``with scene_unchanged(context), pytest.raises(...):``: the block may raise, but must leave every node
+    of the scene as it was (none added or removed, none renamed, re-attributed or with other content)."""
+    return _scene_unchanged
