@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from virtualbiopsy.demo_report import write_report
+from virtualbiopsy.demo_steps.outcome import demo_step as outcome_demo_step
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
 from virtualbiopsy.logic.fit_cluster_fit import demo_step as fcf_demo_step
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
@@ -28,7 +29,6 @@ from virtualbiopsy.mrml import MRMLContext, arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.phantom.tissues import TISSUES
-from virtualbiopsy.prediction.demo import demo_step as outcome_demo_step
 from virtualbiopsy.progress import as_task
 from virtualbiopsy.report import figures
 from virtualbiopsy.sample_study import load_study, write_study
@@ -47,7 +47,7 @@ class DemoResult:
     radiomics: dict = field(default_factory=dict)
     fit_cluster_fit: dict = field(default_factory=dict)
     dicom: list[Path] = field(default_factory=list)
-    outcome: object | None = None  # virtualbiopsy.prediction.demo.DemoOutputs
+    outcome: object | None = None  # virtualbiopsy.demo_steps.outcome.DemoOutputs
 
 
 def adc_by_tissue(adc: np.ndarray, labels: np.ndarray) -> dict[str, list]:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from virtualbiopsy.errors import InputError, InvalidValuesError
-from virtualbiopsy.logic.radiomics_signature import MODEL_ATTRIBUTE, RadiomicsSignatureMixin, _node_columns
+from virtualbiopsy.logic.radiomics_signature import MODEL_ATTRIBUTE, RadiomicsSignatureMixin
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.signature import load_model, save_model
 from virtualbiopsy.signature.combat import (
@@ -295,7 +295,7 @@ def test_numeric_covariate_listed_as_categorical_keeps_each_category(tmp_path):
 
 def test_logic_passes_categorical_covariates(context):
     table, _ = staged_cohort()
-    node = arrays.add_table(context, _node_columns(table), "staged")
+    node = arrays.add_frame(context, table, "staged")
     logic = SignatureLogic(context)
     linear = logic.fitted_model(logic.harmonise_feature_table(node, "site", ["stage"]))
     out = logic.harmonise_feature_table(node, "site", ["stage"], categorical=["stage"])
@@ -316,7 +316,7 @@ def test_constant_feature_passes_through_unchanged():
 
 def test_logic_harmonises_into_a_new_node_and_applies_the_stored_model(context, tmp_path):
     table, _ = synthetic_cohort(60, seed=5, batch_shifts=(0.0, 2.0), age_effect=0.1)
-    node = arrays.add_table(context, _node_columns(table), "features")
+    node = arrays.add_frame(context, table, "features")
     before = arrays.table_columns(node)
     logic = SignatureLogic(context)
     out = logic.harmonise_feature_table(node, "batch", covariates=["age"], parametric=False)
@@ -342,13 +342,13 @@ def test_logic_harmonises_into_a_new_node_and_applies_the_stored_model(context, 
 
 def test_logic_failures_leave_the_scene_unchanged(context):
     table, _ = synthetic_cohort(30, seed=6, batch_shifts=(0.0, 1.0))
-    node = arrays.add_table(context, _node_columns(table), "features")
+    node = arrays.add_frame(context, table, "features")
     logic = SignatureLogic(context)
     ids = context.node_ids()
     with pytest.raises(InputError, match="no column\\(s\\) 'site'"):
         logic.harmonise_feature_table(node, "site")
     table["batch"] = "one site"
-    single = arrays.add_table(context, _node_columns(table), "single")
+    single = arrays.add_frame(context, table, "single")
     ids = context.node_ids()
     with pytest.raises(InputError, match="at least two batches"):
         logic.harmonise_feature_table(single, "batch")

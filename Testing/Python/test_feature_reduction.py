@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from virtualbiopsy.errors import FileFormatError, InputError, InvalidValuesError
-from virtualbiopsy.logic.radiomics_signature import MODEL_ATTRIBUTE, RadiomicsSignatureMixin, _node_columns
+from virtualbiopsy.logic.radiomics_signature import MODEL_ATTRIBUTE, RadiomicsSignatureMixin
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.signature import exploration, load_model, save_model
 from virtualbiopsy.signature.reduction import (
@@ -268,7 +268,8 @@ def test_figures_are_drawn_labelled_and_without_overlapping_labels(cohort, fitte
 def test_logic_writes_new_nodes_and_leaves_the_input_alone(context, cohort):
     table, _ = cohort
     # as Slicer reads a CSV: every column text
-    node = arrays.add_table(context, {k: [str(v) for v in vals] for k, vals in _node_columns(table).items()}, "cohort")
+    text = {k: [str(v) for v in vals] for k, vals in arrays.columns_from_frame(table).items()}
+    node = arrays.add_table(context, text, "cohort")
     before = arrays.table_columns(node)
     logic = SignatureLogic(context)
     out = logic.reduce_feature_table(node)
@@ -286,7 +287,7 @@ def test_logic_writes_new_nodes_and_leaves_the_input_alone(context, cohort):
     explored = arrays.table_columns(logic.explore_features(node, "label"))
     assert set(GROUPS["C"]) <= {f for f, s in zip(explored["feature"], explored["volume_surrogate"]) if s == "yes"}
     ids = context.node_ids()
-    small = arrays.add_table(context, _node_columns(table.iloc[:3]), "three cases")
+    small = arrays.add_frame(context, table.iloc[:3], "three cases")
     ids = context.node_ids()
     with pytest.raises(InputError, match="3 case"):
         logic.reduce_feature_table(small)

@@ -8,11 +8,11 @@ import pytest
 from virtualbiopsy.errors import EmptyMaskError, GeometryMismatchError, ImageDimensionError, InputError
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
-from virtualbiopsy.logic.outcome_predictor import join_columns
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.selftests import MODULE_CHECKS, run_module_checks
+from virtualbiopsy.tables import join_columns
 
 
 @pytest.mark.parametrize("module", sorted(MODULE_CHECKS))

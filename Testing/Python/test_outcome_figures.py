@@ -212,7 +212,7 @@ def test_units_come_from_the_name_and_the_scale_of_the_values():
 
 
 def test_gradcam_shares_split_the_whole_map_and_the_caption_states_them():
-    from virtualbiopsy.prediction.demo import _gradcam_caption
+    from virtualbiopsy.demo_steps.outcome import _gradcam_caption
 
     blob = _blob()
     cam, mask = blob["cam"], blob["mask"]

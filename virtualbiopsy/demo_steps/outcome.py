@@ -41,8 +41,8 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
         OutcomePredictorLogic,
         SurvivalParameters,
         TrainModelParameters,
-        frame_of,
     )
+    from virtualbiopsy.mrml.arrays import frame_from_table_node
     from virtualbiopsy.mrml.io import save_node, write_csv
     from virtualbiopsy.prediction import figures
     from virtualbiopsy.prediction.cohort import clinical_split, generate_cohort
@@ -64,7 +64,7 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
     clinical_node = logic.add_frame(clinical, "Cohort clinical data")
     joined = logic.join_tables([image_node, clinical_node], name="Cohort")
     result.tables["cohort"] = write_csv(joined, tables_dir / "cohort.csv")
-    frame = frame_of(joined)
+    frame = frame_from_table_node(joined)
     features = cohort.features
 
     task.update(0.05, "Comparing models (nested cross-validation)")

@@ -1,7 +1,7 @@
 """Logic of the OutcomePredictor module: outcome models on Table nodes, explanations, Grad-CAM overlays.
 
-* :func:`join_columns` / :meth:`OutcomePredictorLogic.join_tables`: join feature tables (radiomics,
-  habitat ADC, clinical) by case id, missing cells kept missing.
+* :meth:`~OutcomePredictorLogic.join_tables`: join feature tables (radiomics, habitat ADC, clinical)
+  by case id (:func:`virtualbiopsy.tables.join_columns`), missing cells kept missing.
 * :meth:`~OutcomePredictorLogic.train_model`: nested-CV model with bootstrap CIs, SHAP cohort ranking,
   optional save as a model folder with its model card (``virtualbiopsy.prediction``).
 * :meth:`~OutcomePredictorLogic.apply_model`: predictions and per-patient SHAP values for a new table.
@@ -14,7 +14,6 @@ results are Table nodes and Plot chart nodes (``vtkMRMLPlotChartNode``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,51 +22,7 @@ import numpy as np
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.progress import as_task
-
-
-def join_columns(
-    tables: list[dict[str, list]], key: str = "case_id", names: list[str] | None = None
-) -> dict[str, list]:
-    """Outer-join ``{column: values}`` tables on ``key``.
-
-    Missing cells become NaN in numeric columns and empty strings in text columns: they are
-    marked, never filled.
-    Same-named columns from different tables are prefixed with the table's name to keep both.
-    Case ids keep the order in which they first appear.
-    """
-    names = names or [f"table{i + 1}" for i in range(len(tables))]
-    for table, table_name in zip(tables, names):
-        if key not in table:
-            raise InputError(f"Table '{table_name}' has no '{key}' column (it has: {', '.join(table)}).")
-        ids = [str(v) for v in table[key]]
-        duplicates = sorted({v for v in ids if ids.count(v) > 1})
-        if duplicates:
-            raise InputError(
-                f"Table '{table_name}' lists these {key} values more than once: {', '.join(duplicates[:10])}."
-            )
-    order: list[str] = []
-    for table in tables:
-        order += [str(v) for v in table[key] if str(v) not in order]
-    counts: dict[str, int] = {}
-    for table in tables:
-        for column in table:
-            counts[column] = counts.get(column, 0) + (column != key)
-    joined: dict[str, list] = {key: order}
-    for table, table_name in zip(tables, names):
-        row_of = {str(v): r for r, v in enumerate(table[key])}
-        for column, values in table.items():
-            if column == key:
-                continue
-            out_name = column if counts[column] == 1 else f"{table_name}:{column}"
-            numeric = all(isinstance(v, (int, float)) for v in values)
-            blank = math.nan if numeric else ""
-            joined[out_name] = [values[row_of[c]] if c in row_of else blank for c in order]
-    return joined
-
-
-def is_missing(value) -> bool:
-    return value == "" or (isinstance(value, float) and math.isnan(value))
-
+from virtualbiopsy.tables import is_missing, join_columns
 
 # -- parameters and results --------------------------------------------------------------------------------
 
@@ -156,13 +111,11 @@ class SurvivalOutputs:
 # -- logic -------------------------------------------------------------------------------------------------
 
 
-def frame_of(table_node):
-    """A table node as a pandas DataFrame (number-like text columns become numeric, blanks missing)."""
-    from virtualbiopsy.frames import frame_from_table
-
+def _frame(table_node):
+    """The selected table node as a DataFrame (:func:`virtualbiopsy.mrml.arrays.frame_from_table_node`)."""
     if table_node is None:
         raise InputError("Select a table.")
-    return frame_from_table(arrays.table_columns(table_node))
+    return arrays.frame_from_table_node(table_node)
 
 
 class OutcomePredictorLogic:
@@ -188,18 +141,9 @@ class OutcomePredictorLogic:
     # -- tables and charts ---------------------------------------------------------------------------
 
     def add_frame(self, frame, name: str):
-        """A new table node from a DataFrame (numeric columns stay numeric, NaN = missing)."""
-        import pandas as pd
-
-        columns = {}
-        for column in frame.columns:
-            values = frame[column]
-            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-                columns[str(column)] = [float(v) for v in values]
-            else:
-                columns[str(column)] = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-                                        for v in values]
-        return arrays.add_table(self.context, columns, name)
+        """A new table node from a DataFrame (:func:`virtualbiopsy.mrml.arrays.add_frame`: numbers stay numeric,
+        NaN = missing, booleans yes / no)."""
+        return arrays.add_frame(self.context, frame, name)
 
     def add_chart(self, table_node, series: list[tuple[str, str, str]], title: str, x_title: str, y_title: str,
                   bar: bool = False, label_column: str | None = None):
@@ -265,7 +209,7 @@ class OutcomePredictorLogic:
             raise InputError(f"'{folder}' already holds a model; choose another folder (nothing was overwritten).")
         c = parameters.columns
         task.update(0.0, "Checking the table")
-        dataset = prepare_dataset(frame_of(table_node), c.endpoint, time=c.time, event=c.event, features=c.features,
+        dataset = prepare_dataset(_frame(table_node), c.endpoint, time=c.time, event=c.event, features=c.features,
                                   key=c.key)
         model = train(dataset, parameters.train_parameters(), task.sub(0.02, 0.8))
         shap = explain(model, dataset.X, dataset.case_ids, max_cases=parameters.explain_cases, seed=parameters.seed,
@@ -317,7 +261,7 @@ class OutcomePredictorLogic:
         if isinstance(model, (str, Path)):
             task.update(0.0, "Loading the model")
             model = load_model(model)
-        predictions, X = apply_model(model, frame_of(table_node))
+        predictions, X = apply_model(model, _frame(table_node))
         values = None
         if explain:
             values = shap_values(model, X, predictions[model.key], progress=task.sub(0.1, 0.95))
@@ -338,7 +282,7 @@ class OutcomePredictorLogic:
 
         task = as_task(progress)
         p = parameters
-        dataset = prepare_dataset(frame_of(table_node), time=p.time, event=p.event, features=p.features, key=p.key)
+        dataset = prepare_dataset(_frame(table_node), time=p.time, event=p.event, features=p.features, key=p.key)
         clustering, analysis = cluster_survival(dataset.X, dataset.time, dataset.event, p.k, p.seed,
                                                 progress=task.sub(0.0, 0.9))
         import pandas as pd

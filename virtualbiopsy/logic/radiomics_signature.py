@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from virtualbiopsy.dependencies import LazyModule
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
@@ -25,8 +23,8 @@ if TYPE_CHECKING:
 
     from virtualbiopsy.signature.reduction import ReductionParameters
 
-# pandas and scikit-learn are installed in Slicer only when the user confirms: imported on first use.
-pandas = LazyModule("pandas")
+# pandas and scikit-learn (behind virtualbiopsy.signature) are installed in Slicer only when the user confirms:
+# imported on first use.
 combat = LazyModule("virtualbiopsy.signature.combat")
 exploration = LazyModule("virtualbiopsy.signature.exploration")
 persistence = LazyModule("virtualbiopsy.signature.persistence")
@@ -37,34 +35,16 @@ MODEL_ATTRIBUTE = "VirtualBiopsy.FittedModel"
 NOTES_ATTRIBUTE = "VirtualBiopsy.Notes"
 
 
-def _node_columns(frame: pd.DataFrame) -> dict[str, list]:
-    """DataFrame -> {column: values} for a Table node: numbers stay numbers, booleans yes/no, missing text ''."""
-    columns = {}
-    for name in frame.columns:
-        column = frame[name]
-        if column.dtype == bool:
-            columns[str(name)] = ["yes" if v else "no" for v in column]
-        elif pandas.api.types.is_numeric_dtype(column):
-            columns[str(name)] = [float(v) for v in column]
-        else:
-            columns[str(name)] = ["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
-                                  for v in column]
-    return columns
-
-
 class RadiomicsSignatureMixin:
     """Mixed into ``RadiomicsBiomarkersLogic`` (which provides ``self.context``)."""
 
     def _table_frame(self, table_node) -> pd.DataFrame:
         if table_node is None:
             raise InputError("No feature table was selected.")
-        frame = tables.frame_from_columns(arrays.table_columns(table_node))
+        frame = arrays.frame_from_table_node(table_node)
         if frame.empty:
             raise InputError(f"Table '{table_node.GetName()}' has no rows.")
         return frame
-
-    def _add_table(self, frame: pd.DataFrame, name: str):
-        return arrays.add_table(self.context, _node_columns(frame), name)
 
     # -- reduction ------------------------------------------------------------------------------
 
@@ -86,10 +66,10 @@ class RadiomicsSignatureMixin:
         name = table_node.GetName()
         task.update(0.95, "Writing the signature tables")
         with self.context.transaction():
-            signature_node = self._add_table(signature, f"{name} signature")
+            signature_node = arrays.add_frame(self.context, signature, f"{name} signature")
             signature_node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(reduction))
-            loadings_node = self._add_table(reduction.loadings_table(), f"{name} factor loadings")
-            log_node = self._add_table(reduction.report_, f"{name} reduction log")
+            loadings_node = arrays.add_frame(self.context, reduction.loadings_table(), f"{name} factor loadings")
+            log_node = arrays.add_frame(self.context, reduction.report_, f"{name} reduction log")
         task.update(1.0, f"Signature of {len(reduction.signature_)} feature(s)")
         return {"signature": signature_node, "loadings": loadings_node, "log": log_node}
 
@@ -115,7 +95,7 @@ class RadiomicsSignatureMixin:
         volume = frame[volume_column] if volume_column else None
         table = exploration.univariate_table(frame[features], frame[label_column].tolist(), volume)
         with self.context.transaction():
-            node = self._add_table(table, f"{table_node.GetName()} exploration")
+            node = arrays.add_frame(self.context, table, f"{table_node.GetName()} exploration")
             node.SetAttribute(NOTES_ATTRIBUTE, f"label: {label_column}; volume: {volume_column or 'none'}")
         return node
 
@@ -141,7 +121,7 @@ class RadiomicsSignatureMixin:
                                                features=None if features is None else list(features),
                                                exclude=list(exclude))
         with self.context.transaction():
-            node = self._add_table(output, f"{table_node.GetName()} harmonised")
+            node = arrays.add_frame(self.context, output, f"{table_node.GetName()} harmonised")
             node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(model))
             node.SetAttribute(NOTES_ATTRIBUTE, "; ".join(model.notes))
         task.update(1.0, "Harmonised")
@@ -165,7 +145,7 @@ class RadiomicsSignatureMixin:
         table = combat.batch_effect_table(before.loc[ok, features], after.loc[ok, features],
                                           before.loc[ok, batch_column].tolist())
         with self.context.transaction():
-            return self._add_table(table, f"{after_node.GetName()} batch effect")
+            return arrays.add_frame(self.context, table, f"{after_node.GetName()} batch effect")
 
     # -- deep features --------------------------------------------------------------------------
 
@@ -236,7 +216,7 @@ class RadiomicsSignatureMixin:
             output, suffix = combat.apply_to_table(model, frame), "harmonised"
         task.update(0.9, "Writing the table")
         with self.context.transaction():
-            node = self._add_table(output, f"{name} {suffix}")
+            node = arrays.add_frame(self.context, output, f"{name} {suffix}")
             node.SetAttribute(MODEL_ATTRIBUTE, persistence.model_to_json(model))
         task.update(1.0, "Done")
         return node

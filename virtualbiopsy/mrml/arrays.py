@@ -2,6 +2,12 @@
 
 Arrays are indexed ``[k, j, i]`` as in Slicer's ``arrayFromVolume``. Functions that create nodes
 add new ones and never change existing nodes unless their name says ``update``.
+
+Table nodes are read and written here only: as ``{column: values}`` (:func:`add_table`,
+:func:`table_columns`) or as pandas DataFrames (:func:`add_frame`, :func:`frame_from_table_node`;
+pandas is imported on first use, as Slicer installs it only when the user confirms). Booleans are
+written as ``yes`` / ``no`` and missing cells as blank text or NaN; read back, number-like columns
+are numbers, blanks are missing and text (``yes`` / ``no`` included) stays text.
 """
 
 from __future__ import annotations
@@ -204,6 +210,47 @@ def table_columns(table_node) -> dict[str, list]:
             values = [float(v) for v in values]
         columns[table.GetColumnName(c)] = values
     return columns
+
+
+def columns_from_frame(frame) -> dict[str, list]:
+    """A DataFrame as ``{column: values}`` for :func:`add_table`: numeric columns as float (NaN = missing),
+    booleans as ``yes`` / ``no``, anything else as text with missing cells blank.
+
+    >>> import pandas as pd
+    >>> columns_from_frame(pd.DataFrame({"case_id": ["a", None], "adc": [0.7, None], "relapse": [True, False]}))
+    {'case_id': ['a', ''], 'adc': [0.7, nan], 'relapse': ['yes', 'no']}
+    """
+    import pandas as pd
+
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            columns[str(name)] = [float(v) for v in values]
+        else:
+            columns[str(name)] = [_cell_text(v) for v in values]
+    return columns
+
+
+def _cell_text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def add_frame(context, frame, name: str, table_node=None):
+    """Add (or fill the given) table node from a DataFrame, by :func:`columns_from_frame`'s rules."""
+    return add_table(context, columns_from_frame(frame), name, table_node)
+
+
+def frame_from_table_node(table_node):
+    """A table node as a DataFrame: number-like text columns become float, blank cells missing, case-id
+    columns stay text (:func:`virtualbiopsy.frames.frame_from_table`)."""
+    from virtualbiopsy.frames import frame_from_table
+
+    return frame_from_table(table_columns(table_node))
 
 
 def _segment_labelmap(segmentation_node, segment_id):

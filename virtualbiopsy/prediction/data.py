@@ -28,6 +28,7 @@ from virtualbiopsy.columns import (  # noqa: F401 - outcome_like and OUTCOME_WOR
 )
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.frames import frame_from_table
+from virtualbiopsy.tables import join_columns
 
 BINARY, MULTICLASS, TIME_TO_EVENT = "binary", "multiclass", "time-to-event"
 MAX_CLASSES = 10
@@ -133,9 +134,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def join_frames(frames: Sequence[pd.DataFrame], key: str = "case_id", names: Sequence[str] | None = None):
-    """Outer-join case tables on ``key`` with :func:`virtualbiopsy.logic.outcome_predictor.join_columns`."""
-    from virtualbiopsy.logic.outcome_predictor import join_columns
-
+    """Outer-join case tables on ``key`` with :func:`virtualbiopsy.tables.join_columns`."""
     tables = [{c: [_plain(v) for v in frame[c].tolist()] for c in frame.columns} for frame in frames]
     return frame_from_table(join_columns(tables, key, list(names) if names else None))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from virtualbiopsy.errors import InputError
-from virtualbiopsy.logic.radiomics_signature import RadiomicsSignatureMixin, _node_columns
+from virtualbiopsy.logic.radiomics_signature import RadiomicsSignatureMixin
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.signature.synthetic import GROUPS, synthetic_cohort
 
@@ -30,7 +30,7 @@ def check_radiomics_signature(context, workdir: str) -> None:
     batch column is refused with the scene unchanged."""
     logic = _logic(context)
     table, _ = synthetic_cohort(80, seed=21, batch_shifts=(0.0, 1.5), age_effect=0.1)
-    node = arrays.add_table(context, _node_columns(table), "self-check cohort")
+    node = arrays.add_frame(context, table, "self-check cohort")
     before = arrays.table_columns(node)
 
     from virtualbiopsy.signature.reduction import ReductionParameters
