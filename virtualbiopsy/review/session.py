@@ -3,7 +3,8 @@
 :class:`ReviewSession` is what a viewer (the web page of ``virtualbiopsy view``, a test) drives.
 It holds no GUI: every action is a library call on MRML nodes, run under the scene transaction
 so that a refused or failed action leaves the scene as it was. Files are written only below the
-session's ``out`` folder, under names chosen here (never a name from the page).
+session's ``out`` folder, under names chosen here (never a name from the page). Like the command
+line, it drives the modules' Logic classes (:mod:`virtualbiopsy.logic`) and sits above them.
 
 Heavy work is split so that a GUI can keep the main thread free: ``prepare_*`` (main thread, reads
 the scene), ``job.run(progress)`` (any thread, no MRML) and ``finish_*`` (main thread, adds nodes).
