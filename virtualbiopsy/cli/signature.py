@@ -96,7 +96,7 @@ def _names(values) -> list[str] | None:
 def _read(path: Path):
     import pandas as pd
 
-    from virtualbiopsy.signature.tables import frame_from_columns
+    from virtualbiopsy.frames import frame_from_table
 
     if not path.is_file():
         raise FileFormatError(f"No table at '{path}'.")
@@ -107,7 +107,7 @@ def _read(path: Path):
     if frame.empty:
         raise InputError(f"The table '{path}' has no rows (only the header" + (": " + ", ".join(
             map(str, frame.columns[:10])) if len(frame.columns) else "") + ").")
-    return frame_from_columns({name: frame[name].tolist() for name in frame.columns})
+    return frame_from_table({name: frame[name].tolist() for name in frame.columns})
 
 
 def _write(out: Path, tables: dict, writers=()) -> None:

@@ -33,13 +33,6 @@ META_COLUMNS = BOOKKEEPING_COLUMNS
 META_PREFIXES = BOOKKEEPING_PREFIXES
 
 
-def frame_from_columns(columns: Mapping[str, Sequence]) -> pd.DataFrame:
-    """A DataFrame from {name: values}; see :func:`virtualbiopsy.frames.frame_from_table`."""
-    from virtualbiopsy.frames import frame_from_table
-
-    return frame_from_table(columns)
-
-
 def feature_selection(frame: pd.DataFrame, features: Sequence[str] | None = None, exclude: Iterable[str] = (),
                       reserved: Mapping[str, str] | None = None) -> FeatureSelection:
     """The features of a cohort table by the shared guard (binary / categorical columns left out by default),
