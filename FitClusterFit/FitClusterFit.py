@@ -10,24 +10,31 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from virtualbiopsy.diffusion import parse_b_values
 from virtualbiopsy.habitats.dce import parse_times
 from virtualbiopsy.logic.fit_cluster_fit import DceParameters, FitClusterFitLogic, FitClusterFitParameters
-from virtualbiopsy_slicer import dependencies
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
+from virtualbiopsy_slicer.i18n import tr as _
+from virtualbiopsy_slicer.i18n import translate
+from virtualbiopsy_slicer.module import (
+    Action,
+    VirtualBiopsyModuleWidget,
+    documentationLink,
+    runLibraryChecks,
+    showTable,
+)
 from virtualbiopsy_slicer.progress import progress_dialog
+from virtualbiopsy_slicer.protocols import FitClusterFitLogicProtocol
 
 __all__ = ["FitClusterFit", "FitClusterFitLogic", "FitClusterFitTest", "FitClusterFitWidget"]
 
-TITLE = "Fit-Cluster-Fit"
+TITLE = _("Fit-Cluster-Fit")
 
 
 class FitClusterFit(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = TITLE
-        self.parent.categories = ["Virtual Biopsy"]
-        self.parent.dependencies = []
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
+        self.parent.dependencies = ["Segmentations", "Tables"]
         self.parent.contributors = ["Virtual Biopsy team"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Tumour habitats from diffusion (and perfusion) MRI by Fit-Cluster-Fit. <b>Research use only; not for clinical
 decisions.</b>
 <p>(1) Every tumour voxel's DWI signal is fitted with S = S0&middot;exp(&minus;b&middot;ADC) (ADC in mm&sup2;/s), with
@@ -44,16 +51,20 @@ Python API (<tt>b_vectors</tt>).</p>
 <p>Adds new nodes: ADC, ADC SE, ADC R2 and S0 maps, a segmentation with "habitat 1..k" (habitat 1 = lowest ADC) and
 the excluded voxels, and a results table (habitat ADC beside the mean of its voxels' ADCs).
 <b>DCE metrics only</b> adds iAUC60, time-to-peak and wash-in maps and a table.</p>
-"""
-        self.parent.acknowledgementText = """
+""") + documentationLink()
+        self.parent.acknowledgementText = _("""
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
-"""
+""")
 
 
 class FitClusterFitWidget(VirtualBiopsyModuleWidget):
     logicClass = FitClusterFitLogic
+    logic: FitClusterFitLogicProtocol
     title = TITLE
-    dependencyGroup = "FitClusterFit"
+    actions = {
+        "applyButton": Action("fitClusterFit", "FitClusterFit"),
+        "dceButton": Action("computeDce", "Core"),
+    }
     inputSignals = (("dwiSequenceSelector", "currentNodeChanged(vtkMRMLNode*)"),
                     ("dwiVolumesSelector", "checkedNodesChanged()"),
                     ("tumourSegmentSelector", "currentNodeChanged(vtkMRMLNode*)"),
@@ -62,20 +73,12 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
 
     def setup(self):
         VirtualBiopsyModuleWidget.setup(self)
-        self.ui.dceButton.connect("clicked(bool)", lambda: self.runAction(self.computeDce))
+        self.updateButtons()
 
-    def updateApplyButton(self, *_):
-        VirtualBiopsyModuleWidget.updateApplyButton(self)
+    def updateButtons(self, *args):
+        self.ui.applyButton.enabled = self.inputsReady()
         self.ui.dceButton.enabled = (self.ui.dceSequenceSelector.currentNode() is not None
                                      and self.tumour()[0] is not None)
-
-    def runAction(self, action):
-        self.ui.statusLabel.text = ""
-        try:
-            dependencies.ensure(self.dependencyGroup)
-            self.ui.statusLabel.text = action() or ""
-        except Exception as error:
-            show_error(error, TITLE)
 
     # -- reading the widgets ------------------------------------------------------------------
 
@@ -95,7 +98,7 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
         return selector.currentNode(), [segmentId] if segmentId else []
 
     def inputsReady(self):
-        dwi, _ = self.dwi()
+        dwi = self.dwi()[0]
         segmentation, segments = self.tumour()
         return (not isinstance(dwi, list) or len(dwi) >= 2) and segmentation is not None and bool(segments)
 
@@ -113,11 +116,11 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
 
     # -- actions ---------------------------------------------------------------------------------
 
-    def apply(self):
+    def fitClusterFit(self):
         dwi, bValues = self.dwi()
         segmentation, segments = self.tumour()
         dce, times = self.dce()
-        with progress_dialog("Fit-Cluster-Fit") as task:
+        with progress_dialog(TITLE) as task:
             outputs = self.logic.fit_cluster_fit(dwi, bValues, segmentation, segments, None, self.parameters(), dce,
                                                  times, DceParameters(self.ui.windowSpinBox.value), progress=task,
                                                  override_b_values=self.ui.overrideBValuesCheckBox.checked)
@@ -125,22 +128,25 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
         slicer.util.setSliceViewerLayers(background=outputs.adc, fit=slicer.app.layoutManager() is not None)
         showTable(outputs.table)
         summary = outputs.summary
-        notes = "".join(f" Note: {w}." for w in summary.get("warnings", []))
-        return (f"{summary['habitats']} habitat(s) in '{outputs.habitats.GetName()}', results in "
-                f"'{outputs.table.GetName()}'. {summary['exclusion'][0].upper()}{summary['exclusion'][1:]}; "
-                f"{summary['boundary_voxels']} boundary voxels left out. {summary['clustering']}. "
-                f"DWI: {summary['dwi_shells']['description']}.{notes}")
+        notes = "".join(" " + _("Note: {warning}.").format(warning=w) for w in summary.get("warnings", []))
+        return _("{habitats} habitat(s) in '{segmentation}', results in '{table}'. {exclusion}; {boundary} boundary "
+                 "voxels left out. {clustering}. DWI: {dwi}.").format(
+            habitats=summary["habitats"], segmentation=outputs.habitats.GetName(), table=outputs.table.GetName(),
+            exclusion=summary["exclusion"][0].upper() + summary["exclusion"][1:],
+            boundary=summary["boundary_voxels"], clustering=summary["clustering"],
+            dwi=summary["dwi_shells"]["description"]) + notes
 
     def computeDce(self):
         series, times = self.dce()
         segmentation, segments = self.tumour()
-        with progress_dialog("DCE metrics") as task:
+        with progress_dialog(_("DCE metrics")) as task:
             outputs = self.logic.dce_metrics(series, times, segmentation, segments, None,
                                              DceParameters(self.ui.windowSpinBox.value), progress=task)
         slicer.util.setSliceViewerLayers(background=outputs.iauc, fit=slicer.app.layoutManager() is not None)
         showTable(outputs.table)
-        return (f"Bolus arrival {outputs.summary['arrival_s']:.1f} s; added '{outputs.iauc.GetName()}' (s), time to "
-                f"peak and wash-in maps and '{outputs.table.GetName()}'.")
+        return _("Bolus arrival {arrival:.1f} s; added '{iauc}' (s), time to peak and wash-in maps and "
+                 "'{table}'.").format(arrival=outputs.summary["arrival_s"], iauc=outputs.iauc.GetName(),
+                                      table=outputs.table.GetName())
 
 
 class FitClusterFitTest(ScriptedLoadableModuleTest):

@@ -22,28 +22,36 @@ from virtualbiopsy.segmentation.model_source import (
     is_demo_model,
     parse_folds,
 )
-from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.correction_panel import CorrectionPanel
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
+from virtualbiopsy_slicer.i18n import tr as _
+from virtualbiopsy_slicer.i18n import translate
+from virtualbiopsy_slicer.module import (
+    Action,
+    BackgroundStep,
+    VirtualBiopsyModuleWidget,
+    documentationLink,
+    runLibraryChecks,
+    showTable,
+)
 from virtualbiopsy_slicer.preprocessing_panel import PreprocessingPanel
-from virtualbiopsy_slicer.progress import busy_cursor, progress_dialog, run_in_background
+from virtualbiopsy_slicer.progress import busy_cursor, progress_dialog
+from virtualbiopsy_slicer.protocols import NeuroblastomaSegLogicProtocol
 
 __all__ = ["NeuroblastomaSeg", "NeuroblastomaSegLogic", "NeuroblastomaSegTest", "NeuroblastomaSegWidget"]
 
-TITLE = "Neuroblastoma Segmentation"
+TITLE = _("Neuroblastoma Segmentation")
 
 
 class NeuroblastomaSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = TITLE
-        self.parent.categories = ["Virtual Biopsy"]
-        self.parent.dependencies = []
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
+        self.parent.dependencies = ["Segmentations", "SegmentEditor", "Markups", "Tables"]
         self.parent.contributors = ["Virtual Biopsy team"]
-        self.parent.helpText = f"""
+        self.parent.helpText = _("""
 Primary-tumour segmentation of neuroblastoma on MRI with nnU-Net v2, its uncertainty and a correction loop.
-<b>Research use only; not for clinical decisions.</b> Default model: the bundled DEMO. <b>{DEMO_MODEL_NOTICE}</b>
+<b>Research use only; not for clinical decisions.</b> Default model: the bundled DEMO. <b>{notice}</b>
 <p><b>Pre-processing and registration</b> (optional): N4 bias-field correction, denoising, resampling and
 intensity normalisation of a volume, or rigid/affine registration of another sequence (DWI b0, DCE) onto the
 T2w with its quality before and after; each adds a NEW volume.
@@ -60,10 +68,10 @@ uncertainty Parametric Map referencing the DICOM series of the first input (load
 <b>Start correcting</b> edits a timed copy in the Segment Editor (the AI
 result is never edited); <b>Compare</b> stores the editing time and tabulates AI-vs-corrected agreement;
 <b>Export</b> writes an nnU-Net training case. <b>Measure</b>: each segment's volume (mL) into a table.</p>
-"""
-        self.parent.acknowledgementText = """
+""").format(notice=DEMO_MODEL_NOTICE) + documentationLink()
+        self.parent.acknowledgementText = _("""
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
-"""
+""")
 
 
 def jumpRedSliceTo(ras):
@@ -77,7 +85,18 @@ def jumpRedSliceTo(ras):
 
 class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
     logicClass = NeuroblastomaSegLogic
+    logic: NeuroblastomaSegLogicProtocol
     title = TITLE
+    actions = {
+        "preprocessButton": Action("preprocessing.preprocess", "Core"),
+        "registerButton": Action("preprocessing.register", "Core"),
+        "segmentButton": Action("startSegmentation", "NeuroblastomaSeg", background=True),
+        "exportDicomButton": Action("exportDicom", "Core"),
+        "startEditingButton": Action("correction.startCorrecting", "Core"),
+        "compareButton": Action("correction.compareCorrection", "Core"),
+        "exportButton": Action("correction.exportCase", "Core"),
+        "applyButton": Action("measureSegments", "Core"),
+    }
     inputSignals = (("segmentationSelector", "currentNodeChanged(vtkMRMLNode*)"),
                     ("inputVolumesSelector", "checkedNodesChanged()"),
                     ("modelPathLineEdit", "currentPathChanged(QString)"),
@@ -87,23 +106,21 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
                     ("caseIdLineEdit", "textChanged(QString)"))
 
     def setup(self):
-        self._segmentJob = None  # the running background job
         self._archives = ModelArchives()  # each model zip extracted once
         self._modelInfo = self._modelInfoKey = None  # ModelFolder last inspected or used, and its path
         self._reviewSlices, self._reviewVolumeID = [], None
-        VirtualBiopsyModuleWidget.setup(self)
-        self.ui.segmentButton.connect("clicked(bool)", lambda *_: self.runAction(self.startSegmentation))
-        self.ui.exportDicomButton.connect("clicked(bool)", lambda *_: self.runAction(self.exportDicom))
         self._lastResult = None  # (outputs, source volume, made by the demo model) of the last segmentation
+        VirtualBiopsyModuleWidget.setup(self)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.configurationLineEdit.connect("editingFinished()", self.updateModelInfo)
         self.ui.checkpointLineEdit.connect("editingFinished()", self.updateModelInfo)
         self.ui.reviewSlicesList.connect("itemDoubleClicked(QListWidgetItem*)", lambda item: self.runAction(
-            self.showReviewSlice, self.ui.reviewSlicesList.row(item)))
-        self.preprocessing = PreprocessingPanel(self.ui, self.logic, self.runAction)
-        self.correction = CorrectionPanel(self.ui, self.logic, self.runAction, lambda: self._modelInfo)
+            lambda: self.showReviewSlice(self.ui.reviewSlicesList.row(item)), "Core"))
+        self.preprocessing = PreprocessingPanel(self.ui, self.logic)
+        self.correction = CorrectionPanel(self.ui, self.logic, lambda: self._modelInfo)
         self.ui.modelPathLineEdit.currentPath = default_model_path()
         self.updateModelInfo()
+        self.updateButtons()
 
     def onSceneEndClose(self, caller, event):
         VirtualBiopsyModuleWidget.onSceneEndClose(self, caller, event)
@@ -113,28 +130,17 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self.correction.reset()
         self._lastResult = None
 
-    def inputsReady(self):
-        return self.ui.segmentationSelector.currentNode() is not None
-
-    def updateApplyButton(self, *_):
-        VirtualBiopsyModuleWidget.updateApplyButton(self)
+    def updateButtons(self, *args):
         ui = self.ui
         ai, corrected = ui.aiSegmentSelector.currentNode(), ui.correctedSegmentSelector.currentNode()
-        ui.segmentButton.enabled = (self._segmentJob is None and bool(ui.inputVolumesSelector.checkedNodes())
+        ui.applyButton.enabled = ui.segmentationSelector.currentNode() is not None
+        ui.segmentButton.enabled = (self.backgroundJob is None and bool(ui.inputVolumesSelector.checkedNodes())
                                     and bool(ui.modelPathLineEdit.currentPath.strip()))
         ui.startEditingButton.enabled = ai is not None
         ui.exportDicomButton.enabled = self._lastResult is not None
         ui.compareButton.enabled = ai is not None and corrected is not None
         ui.exportButton.enabled = (corrected is not None and bool(ui.caseIdLineEdit.text.strip())
                                    and bool(ui.exportFolderLineEdit.currentPath.strip()))
-
-    def runAction(self, action, *args):
-        """Run a button's action and show its status line, or its error."""
-        self.ui.statusLabel.text = ""
-        try:
-            self.ui.statusLabel.text = action(*args) or ""
-        except Exception as error:
-            show_error(error, TITLE)
 
     # -- model -------------------------------------------------------------------------------
 
@@ -144,7 +150,7 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
             return self._archives.folder(self.ui.modelPathLineEdit.currentPath, self.ui.sha256LineEdit.text.strip(),
                                          self.ui.configurationLineEdit.text.strip())
 
-    def updateModelInfo(self, *_):
+    def updateModelInfo(self, *args):
         """Describe the chosen model under its path, or say in red what is wrong with it."""
         text = self.ui.modelPathLineEdit.currentPath.strip()
         configuration, checkpoint = self.ui.configurationLineEdit.text.strip(), self.ui.checkpointLineEdit.text.strip()
@@ -159,7 +165,7 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
     # -- segment -----------------------------------------------------------------------------
 
     def startSegmentation(self):
-        dependencies.ensure("NeuroblastomaSeg")
+        """Load the model (main thread, with progress); the prediction itself runs in the background."""
         volumes = list(self.ui.inputVolumesSelector.checkedNodes())
         parameters = SegmentParameters(str(self.modelFolder()), parse_folds(self.ui.foldsLineEdit.text),
                                        self.ui.deviceComboBox.currentText, self.ui.mirroringCheckBox.checked,
@@ -167,25 +173,14 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
                                        checkpoint=self.ui.checkpointLineEdit.text.strip() or "checkpoint_final.pth",
                                        configuration=self.ui.configurationLineEdit.text.strip() or None,
                                        precision=self.ui.precisionComboBox.currentText)
-        with progress_dialog("Loading the segmentation model") as task:
+        with progress_dialog(_("Loading the segmentation model")) as task:
             job = self.logic.prepare_segmentation(volumes, parameters, progress=task)
         self._modelInfo = job.segmenter.model
         self.ui.modelInfoLabel.setStyleSheet("")
         self.ui.modelInfoLabel.text = describe_model(self._modelInfo)  # e.g. once PyTorch has been installed
-
-        def finished(result=None, error=None):
-            self._segmentJob = None
-            self.updateApplyButton()
-            if error is None:
-                self.runAction(self.showSegmentation, job, result)
-            else:
-                self.ui.statusLabel.text = "Segmentation stopped; nothing was added."
-                show_error(error, TITLE)
-
-        self._segmentJob = run_in_background(job.run, finished, "Segmenting the tumour",
-                                             on_error=lambda error: finished(error=error))
-        self.updateApplyButton()
-        return "Segmenting in the background..."
+        return BackgroundStep(job.run, lambda result: self.showSegmentation(job, result), _("Segmenting the tumour"),
+                              started=_("Segmenting in the background..."),
+                              stopped=_("Segmentation stopped; nothing was added."))
 
     def showSegmentation(self, job, result):
         outputs = self.logic.add_segmentation_results(job, result)
@@ -197,49 +192,52 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self.ui.aiSegmentSelector.setCurrentSegmentID(segment_ids(outputs.segmentation)[0])
         self.ui.segmentationSelector.setCurrentNode(outputs.segmentation)
         summary = outputs.summary
-        text = f"Tumour: {summary['tumour_volume_ml']:.1f} mL" + (
-            f"; {100 * summary['uncertain_fraction']:.1f} % of it uncertain (entropy >= {summary['threshold']})."
-            if uncertainty else ".")
+        text = _("Tumour: {volume:.1f} mL").format(volume=summary["tumour_volume_ml"]) + (_(
+            "; {percent:.1f} % of it uncertain (entropy >= {threshold}).").format(
+                percent=100 * summary["uncertain_fraction"], threshold=summary["threshold"]) if uncertainty else ".")
         if is_demo_model(job.segmenter.model.path):
             text += "\n" + DEMO_MODEL_NOTICE
         self.ui.summaryLabel.text = text
         self._lastResult = (outputs, job.reference, is_demo_model(job.segmenter.model.path))
-        self.updateApplyButton()
+        self.updateButtons()
         self._reviewSlices = list(summary["slices_to_review"]) if uncertainty else []
         self._reviewVolumeID = job.reference.GetID()
         self.ui.reviewSlicesList.clear()
         for k in self._reviewSlices:
-            self.ui.reviewSlicesList.addItem(f"slice k = {k}")
-        return f"Added '{outputs.segmentation.GetName()}'" + (" and its uncertainty map." if uncertainty else ".")
+            self.ui.reviewSlicesList.addItem(_("slice k = {k}").format(k=k))
+        name = outputs.segmentation.GetName()
+        return (_("Added '{segmentation}' and its uncertainty map.") if uncertainty else _("Added '{segmentation}'."))\
+            .format(segmentation=name)
 
     def showReviewSlice(self, row):
         volume = slicer.mrmlScene.GetNodeByID(self._reviewVolumeID or "")
         if volume is None or not 0 <= row < len(self._reviewSlices):
-            raise InputError("The segmented volume is no longer in the scene; segment again.")
+            raise InputError(_("The segmented volume is no longer in the scene; segment again."))
         geometry = Geometry.from_node(volume)
-        _, nj, ni = geometry.shape
+        nj, ni = geometry.shape[1:]
         ras = geometry.ijk_to_ras @ [(ni - 1) / 2.0, (nj - 1) / 2.0, float(self._reviewSlices[row]), 1.0]
         jumpRedSliceTo([float(v) for v in ras[:3]])
 
     def exportDicom(self):
         """The last AI segmentation as DICOM SEG + SR + Parametric Map (the library writes them)."""
         outputs, source, demo = self._lastResult
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder for the DICOM results")
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the DICOM results"))
         if not folder:
-            return "DICOM export cancelled."
+            return _("DICOM export cancelled.")
         with busy_cursor():
             written = self.logic.export_dicom(outputs, source, folder, demo, slicer.dicomDatabase.fileForInstance)
-        return f"Wrote {len(written)} DICOM file(s) into {folder}."
+        return _("Wrote {count} DICOM file(s) into {folder}.").format(count=len(written), folder=folder)
 
     # -- measure -----------------------------------------------------------------------------
 
-    def apply(self):
+    def measureSegments(self):
         tableNode = self.logic.segment_volumes_table(
             self.ui.segmentationSelector.currentNode(), self.ui.outputTableSelector.currentNode()
         )
         self.ui.outputTableSelector.setCurrentNode(tableNode)
         showTable(tableNode)
-        return f"Measured {tableNode.GetNumberOfRows()} segment(s) into '{tableNode.GetName()}'."
+        return _("Measured {count} segment(s) into '{table}'.").format(count=tableNode.GetNumberOfRows(),
+                                                                        table=tableNode.GetName())
 
 
 class NeuroblastomaSegTest(ScriptedLoadableModuleTest):

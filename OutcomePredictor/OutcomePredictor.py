@@ -16,24 +16,31 @@ from virtualbiopsy.logic.outcome_predictor import (
     SurvivalParameters,
     TrainModelParameters,
 )
-from virtualbiopsy_slicer import dependencies
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
+from virtualbiopsy_slicer.i18n import tr as _
+from virtualbiopsy_slicer.i18n import translate
+from virtualbiopsy_slicer.module import (
+    Action,
+    VirtualBiopsyModuleWidget,
+    documentationLink,
+    runLibraryChecks,
+    showTable,
+)
 from virtualbiopsy_slicer.progress import progress_dialog
+from virtualbiopsy_slicer.protocols import OutcomePredictorLogicProtocol
 
 __all__ = ["OutcomePredictor", "OutcomePredictorLogic", "OutcomePredictorTest", "OutcomePredictorWidget"]
 
-TITLE = "Outcome Predictor"
+TITLE = _("Outcome Predictor")
 
 
 class OutcomePredictor(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = TITLE
-        self.parent.categories = ["Virtual Biopsy"]
-        self.parent.dependencies = []
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
+        self.parent.dependencies = ["Segmentations", "Plots", "Tables"]
         self.parent.contributors = ["Virtual Biopsy team"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Outcome models for neuroblastoma from imaging biomarkers and clinical data.
 <b>Research use only; not for clinical decisions.</b>
 <p><b>Join tables</b>: radiomic features, habitat ADC and clinical data on a shared case id (missing cells stay
@@ -43,10 +50,10 @@ metrics with bootstrap 95 % CIs, SHAP feature importance (shapiq), and the model
 <b>Apply</b>: predictions and per-case SHAP values for new cases. <b>Clusters and survival</b>: k-means on the
 features, Kaplan-Meier curves, median and restricted mean survival, log-rank p. <b>Grad-CAM</b>: where a DEMO CNN
 (a bright-blob detector trained on synthetic images, not a clinical model) looks, as an overlay volume.</p>
-"""
-        self.parent.acknowledgementText = """
+""") + documentationLink()
+        self.parent.acknowledgementText = _("""
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
-"""
+""")
 
 
 def showChart(chartNode):
@@ -56,13 +63,22 @@ def showChart(chartNode):
 
 
 def metricsText(metrics):
-    return "; ".join(f"{r.metric} {r.estimate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-                     for r in metrics.itertuples() if r.metric in ("auc", "balanced_accuracy", "c_index"))
+    return "; ".join(_("{metric} {estimate:.3f} [{low:.3f}, {high:.3f}]").format(
+        metric=r.metric, estimate=r.estimate, low=r.ci_low, high=r.ci_high)
+        for r in metrics.itertuples() if r.metric in ("auc", "balanced_accuracy", "c_index"))
 
 
 class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
     logicClass = OutcomePredictorLogic
+    logic: OutcomePredictorLogicProtocol
     title = TITLE
+    actions = {
+        "applyButton": Action("joinTables", "Core"),
+        "trainButton": Action("train", "OutcomePredictor"),
+        "applyModelButton": Action("applyModel", "OutcomePredictor"),
+        "survivalButton": Action("survival", "OutcomePredictor"),
+        "gradcamButton": Action("gradcam", "OutcomePredictor"),
+    }
     inputSignals = (("tablesSelector", "checkedNodesChanged()"), ("keyLineEdit", "textChanged(QString)"),
                     ("cohortTableSelector", "currentNodeChanged(vtkMRMLNode*)"),
                     ("newTableSelector", "currentNodeChanged(vtkMRMLNode*)"),
@@ -72,16 +88,11 @@ class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
 
     def setup(self):
         VirtualBiopsyModuleWidget.setup(self)
-        for name, action in (("trainButton", self.train), ("applyModelButton", self.applyModel),
-                             ("survivalButton", self.survival), ("gradcamButton", self.gradcam)):
-            getattr(self.ui, name).connect("clicked(bool)", lambda *_, action=action: self.runAction(action))
+        self.updateButtons()
 
-    def inputsReady(self):
-        return len(self.ui.tablesSelector.checkedNodes()) >= 2 and bool(self.ui.keyLineEdit.text.strip())
-
-    def updateApplyButton(self, *_):
-        VirtualBiopsyModuleWidget.updateApplyButton(self)
+    def updateButtons(self, *args):
         ui = self.ui
+        ui.applyButton.enabled = len(ui.tablesSelector.checkedNodes()) >= 2 and bool(ui.keyLineEdit.text.strip())
         table = ui.cohortTableSelector.currentNode() is not None
         survival = bool(ui.timeLineEdit.text.strip()) and bool(ui.eventLineEdit.text.strip())
         ui.trainButton.enabled = table and (bool(ui.endpointLineEdit.text.strip()) or survival)
@@ -89,15 +100,6 @@ class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
                                        and bool(ui.modelFolderLineEdit.currentPath.strip()))
         ui.survivalButton.enabled = table and survival
         ui.gradcamButton.enabled = ui.volumeSelector.currentNode() is not None
-
-    def runAction(self, action):
-        """Run a button's action (after checking its Python packages) and show its status line, or its error."""
-        self.ui.statusLabel.text = ""
-        try:
-            dependencies.ensure("OutcomePredictor")
-            self.ui.statusLabel.text = action() or ""
-        except Exception as error:
-            show_error(error, TITLE)
 
     def columns(self, survival):
         ui = self.ui
@@ -108,48 +110,54 @@ class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
                                       features=features, key=key)
         return EndpointParameters(ui.endpointLineEdit.text.strip() or None, features=features, key=key)
 
-    def apply(self):
+    def joinTables(self):
         tableNodes = list(self.ui.tablesSelector.checkedNodes())
         joinedNode = self.logic.join_tables(tableNodes, key=self.ui.keyLineEdit.text.strip())
         showTable(joinedNode)
         self.ui.cohortTableSelector.setCurrentNode(joinedNode)
         rows = joinedNode.GetNumberOfRows()
         missing = joinedNode.GetAttribute("VirtualBiopsy.MissingCells")
-        return f"Joined {len(tableNodes)} tables into '{joinedNode.GetName()}' ({rows} cases, {missing} missing cells)."
+        return _("Joined {count} tables into '{table}' ({rows} cases, {missing} missing cells).").format(
+            count=len(tableNodes), table=joinedNode.GetName(), rows=rows, missing=missing)
 
     def train(self):
         model = self.ui.modelComboBox.currentText
         folder = self.ui.modelFolderLineEdit.currentPath.strip() or None
         parameters = TrainModelParameters(self.columns(model == "cox"), model=model, model_folder=folder)
-        with progress_dialog(f"Training {model} (nested cross-validation)") as task:
+        with progress_dialog(_("Training {model} (nested cross-validation)").format(model=model)) as task:
             outputs = self.logic.train_model(self.ui.cohortTableSelector.currentNode(), parameters, progress=task)
         showTable(outputs.metrics)
         showChart(outputs.charts.get("roc") or outputs.charts.get("risk_groups") or outputs.charts.get("importance"))
-        saved = f" Saved with its model card to {outputs.folder}." if outputs.folder else " Not saved (no folder)."
-        notes = ("\nWarnings: " + " ".join(outputs.warnings)) if outputs.warnings else ""
+        saved = " " + (_("Saved with its model card to {folder}.").format(folder=outputs.folder) if outputs.folder
+                       else _("Not saved (no folder)."))
+        warnings = " ".join(outputs.warnings)
+        notes = ("\n" + _("Warnings: {warnings}").format(warnings=warnings)) if outputs.warnings else ""
         top = outputs.shap.values.abs().mean().idxmax()
-        return (f"{model}: {metricsText(outputs.model.metrics)} (nested CV, 95 % CI). Most important feature "
-                f"(mean |SHAP|): {top}.{saved}{notes}")
+        return _("{model}: {metrics} (nested CV, 95 % CI). Most important feature (mean |SHAP|): {feature}.").format(
+            model=model, metrics=metricsText(outputs.model.metrics), feature=top) + saved + notes
 
     def applyModel(self):
-        with progress_dialog("Applying the model") as task:
+        with progress_dialog(_("Applying the model")) as task:
             outputs = self.logic.apply_model(self.ui.modelFolderLineEdit.currentPath.strip(),
                                              self.ui.newTableSelector.currentNode(), progress=task)
         showTable(outputs.predictions)
-        return (f"Predicted {outputs.predictions.GetNumberOfRows()} case(s) into '{outputs.predictions.GetName()}'"
-                + (f"; SHAP values in '{outputs.shap.GetName()}'." if outputs.shap is not None else "."))
+        predicted = _("Predicted {count} case(s) into '{table}'").format(count=outputs.predictions.GetNumberOfRows(),
+                                                                        table=outputs.predictions.GetName())
+        return predicted + (_("; SHAP values in '{table}'.").format(table=outputs.shap.GetName())
+                            if outputs.shap is not None else ".")
 
     def survival(self):
         columns = self.columns(True)
         parameters = SurvivalParameters(columns.time, columns.event, columns.features, k=self.ui.kSpinBox.value,
                                         key=columns.key)
-        with progress_dialog("Clusters and survival") as task:
+        with progress_dialog(_("Clusters and survival")) as task:
             outputs = self.logic.survival_analysis(self.ui.cohortTableSelector.currentNode(), parameters, task)
         showTable(outputs.summary)
         showChart(outputs.chart)
         summary = outputs.analysis.summary
-        medians = ", ".join(f"{g}: median {m:.0f}" for g, m in zip(summary["group"], summary["median_survival"]))
-        return f"{medians}; log-rank p = {outputs.analysis.logrank['p'].iloc[0]:.3g}."
+        medians = ", ".join(_("{group}: median {median:.0f}").format(group=g, median=m)
+                            for g, m in zip(summary["group"], summary["median_survival"]))
+        return _("{medians}; log-rank p = {p:.3g}.").format(medians=medians, p=outputs.analysis.logrank["p"].iloc[0])
 
     def gradcam(self):
         volume, segmentation = self.ui.volumeSelector.currentNode(), self.ui.segmentationSelector.currentNode()
@@ -157,12 +165,14 @@ class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
         if segmentation is not None:
             segments = [segmentation.GetSegmentation().GetNthSegmentID(i)
                         for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
-        with progress_dialog("Grad-CAM (demo CNN)") as task:
+        with progress_dialog(_("Grad-CAM (demo CNN)")) as task:
             overlay = self.logic.gradcam_overlay(volume, segmentation, segments, progress=task)
         slicer.util.setSliceViewerLayers(background=volume, foreground=overlay, foregroundOpacity=0.5)
         fraction = overlay.GetAttribute("VirtualBiopsy.GradCAM.FractionInSegment")
-        inside = f" {100 * float(fraction):.0f} % of its mass lies in the segmentation." if fraction else ""
-        return f"Added '{overlay.GetName()}' (demo CNN, not a clinical model) over '{volume.GetName()}'.{inside}"
+        inside = " " + _("{percent:.0f} % of its mass lies in the segmentation.").format(
+            percent=100 * float(fraction)) if fraction else ""
+        return _("Added '{overlay}' (demo CNN, not a clinical model) over '{volume}'.").format(
+            overlay=overlay.GetName(), volume=volume.GetName()) + inside
 
 
 class OutcomePredictorTest(ScriptedLoadableModuleTest):

@@ -9,10 +9,17 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
-from virtualbiopsy_slicer import dependencies
-from virtualbiopsy_slicer.errors import show_error
-from virtualbiopsy_slicer.module import VirtualBiopsyModuleWidget, runLibraryChecks, showTable
+from virtualbiopsy_slicer.i18n import tr as _
+from virtualbiopsy_slicer.i18n import translate
+from virtualbiopsy_slicer.module import (
+    Action,
+    VirtualBiopsyModuleWidget,
+    documentationLink,
+    runLibraryChecks,
+    showTable,
+)
 from virtualbiopsy_slicer.progress import progress_dialog
+from virtualbiopsy_slicer.protocols import RadiomicsBiomarkersLogicProtocol
 
 __all__ = [
     "RadiomicsBiomarkers",
@@ -21,18 +28,18 @@ __all__ = [
     "RadiomicsBiomarkersWidget",
 ]
 
-TITLE = "Radiomics Biomarkers"
-PARAMETER_FILE = "parameter file"
+TITLE = _("Radiomics Biomarkers")
+PARAMETER_FILE = _("parameter file")  # the preset combo box's last item
 
 
 class RadiomicsBiomarkers(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = TITLE
-        self.parent.categories = ["Virtual Biopsy"]
-        self.parent.dependencies = []
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
+        self.parent.dependencies = ["Segmentations", "Tables"]
         self.parent.contributors = ["Virtual Biopsy team"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Imaging biomarkers of neuroblastoma from MRI. <b>Research use only; not for clinical decisions.</b>
 <p><b>Extract features</b>: pyradiomics shape, first-order, GLCM, GLRLM, GLSZM, GLDM and NGTDM features of
 each chosen segment in one or several volumes (optionally on LoG and wavelet images), with the study's
@@ -42,11 +49,11 @@ computed around every voxel of a segment, as a new volume. <b>IBSI</b>: the IBSI
 the extraction, each feature compared with its reference. <b>Signature</b>: reduction to a signature,
 exploration against an outcome and ComBat harmonisation of a features table. Cohorts: the command
 <tt>virtualbiopsy radiomics --manifest</tt>.</p>
-"""
-        self.parent.acknowledgementText = """
+""") + documentationLink()
+        self.parent.acknowledgementText = _("""
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
 Features are computed by pyradiomics (van Griethuysen et al., Cancer Research 2017).
-"""
+""")
 
 
 def splitNames(text):
@@ -56,7 +63,17 @@ def splitNames(text):
 
 class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
     logicClass = RadiomicsBiomarkersLogic
+    logic: RadiomicsBiomarkersLogicProtocol
     title = TITLE
+    actions = {
+        "extractButton": Action("extractFeatures", "RadiomicsBiomarkers"),
+        "featureMapButton": Action("computeFeatureMap", "RadiomicsBiomarkers"),
+        "ibsiButton": Action("ibsiReport", "RadiomicsBiomarkers"),
+        "reduceButton": Action("reduceFeatures", "RadiomicsBiomarkers"),
+        "exploreButton": Action("exploreFeatures", "RadiomicsBiomarkers"),
+        "harmoniseButton": Action("harmoniseFeatures", "RadiomicsBiomarkers"),
+        "applyButton": Action("intensityStatistics", "Core"),
+    }
     inputSignals = (
         ("volumesSelector", "checkedNodesChanged()"),
         ("segmentSelector", "currentNodeChanged(vtkMRMLNode*)"),
@@ -74,22 +91,10 @@ class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
             ui.presetComboBox.addItem(name)
         ui.presetComboBox.addItem(PARAMETER_FILE)
         ui.presetComboBox.currentText = DEFAULT_PRESET
-        ui.presetComboBox.connect("currentIndexChanged(int)", self.updateApplyButton)
-        ui.paramsPathLineEdit.connect("currentPathChanged(QString)", self.updateApplyButton)
-        for name, action in (("extractButton", self.extractFeatures), ("featureMapButton", self.computeFeatureMap),
-                             ("ibsiButton", self.ibsiReport), ("reduceButton", self.reduceFeatures),
-                             ("exploreButton", self.exploreFeatures), ("harmoniseButton", self.harmoniseFeatures)):
-            getattr(ui, name).connect("clicked(bool)", lambda *_, action=action: self.runAction(action))
+        ui.presetComboBox.connect("currentIndexChanged(int)", self.updateButtons)
+        ui.paramsPathLineEdit.connect("currentPathChanged(QString)", self.updateButtons)
         self.fillMapFeatures()
-        self.updateApplyButton()
-
-    def runAction(self, action):
-        """Run a button's action and show its status line, or its error."""
-        self.ui.statusLabel.text = ""
-        try:
-            self.ui.statusLabel.text = action() or ""
-        except Exception as error:
-            show_error(error, TITLE)
+        self.updateButtons()
 
     def volumes(self):
         return list(self.ui.volumesSelector.checkedNodes())
@@ -100,10 +105,10 @@ class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
     def inputsReady(self):
         return bool(self.volumes()) and self.ui.segmentSelector.currentNode() is not None
 
-    def updateApplyButton(self, *_):
-        VirtualBiopsyModuleWidget.updateApplyButton(self)
+    def updateButtons(self, *args):
         ui = self.ui
         ready = self.inputsReady()
+        ui.applyButton.enabled = ready
         fileChosen = ui.presetComboBox.currentText != PARAMETER_FILE or bool(ui.paramsPathLineEdit.currentPath.strip())
         ui.paramsPathLineEdit.enabled = ui.presetComboBox.currentText == PARAMETER_FILE
         ui.extractButton.enabled = ready and fileChosen
@@ -120,8 +125,8 @@ class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
         try:
             sigmas = tuple(float(s) for s in splitNames(ui.logSigmasLineEdit.text))
         except ValueError as error:
-            raise InputError(f"LoG sigmas must be numbers in mm separated by commas: '{ui.logSigmasLineEdit.text}'.") \
-                from error
+            raise InputError(_("LoG sigmas must be numbers in mm separated by commas: '{text}'.").format(
+                text=ui.logSigmasLineEdit.text)) from error
         preset = ui.presetComboBox.currentText
         return ExtractionParameters(
             preset=preset if preset != PARAMETER_FILE else "study_mr",
@@ -132,14 +137,14 @@ class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
     # -- extraction --------------------------------------------------------------------------
 
     def extractFeatures(self):
-        dependencies.ensure("RadiomicsBiomarkers")
-        with progress_dialog("Extracting radiomic features") as task:
+        with progress_dialog(_("Extracting radiomic features")) as task:
             table = self.logic.extract_features(self.volumes(), self.ui.segmentSelector.currentNode(),
                                                 self.segmentIds(), self.parameters(), progress=task)
         self.ui.signatureTableSelector.setCurrentNode(table)
         showTable(table)
-        return (f"{table.GetNumberOfColumns() - 3} features of {table.GetNumberOfRows()} segment(s) in "
-                f"'{table.GetName()}' (settings: '{self.logic.settings_table(table).GetName()}').")
+        return _("{features} features of {segments} segment(s) in '{table}' (settings: '{settings}').").format(
+            features=table.GetNumberOfColumns() - 3, segments=table.GetNumberOfRows(), table=table.GetName(),
+            settings=self.logic.settings_table(table).GetName())
 
     def fillMapFeatures(self):
         """The features that have a voxel map (not shape); just a default until pyradiomics is installed."""
@@ -161,60 +166,58 @@ class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
         combo.currentText = current
 
     def computeFeatureMap(self):
-        dependencies.ensure("RadiomicsBiomarkers")
         if self.ui.mapFeatureComboBox.count <= 1:
             self.fillMapFeatures()  # pyradiomics may have just been installed
         segmentIds = self.segmentIds() or [None]
-        with progress_dialog("Computing the feature map") as task:
+        with progress_dialog(_("Computing the feature map")) as task:
             node = self.logic.feature_map(self.volumes()[0], self.ui.segmentSelector.currentNode(), segmentIds[0],
                                           self.ui.mapFeatureComboBox.currentText.strip(), self.parameters(),
                                           self.ui.kernelRadiusSpinBox.value, progress=task)
         slicer.util.setSliceViewerLayers(background=self.volumes()[0], foreground=node, foregroundOpacity=0.6)
-        return f"Added the feature map '{node.GetName()}'."
+        return _("Added the feature map '{volume}'.").format(volume=node.GetName())
 
     def ibsiReport(self):
-        dependencies.ensure("RadiomicsBiomarkers")
-        with progress_dialog("IBSI digital phantom") as task:
+        with progress_dialog(_("IBSI digital phantom")) as task:
             table = self.logic.ibsi_report(progress=task)
         showTable(table)
-        return f"{table.GetAttribute('VirtualBiopsy.Radiomics.ibsi.summary_line')} See '{table.GetName()}'."
+        return _("{summary} See '{table}'.").format(
+            summary=table.GetAttribute("VirtualBiopsy.Radiomics.ibsi.summary_line"), table=table.GetName())
 
     # -- signature (feature-table steps) -------------------------------------------------------
 
     def reduceFeatures(self):
-        dependencies.ensure("RadiomicsBiomarkers")
-        with progress_dialog("Reducing the features to a signature") as task:
+        with progress_dialog(_("Reducing the features to a signature")) as task:
             outputs = self.logic.reduce_feature_table(self.ui.signatureTableSelector.currentNode(), progress=task)
         showTable(outputs["signature"])
-        return f"Signature in '{outputs['signature'].GetName()}'; loadings and the log of what was dropped beside it."
+        return _("Signature in '{table}'; loadings and the log of what was dropped beside it.").format(
+            table=outputs["signature"].GetName())
 
     def exploreFeatures(self):
-        dependencies.ensure("RadiomicsBiomarkers")
         volumeColumn = self.ui.volumeColumnLineEdit.text.strip() or None
         table = self.logic.explore_features(self.ui.signatureTableSelector.currentNode(),
                                             self.ui.labelColumnLineEdit.text.strip(), volumeColumn)
         showTable(table)
-        return f"Per-feature statistics in '{table.GetName()}'."
+        return _("Per-feature statistics in '{table}'.").format(table=table.GetName())
 
     def harmoniseFeatures(self):
-        dependencies.ensure("RadiomicsBiomarkers")
-        with progress_dialog("ComBat harmonisation") as task:
+        with progress_dialog(_("ComBat harmonisation")) as task:
             table = self.logic.harmonise_feature_table(
                 self.ui.signatureTableSelector.currentNode(), self.ui.batchColumnLineEdit.text.strip(),
                 covariates=splitNames(self.ui.covariatesLineEdit.text),
                 parametric=self.ui.parametricCheckBox.checked, progress=task)
         showTable(table)
-        return f"Harmonised features in '{table.GetName()}'."
+        return _("Harmonised features in '{table}'.").format(table=table.GetName())
 
     # -- intensity statistics ----------------------------------------------------------------
 
-    def apply(self):
+    def intensityStatistics(self):
         tableNode = self.logic.intensity_statistics_table(
             self.volumes()[0], self.ui.segmentSelector.currentNode(), self.ui.outputTableSelector.currentNode()
         )
         self.ui.outputTableSelector.setCurrentNode(tableNode)
         showTable(tableNode)
-        return f"Statistics of {tableNode.GetNumberOfRows()} segment(s) written to '{tableNode.GetName()}'."
+        return _("Statistics of {count} segment(s) written to '{table}'.").format(
+            count=tableNode.GetNumberOfRows(), table=tableNode.GetName())
 
 
 class RadiomicsBiomarkersTest(ScriptedLoadableModuleTest):

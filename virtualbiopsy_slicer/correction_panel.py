@@ -13,20 +13,19 @@ import slicer
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.segmentation.correction import RetrainingCase
 from virtualbiopsy.segmentation.correction_session import CorrectionSession
+from virtualbiopsy_slicer.i18n import tr as _
 from virtualbiopsy_slicer.module import showTable
 from virtualbiopsy_slicer.progress import progress_dialog
 
 
 class CorrectionPanel:
-    """Connects the section's buttons; ``model()`` gives the model last inspected or used (its channels
-    name the exported images). Each action returns the status line to show."""
+    """The section's actions (run from its buttons by the module's ``actions`` table); ``model()`` gives
+    the model last inspected or used (its channels name the exported images). Each action returns the
+    status line to show."""
 
-    def __init__(self, ui, logic, runAction, model) -> None:
+    def __init__(self, ui, logic, model) -> None:
         self.ui, self.logic, self.model = ui, logic, model
         self.session = CorrectionSession(logic)
-        for name, action in (("startEditingButton", self.startCorrecting), ("compareButton", self.compareCorrection),
-                             ("exportButton", self.exportCase)):
-            getattr(ui, name).connect("clicked(bool)", lambda *_, action=action: runAction(action))
 
     def reset(self):
         """Forget the timed correction (e.g. when the scene is closed)."""
@@ -48,7 +47,9 @@ class CorrectionPanel:
             editor.setSourceVolumeNode(reference)
         if segmentId:
             editor.setCurrentSegmentID(segmentId)
-        return f"{'Resumed' if resume else 'Started'} correcting '{corrected.GetName()}' (timed until Compare)."
+        text = _("Resumed correcting '{segmentation}' (timed until Compare).") if resume else _(
+            "Started correcting '{segmentation}' (timed until Compare).")
+        return text.format(segmentation=corrected.GetName())
 
     def referenceVolume(self, segmentation):
         """The first checked input volume, else the segmentation's reference volume."""
@@ -60,30 +61,31 @@ class CorrectionPanel:
     def compareCorrection(self):
         ai, corrected = self.ui.aiSegmentSelector.currentNode(), self.ui.correctedSegmentSelector.currentNode()
         if ai is None or corrected is None:
-            raise InputError("Select the AI segment and the corrected segment to compare.")
+            raise InputError(_("Select the AI segment and the corrected segment to compare."))
         reference = self.referenceVolume(ai)
         if reference is None:
-            raise InputError("Check the input volume(s) under Segment: the first one is the grid of the comparison.")
-        note = " Editing time not recorded (Start correcting times it)."
+            raise InputError(_("Check the input volume(s) under Segment: the first one is the grid of the comparison."))
+        note = " " + _("Editing time not recorded (Start correcting times it).")
         if self.session.is_timed(corrected):
-            note = f" Editing time: {self.session.finish():.1f} s."
+            note = " " + _("Editing time: {seconds:.1f} s.").format(seconds=self.session.finish())
         table = self.logic.compare(ai, self.ui.aiSegmentSelector.currentSegmentID(), corrected,
                                    self.ui.correctedSegmentSelector.currentSegmentID(), reference,
                                    table_node=self.ui.metricsTableSelector.currentNode())
         self.ui.metricsTableSelector.setCurrentNode(table)
         showTable(table)
-        return f"Compared the AI and corrected segments into '{table.GetName()}'.{note}"
+        return _("Compared the AI and corrected segments into '{table}'.").format(table=table.GetName()) + note
 
     def exportCase(self):
         volumes, model = list(self.ui.inputVolumesSelector.checkedNodes()), self.model()
         if model is None or len(model.channel_names) != len(volumes):
-            expected = f"{len(model.channel_names)} ({', '.join(model.channel_names)})" if model else "the model's"
-            raise InputError(f"Check the model's input volumes under Segment ({expected} channels, in order; "
-                             f"{len(volumes)} checked): they are the case's image channels.")
+            expected = f"{len(model.channel_names)} ({', '.join(model.channel_names)})" if model else _("the model's")
+            raise InputError(_("Check the model's input volumes under Segment ({expected} channels, in order; "
+                               "{checked} checked): they are the case's image channels.").format(
+                                   expected=expected, checked=len(volumes)))
         corrected = self.ui.correctedSegmentSelector
         case = RetrainingCase(self.ui.caseIdLineEdit.text.strip(), volumes, corrected.currentNode(),
                               corrected.currentSegmentID())
-        with progress_dialog("Exporting for retraining") as task:
+        with progress_dialog(_("Exporting for retraining")) as task:
             dataset = self.logic.export_for_retraining([case], self.ui.exportFolderLineEdit.currentPath.strip(),
                                                        progress=task, channel_names=model.channel_names)
-        return f"Exported case '{case.case_id}' to {dataset}."
+        return _("Exported case '{case}' to {folder}.").format(case=case.case_id, folder=dataset)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
@@ -11,6 +15,17 @@ from slicer.util import VTKObservationMixin
 from virtualbiopsy.mrml.context import MRMLContext
 from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.i18n import tr as _
+from virtualbiopsy_slicer.progress import run_in_background
+from virtualbiopsy_slicer.reloading import reloadPackages
+
+DOCUMENTATION_URL = "https://github.com/virtual-biopsy/SlicerVirtualBiopsy#readme"  # the repository README
+LIBRARY_PACKAGES = ("virtualbiopsy", "virtualbiopsy_slicer")  # reloaded by onReload
+
+
+def documentationLink() -> str:
+    """The help text's last paragraph: where the documentation is."""
+    return _('<p>Documentation: <a href="{url}">the Virtual Biopsy README</a>.</p>').format(url=DOCUMENTATION_URL)
 
 
 def sceneContext() -> MRMLContext:
@@ -51,59 +66,119 @@ def runLibraryChecks(testCase, moduleName: str) -> None:
     testCase.delayDisplay("Test passed")
 
 
+class Action(NamedTuple):
+    """What a button does: ``method``, the widget's method to call (a dotted path from the widget, e.g.
+    ``"preprocessing.preprocess"`` for a panel's), the requirements group it needs (a ``[Group]`` of
+    ``virtualbiopsy/requirements_slicer.txt``) and whether it runs in the background."""
+
+    method: str
+    dependencyGroup: str
+    background: bool = False
+
+
+@dataclass(frozen=True)
+class BackgroundStep:
+    """What a background action returns instead of its status line.
+
+    ``compute(task)`` runs in a worker thread behind a progress dialog with Cancel and must not touch
+    MRML or Qt (see :mod:`virtualbiopsy_slicer.progress`); ``finish(result)`` runs on the main thread and
+    returns the status line. ``started`` is shown meanwhile, ``stopped`` when it fails or is cancelled.
+    """
+
+    compute: Callable[[Any], Any]
+    finish: Callable[[Any], str]
+    title: str
+    started: str = ""
+    stopped: str = ""
+
+
 class VirtualBiopsyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The widget plumbing every Virtual Biopsy module shares; subclasses say what is specific.
 
-    A subclass sets ``logicClass`` (the library Logic), ``title`` (for error dialogs) and
-    ``inputSignals`` (``(childWidgetName, signal)`` pairs that may change whether Apply is
-    possible), and implements ``inputsReady()`` and ``apply()``, which calls the logic and
-    returns the status line to show. Errors from ``apply`` are shown by :func:`show_error`
-    (a library error's message alone; anything else with its traceback); the scene stays as it
-    was because the logic itself rolls back what it added.
+    A subclass sets ``logicClass`` (the library Logic, made on Slicer's scene unless a logic is given
+    to the constructor), ``title`` (for error dialogs), ``actions`` (``{buttonName: Action}``: every
+    button of its ``.ui`` and what it does) and ``inputSignals`` (``(childWidgetName, signal)`` pairs
+    that may change which buttons can be used), and implements ``updateButtons()``, which its ``setup``
+    calls last (once everything the buttons' state depends on exists). Every button runs
+    through :meth:`runAction`; errors are shown by :func:`show_error` (a library error's message alone;
+    anything else with its traceback); the scene stays as it was because the logic itself rolls back
+    what it added.
     """
 
     logicClass = None
     title = ""
+    actions: dict[str, Action] = {}
     inputSignals: tuple = ()
-    dependencyGroup = "Core"  # checked on Apply; a module whose Apply needs more names its group
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, logic=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)  # sets self.moduleName from the class name
         VTKObservationMixin.__init__(self)
-        self.logic = None
+        self.logic = logic
         self.ui = None
+        self.backgroundJob = None  # the running background step, if any
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         self.ui = loadModuleUI(self, self.moduleName)
-        self.logic = self.logicClass(sceneContext())
+        if self.logic is None:
+            self.logic = self.logicClass(sceneContext())
         for childName, signal in self.inputSignals:
-            getattr(self.ui, childName).connect(signal, self.updateApplyButton)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+            getattr(self.ui, childName).connect(signal, self.updateButtons)
+        for buttonName, action in self.actions.items():
+            getattr(self.ui, buttonName).connect("clicked(bool)", lambda *args, action=action: self.runAction(
+                operator.attrgetter(action.method)(self), action.dependencyGroup, action.background))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.updateApplyButton()
 
     def cleanup(self):
+        if self.backgroundJob is not None:
+            self.backgroundJob.cancel()
         self.removeObservers()
+
+    def onReload(self):
+        """Import the library and the Qt helpers afresh from disk, then reload this module (Slicer's own
+        reload re-reads only the module file), so that an edit to any of them takes effect."""
+        reloadPackages(LIBRARY_PACKAGES)
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def onSceneEndClose(self, caller, event):
         self.ui.statusLabel.text = ""
 
-    def updateApplyButton(self, *_):
-        self.ui.applyButton.enabled = bool(self.inputsReady())
+    def updateButtons(self, *args):
+        raise NotImplementedError
 
-    def onApplyButton(self):
+    def runAction(self, action: Callable[[], Any], dependencyGroup: str, background: bool = False) -> None:
+        """Run ``action()`` once the packages of ``dependencyGroup`` are installed (asking first) and show
+        the status line it returns, or its error.
+
+        With ``background``, ``action()`` prepares the step on the main thread and returns a
+        :class:`BackgroundStep`, whose computation then runs off the GUI thread while the panel stays usable.
+        """
+
+        def run():
+            dependencies.ensure(dependencyGroup)
+            return self.startBackground(action()) if background else action()
+
+        self._showStatus(run)
+
+    def startBackground(self, step: BackgroundStep) -> str:
+        def finished(result):
+            self.backgroundJob = None
+            self.updateButtons()
+            self._showStatus(lambda: step.finish(result))
+
+        def failed(error):
+            self.backgroundJob = None
+            self.updateButtons()
+            self.ui.statusLabel.text = step.stopped
+            show_error(error, self.title)
+
+        self.backgroundJob = run_in_background(step.compute, finished, step.title, on_error=failed)
+        self.updateButtons()
+        return step.started or _("{title}: running in the background...").format(title=step.title)
+
+    def _showStatus(self, function: Callable[[], Any]) -> None:
         self.ui.statusLabel.text = ""
         try:
-            dependencies.ensure(self.dependencyGroup)
-            status = self.apply()
+            self.ui.statusLabel.text = function() or ""
         except Exception as error:
             show_error(error, self.title)
-            return
-        self.ui.statusLabel.text = status
-
-    def inputsReady(self) -> bool:
-        raise NotImplementedError
-
-    def apply(self) -> str:
-        raise NotImplementedError
