@@ -33,6 +33,7 @@ import slicer
 
 from virtualbiopsy.progress import CancelToken, Task
 from virtualbiopsy_slicer.errors import show_error
+from virtualbiopsy_slicer.i18n import tr as _
 
 _STEPS = 1000  # resolution of the progress bar
 POLL_INTERVAL_MS = 100  # how often the main thread refreshes a background job's dialog
@@ -55,12 +56,12 @@ def busy_cursor() -> Iterator[None]:
 
 def _create_dialog(title: str, parent, token: CancelToken):
     dialog = slicer.util.createProgressDialog(
-        parent=parent, windowTitle=title, labelText="Starting...", maximum=_STEPS, value=0
+        parent=parent, windowTitle=title, labelText=_("Starting..."), maximum=_STEPS, value=0
     )
     dialog.autoClose = False  # closed explicitly when the step ends, not when the bar is full
     dialog.autoReset = False
     dialog.windowModality = qt.Qt.ApplicationModal
-    dialog.setCancelButtonText("Cancel")
+    dialog.setCancelButtonText(_("Cancel"))
     dialog.canceled.connect(token.cancel)
     dialog.show()
     slicer.app.processEvents()
@@ -114,7 +115,7 @@ class BackgroundJob:
         self._on_done = on_done
         self._on_error = on_error or (lambda exc: show_error(exc, title, parent))
         self._lock = threading.Lock()
-        self._latest = (0.0, "Starting...")  # written by the worker, read by the timer
+        self._latest = (0.0, _("Starting..."))  # written by the worker, read by the timer
         self._result: Any = None
         self._error: BaseException | None = None
         self._cancel_noted = False
@@ -157,7 +158,7 @@ class BackgroundJob:
             if self.token.cancelled:
                 if not self._cancel_noted:
                     self._cancel_noted = True
-                    slicer.util.showStatusMessage(f"{self.title}: cancelling...", 3000)
+                    slicer.util.showStatusMessage(_("{title}: cancelling...").format(title=self.title), 3000)
                 return
             with self._lock:
                 fraction, message = self._latest
