@@ -18,13 +18,14 @@ import numpy as np
 from scipy import ndimage
 
 from virtualbiopsy.demo_report import write_report
+from virtualbiopsy.demo_steps import StepOutputs
+from virtualbiopsy.demo_steps.fit_cluster_fit import demo_step as fcf_demo_step
 from virtualbiopsy.demo_steps.outcome import demo_step as outcome_demo_step
+from virtualbiopsy.demo_steps.radiomics import demo_step as radiomics_demo_step
 from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
-from virtualbiopsy.logic.fit_cluster_fit import demo_step as fcf_demo_step
 from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
 from virtualbiopsy.logic.outcome_predictor import OutcomePredictorLogic
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
-from virtualbiopsy.logic.radiomics_biomarkers import demo_step as radiomics_demo_step
 from virtualbiopsy.mrml import MRMLContext, arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.phantom import generate_study
@@ -44,10 +45,10 @@ class DemoResult:
     context: MRMLContext | None = None
     segmentation: dict = field(default_factory=dict)
     segmentation_metrics: dict = field(default_factory=dict)
-    radiomics: dict = field(default_factory=dict)
-    fit_cluster_fit: dict = field(default_factory=dict)
+    radiomics: StepOutputs | None = None
+    fit_cluster_fit: StepOutputs | None = None
     dicom: list[Path] = field(default_factory=list)
-    outcome: object | None = None  # virtualbiopsy.demo_steps.outcome.DemoOutputs
+    outcome: StepOutputs | None = None
 
 
 def adc_by_tissue(adc: np.ndarray, labels: np.ndarray) -> dict[str, list]:
@@ -90,7 +91,7 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     stats = RadiomicsBiomarkersLogic(context).intensity_statistics_table(nodes["t2w"], nodes["segmentation"])
     result.tables["t2w_statistics"] = io.write_csv(stats, tables_dir / "t2w_statistics.csv")
     result.radiomics = radiomics_demo_step(context, nodes, out, task.sub(0.55, 0.6))
-    result.tables["radiomics"] = result.radiomics["features"]
+    result.tables["radiomics"] = result.radiomics.tables["features"]
 
     adc_node = FitClusterFitLogic(context).fit_adc_map(nodes["dwi"], progress=task.sub(0.6, 0.65))
     io.save_node(adc_node, out / "adc.nrrd")
@@ -101,8 +102,8 @@ def run_demo(out: str | Path, seed: int = 0, progress=None) -> DemoResult:
     result.tables["adc_by_tissue"] = io.write_csv(adc_table, tables_dir / "adc_by_tissue.csv")
 
     result.fit_cluster_fit = fcf_demo_step(context, study, nodes, out / "fit_cluster_fit", task.sub(0.65, 0.7))
-    result.tables["habitats"] = result.fit_cluster_fit["tables"]["habitats"]
-    result.figures.update({f"fcf_{k}": v for k, v in result.fit_cluster_fit["figures"].items()})
+    result.tables["habitats"] = result.fit_cluster_fit.tables["habitats"]
+    result.figures.update({f"fcf_{k}": v for k, v in result.fit_cluster_fit.figures.items()})
 
     result.dicom = _dicom_step(context, study, segmentation, adc_node, out, task.sub(0.7, 0.74))
 

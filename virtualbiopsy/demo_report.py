@@ -137,8 +137,8 @@ def _adc(report: Report, result, adc_columns: dict) -> None:
 def _habitats(report: Report, result) -> None:
     report.heading("Habitats: Fit-Cluster-Fit on DWI and DCE (FitClusterFit)")
     fcf = result.fit_cluster_fit
-    report.paragraph(fcf["text"])
-    truth = fcf["truth"]
+    report.paragraph(fcf.text)
+    truth = fcf.extra["truth"]
     columns = {
         "habitat": truth["habitat"], "voxels": truth["voxels"], "tissue": truth["tissue"],
         "tissue share": truth["tissue_share"],
@@ -156,13 +156,13 @@ def _habitats(report: Report, result) -> None:
     for key, caption in (("signal_vs_b", "Mean signal per habitat against b, with the refit"),
                          ("habitat_map", "Habitats on the b = 0 image"),
                          ("habitat_enhancement", "Mean DCE enhancement per habitat")):
-        report.figure(fcf["figures"][key], caption, result.folder)
+        report.figure(fcf.figures[key], caption, result.folder)
 
 
 def _radiomics(report: Report, result) -> None:
     report.heading("Radiomics (RadiomicsBiomarkers)")
     radiomics = result.radiomics
-    columns = arrays.table_columns(radiomics["table"])
+    columns = arrays.table_columns(radiomics.nodes["features"])
     features = [c for c in columns if c.split(":")[-1] not in NOT_FEATURES]
     shown = [c for c in features if c.split(":")[-1] in RADIOMICS_SHOWN]
     report.table({"feature": shown, **{str(columns["segment"][r]): [columns[c][r] for c in shown]
@@ -170,7 +170,7 @@ def _radiomics(report: Report, result) -> None:
                  f"A few of the {len(features)} pyradiomics features of the tumour rim and necrotic core on the "
                  "T2w (study preset: fixed bin width, no resampling); all are in radiomics/t2w_tumour_features.csv "
                  "with the settings and library versions beside them.", digits=4)
-    report.paragraph(f"{summary_line(radiomics['ibsi_summary'])} Full table: ",
+    report.paragraph(f"{summary_line(radiomics.summary)} Full table: ",
                      links={"radiomics/ibsi/ibsi_compliance.html": "radiomics/ibsi/ibsi_compliance.html"})
 
 
@@ -202,7 +202,7 @@ def _outcome(report: Report, result) -> None:
             "balanced accuracy": "mean of sensitivity and specificity at probability 0.5",
             "calibration slope": "slope of the observed log-odds on the predicted log-odds (1 = ideal; < 1: "
                                  "predictions too extreme)"})
-    captions = {**OUTCOME_CAPTIONS, **getattr(outcome, "captions", {})}
+    captions = {**OUTCOME_CAPTIONS, **outcome.captions}
     for key, path in outcome.figures.items():
         report.figure(path, captions.get(key, key.replace("_", " ")), result.folder)
 

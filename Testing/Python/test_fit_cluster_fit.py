@@ -410,18 +410,18 @@ def _fcf_cohort_from_the_case_folders(case_out, tmp_path):
 
 
 def test_demo_step_compares_habitats_with_the_truth(context, tmp_path):
-    from virtualbiopsy.logic.fit_cluster_fit import demo_step
+    from virtualbiopsy.demo_steps.fit_cluster_fit import demo_step
     from virtualbiopsy.phantom import generate_study
     from virtualbiopsy.sample_study import study_to_scene
 
     study = generate_study(2, t2_spacing=(3.0, 3.0, 4.0))
     result = demo_step(context, study, study_to_scene(context, study), tmp_path)
-    truth = result["truth"]
+    truth = result.extra["truth"]
     pure = [i for i, share in enumerate(truth["tissue_share"]) if share >= 0.8]
     assert truth["tissue"][0] == "tumour rim" and 0 in pure
     assert all(abs(truth["adc_error_percent"][i]) < 10 for i in pure), truth
-    assert all(path.is_file() for path in [*result["tables"].values(), *result["figures"].values()])
-    assert "habitat 1" in result["text"]
+    assert all(path.is_file() for path in [*result.tables.values(), *result.figures.values()])
+    assert "habitat 1" in result.text
 
 
 def test_a_4d_nifti_or_list_axis_nrrd_is_split_into_volumes(context, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_hex, to_rgba
 
+from virtualbiopsy.demo_steps.fit_cluster_fit import demo_step
 from virtualbiopsy.habitats import figures
 from virtualbiopsy.logic import fit_cluster_fit
 from virtualbiopsy.mrml import MRMLContext, arrays
@@ -28,8 +29,8 @@ def fcf(tmp_path_factory):
     study = generate_study(2, t2_spacing=(3.0, 3.0, 4.0))
     nodes = study_to_scene(context, study)
     with style.checking() as found:
-        step = fit_cluster_fit.demo_step(context, study, nodes, tmp_path_factory.mktemp("fcf"))
-    outputs = step["outputs"]
+        step = demo_step(context, study, nodes, tmp_path_factory.mktemp("fcf"))
+    outputs = step.extra["outputs"]
     logic = fit_cluster_fit.FitClusterFitLogic(context)
     background = arrays.array_from_volume(logic.dwi_volumes(nodes["dwi"])[0][0])
     return {"step": step, "found": found, "context": context, "nodes": nodes, "logic": logic,
@@ -63,7 +64,7 @@ def _assert_legend_outside_the_data(fig):
 def _figures(fcf, table=None):
     result, table = fcf["result"], table or fcf["table"]
     rows = [list(fcf["table"]["label"]).index(h) for h in table["label"]]
-    summary = fcf["step"]["summary"]
+    summary = fcf["step"].summary
     return {
         "signal_vs_b": figures.signal_vs_b_figure(result.shells.b_values, result.mean_signals[:, rows],
                                                   result.habitat_s0[rows], result.habitat_adc[rows], table,
@@ -80,7 +81,7 @@ def _rows(table, keep: list[int]) -> dict:
 
 
 def test_every_habitat_figure_of_the_fcf_step_has_no_reading_problems(fcf):
-    paths = fcf["step"]["figures"]
+    paths = fcf["step"].figures
     assert set(paths) == {"signal_vs_b", "habitat_map", "habitat_enhancement"}
     for name, path in paths.items():
         assert fcf["found"][str(path)] == [], name

@@ -20,7 +20,6 @@ KNOWN_EXCEPTIONS = {
     "signature/reduction.py": 484,
     "radiomics/extraction.py": 493,
     "signature/combat.py": 493,
-    "logic/fit_cluster_fit.py": 522,
 }
 
 

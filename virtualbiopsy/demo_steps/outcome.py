@@ -5,7 +5,7 @@ four classifiers for the binary endpoint, saves the best-documented one (logisti
 its model card, explains it with SHAP, clusters patients on the image signature for Kaplan–Meier
 and log-rank, trains a Cox model, and (given the study's image and tumour segmentation) adds a
 Grad-CAM overlay of the demo CNN with where its mass lies (inside the tumour, in a 5 mm band, on
-which other segment). Figures and CSV tables go to ``out_dir``; ``DemoOutputs.captions`` says what
+which other segment). Figures and CSV tables go to ``out_dir``; ``StepOutputs.captions`` says what
 each figure shows (keyed like ``figures``), with the numbers of this run.
 """
 
@@ -13,24 +13,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from virtualbiopsy.demo_steps import StepOutputs
 from virtualbiopsy.progress import as_task
 
 
-@dataclass
-class DemoOutputs:
-    tables: dict[str, Path] = field(default_factory=dict)
-    figures: dict[str, Path] = field(default_factory=dict)
-    captions: dict[str, str] = field(default_factory=dict)  # what each figure shows, keyed like ``figures``
-    model_folder: Path | None = None
-    summary: dict = field(default_factory=dict)  # key numbers for the report
-    nodes: dict = field(default_factory=dict)
-
-
 def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation_node=None, seed: int = 0,
-              n_patients: int = 200) -> DemoOutputs:
+              n_patients: int = 200) -> StepOutputs:
     """Run the outcome-prediction demo; returns the paths written and the key numbers.
 
     ``volume_node`` / ``segmentation_node`` (optional): the study's T2w and tumour segmentation, for
@@ -54,7 +44,7 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
     out = Path(out_dir)
     tables_dir, figures_dir = out / "tables", out / "figures"
     tables_dir.mkdir(parents=True, exist_ok=True)
-    result = DemoOutputs()
+    result = StepOutputs()
     logic = OutcomePredictorLogic(context)
 
     task.update(0.0, "Synthetic cohort with known signal")
@@ -84,7 +74,7 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
                                  model_folder=str(model_folder))
     trained = logic.train_model(joined, train, task.sub(0.55, 0.75))
     model, shap = trained.model, trained.shap
-    result.model_folder = trained.folder
+    result.extra["model_folder"] = trained.folder
     result.tables["metrics"] = _csv(model.metrics, tables_dir / "metrics_logistic.csv")
     result.tables["shap_importance"] = write_csv(trained.importance, tables_dir / "shap_importance.csv")
     result.tables["cv_predictions"] = _csv(model.cv_predictions, tables_dir / "cv_predictions.csv")

@@ -3,11 +3,11 @@
 :class:`ReviewSession` is what a viewer (the web page of ``virtualbiopsy view``, a test) drives.
 It holds no GUI: every action is a library call on MRML nodes, run under the scene transaction
 so that a refused or failed action leaves the scene as it was. Files are written only below the
-session's ``out`` folder, under names chosen here (never a name from the page). Like the command
-line, it drives the modules' Logic classes (:mod:`virtualbiopsy.logic`) and sits above them.
+session's ``out`` folder, under names chosen here (never a name from the page). It drives the
+modules' Logic classes (:mod:`virtualbiopsy.logic`) and sits above them, as the command line does.
 
-Heavy work is split so that a GUI can keep the main thread free: ``prepare_*`` (main thread, reads
-the scene), ``job.run(progress)`` (any thread, no MRML) and ``finish_*`` (main thread, adds nodes).
+Heavy work is split so a GUI keeps its main thread free: ``prepare_*`` (main thread, reads the scene),
+``job.run(progress)`` (any thread, no MRML), ``finish_*`` (main thread, adds nodes).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from virtualbiopsy.mrml import arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
 from virtualbiopsy.progress import as_task
 
-#: largest file a page may upload (a corrected mask or an extra image)
-MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024  # largest file a page may upload (a corrected mask or an extra image)
 AUTOSAVE = ".autosave"
 DIFFERENCE_COLOURS = {"added by the correction": (0.1, 0.8, 0.2), "removed by the correction": (0.9, 0.1, 0.8)}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
