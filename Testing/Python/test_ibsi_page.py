@@ -95,7 +95,7 @@ def rows():
 
 @pytest.fixture(scope="module")
 def page(rows, tmp_path_factory):
-    _, path = ibsi.write_report(rows, tmp_path_factory.mktemp("ibsi"), notes=["<script>alert(1)</script>"])
+    _, path = ibsi_page.write_report(rows, tmp_path_factory.mktemp("ibsi"), notes=["<script>alert(1)</script>"])
     return path.read_text(encoding="utf-8")
 
 
@@ -196,7 +196,7 @@ def test_a_mismatch_is_counted_and_coloured(phantom_features, tmp_path):
     aggregations = {name: suffixes for name, (_, suffixes) in ibsi.CONFIGURATIONS.items()}
     references = ibsi.read_references(ibsi.phantom_paths()["reference_values"])
     rows = ibsi.compare_with_references(references, features, aggregations, features["voxels"]["count"])
-    _, path = ibsi.write_report(rows, tmp_path)
+    _, path = ibsi_page.write_report(rows, tmp_path)
     root = Tree(path.read_text(encoding="utf-8")).root
     (headline,) = root.find_all("p", "headline")
     total, parts, _, _ = headline_counts(headline.text())

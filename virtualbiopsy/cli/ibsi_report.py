@@ -53,7 +53,7 @@ def _sections(text: str) -> list[str]:
 
 
 def run(args) -> int:
-    from virtualbiopsy.radiomics import ibsi, ibsi_ct, ibsi_filters
+    from virtualbiopsy.radiomics import ibsi, ibsi_ct, ibsi_filters, ibsi_page
 
     sections = list(SECTIONS) if args.sections is None else _sections(args.sections)
     explicit = args.reference is not None or args.sections is not None  # asked for: missing data is an error
@@ -79,7 +79,7 @@ def run(args) -> int:
         rows = ibsi.compliance_report(args.phantom, task.sub(0.0, 0.05))
         ct = ibsi_ct.ct_report(reference, progress=task.sub(0.05, 0.6)) if "ct" in wanted else None
         filters = ibsi_filters.filter_report(reference, task.sub(0.6, 1.0)) if "filters" in wanted else None
-    csv_path, html_path = ibsi.write_report(rows, args.out, ct, filters, notes)
+    csv_path, html_path = ibsi_page.write_report(rows, args.out, ct, filters, notes)
     print(ibsi.summary_line(ibsi.summary(rows)))
     if ct is not None:
         print(ibsi_ct.summary_line(ibsi_ct.summary(ct[0])))

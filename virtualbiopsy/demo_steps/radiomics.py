@@ -20,7 +20,7 @@ def demo_step(context, nodes: dict, out_dir, progress=None) -> StepOutputs:
     from pathlib import Path
 
     from virtualbiopsy.mrml import io
-    from virtualbiopsy.radiomics import ibsi
+    from virtualbiopsy.radiomics import ibsi, ibsi_page
 
     task = as_task(progress)
     folder = Path(out_dir) / "radiomics"
@@ -31,6 +31,6 @@ def demo_step(context, nodes: dict, out_dir, progress=None) -> StepOutputs:
     features = io.write_csv(table, folder / "t2w_tumour_features.csv")
     settings = io.write_csv(logic.settings_table(table), folder / "t2w_tumour_features_settings.csv")
     rows = ibsi.compliance_report(progress=task.sub(0.8, 1.0))
-    ibsi_csv, ibsi_html = ibsi.write_report(rows, folder / "ibsi")
+    ibsi_csv, ibsi_html = ibsi_page.write_report(rows, folder / "ibsi")
     return StepOutputs(tables={"features": features, "settings": settings, "ibsi_csv": ibsi_csv,
                                "ibsi_html": ibsi_html}, nodes={"features": table}, summary=ibsi.summary(rows))

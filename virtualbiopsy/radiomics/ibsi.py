@@ -350,22 +350,3 @@ def write_csv(rows: list[dict], columns, path: Path) -> Path:
         for row in rows:
             writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items() if k in columns})
     return path
-
-
-def write_report(rows: list[dict], out_dir: str | Path, ct: tuple[list[dict], dict] | None = None,
-                 filters: list[dict] | None = None, notes: list[str] = ()) -> tuple[Path, Path]:
-    """Write ``ibsi_compliance.csv`` (digital phantom), with ``ct`` (rows, facts of
-    :func:`~virtualbiopsy.radiomics.ibsi_ct.ct_report`) ``ibsi_ct_phantom.csv``, with ``filters`` (rows of
-    :func:`~virtualbiopsy.radiomics.ibsi_filters.filter_report`) ``ibsi_filters.csv``, and one
-    ``ibsi_compliance.html`` (:func:`~virtualbiopsy.radiomics.ibsi_page.write_page`) with a section for each;
-    ``notes``: paragraphs on sections not run. Returns the digital phantom's CSV and the HTML path."""
-    from virtualbiopsy.radiomics import ibsi_ct, ibsi_filters, ibsi_page
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = write_csv(rows, REPORT_COLUMNS, out_dir / "ibsi_compliance.csv")
-    if ct is not None:
-        write_csv(ct[0], ibsi_ct.CT_COLUMNS, out_dir / "ibsi_ct_phantom.csv")
-    if filters is not None:
-        write_csv(filters, ibsi_filters.FILTER_COLUMNS, out_dir / "ibsi_filters.csv")
-    return csv_path, ibsi_page.write_page(rows, out_dir / "ibsi_compliance.html", ct, filters, notes)

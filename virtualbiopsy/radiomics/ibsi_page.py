@@ -276,3 +276,22 @@ def write_page(rows: list[dict], path: str | Path, ct: tuple[list[dict], dict] |
     if filters is not None:
         ibsi_filters.add_to_report(page, filters)
     return page.write(path)
+
+
+def write_report(rows: list[dict], out_dir: str | Path, ct: tuple[list[dict], dict] | None = None,
+                 filters: list[dict] | None = None, notes: list[str] = ()) -> tuple[Path, Path]:
+    """Write ``ibsi_compliance.csv`` (digital phantom), with ``ct`` (rows, facts of
+    :func:`~virtualbiopsy.radiomics.ibsi_ct.ct_report`) ``ibsi_ct_phantom.csv``, with ``filters`` (rows of
+    :func:`~virtualbiopsy.radiomics.ibsi_filters.filter_report`) ``ibsi_filters.csv``, and one
+    ``ibsi_compliance.html`` (:func:`write_page`) with a section for each;
+    ``notes``: paragraphs on sections not run. Returns the digital phantom's CSV and the HTML path."""
+    from virtualbiopsy.radiomics import ibsi_ct, ibsi_filters
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = ibsi.write_csv(rows, ibsi.REPORT_COLUMNS, out_dir / "ibsi_compliance.csv")
+    if ct is not None:
+        ibsi.write_csv(ct[0], ibsi_ct.CT_COLUMNS, out_dir / "ibsi_ct_phantom.csv")
+    if filters is not None:
+        ibsi.write_csv(filters, ibsi_filters.FILTER_COLUMNS, out_dir / "ibsi_filters.csv")
+    return csv_path, write_page(rows, out_dir / "ibsi_compliance.html", ct, filters, notes)
