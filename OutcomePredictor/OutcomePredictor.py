@@ -10,6 +10,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
+from virtualbiopsy import attributes
 from virtualbiopsy.logic.outcome_predictor import (
     EndpointParameters,
     OutcomePredictorLogic,
@@ -116,7 +117,7 @@ class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
         showTable(joinedNode)
         self.ui.cohortTableSelector.setCurrentNode(joinedNode)
         rows = joinedNode.GetNumberOfRows()
-        missing = joinedNode.GetAttribute("VirtualBiopsy.MissingCells")
+        missing = joinedNode.GetAttribute(attributes.MISSING_CELLS)
         return _("Joined {count} tables into '{table}' ({rows} cases, {missing} missing cells).").format(
             count=len(tableNodes), table=joinedNode.GetName(), rows=rows, missing=missing)
 
@@ -168,7 +169,7 @@ class OutcomePredictorWidget(VirtualBiopsyModuleWidget):
         with progress_dialog(_("Grad-CAM (demo CNN)")) as task:
             overlay = self.logic.gradcam_overlay(volume, segmentation, segments, progress=task)
         slicer.util.setSliceViewerLayers(background=volume, foreground=overlay, foregroundOpacity=0.5)
-        fraction = overlay.GetAttribute("VirtualBiopsy.GradCAM.FractionInSegment")
+        fraction = overlay.GetAttribute(attributes.GRADCAM_FRACTION_IN_SEGMENT)
         inside = " " + _("{percent:.0f} % of its mass lies in the segmentation.").format(
             percent=100 * float(fraction)) if fraction else ""
         return _("Added '{overlay}' (demo CNN, not a clinical model) over '{volume}'.").format(

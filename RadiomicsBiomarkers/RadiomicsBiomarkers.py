@@ -7,6 +7,7 @@ code); this file only wires the widget, and Slicer finds the module, widget and 
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
 from virtualbiopsy_slicer.i18n import tr as _
@@ -181,7 +182,7 @@ class RadiomicsBiomarkersWidget(VirtualBiopsyModuleWidget):
             table = self.logic.ibsi_report(progress=task)
         showTable(table)
         return _("{summary} See '{table}'.").format(
-            summary=table.GetAttribute("VirtualBiopsy.Radiomics.ibsi.summary_line"), table=table.GetName())
+            summary=table.GetAttribute(attributes.IBSI_SUMMARY_LINE), table=table.GetName())
 
     # -- signature (feature-table steps) -------------------------------------------------------
 

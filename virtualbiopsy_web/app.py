@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import Cancelled, VirtualBiopsyError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.progress import CancelToken, Task
@@ -583,7 +584,7 @@ class ReviewApp:
         scene = self.context.scene
         volumes = []
         for node in scene.GetNodesByClass("vtkMRMLScalarVolumeNode"):
-            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute("VirtualBiopsy.Quantity"):
+            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(attributes.QUANTITY):
                 continue
             if node.GetHideFromEditors():
                 continue

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from virtualbiopsy import attributes
 from virtualbiopsy.cli.output import quiet_vtk
 
 _SEGMENTATION_SUFFIXES = (".seg.nrrd", ".seg.nhdr")
@@ -187,8 +188,8 @@ def run(args) -> int:
         names = json.loads(table.GetAttribute(attribute))
         return " + ".join(f"'{n}'" for n in names)
 
-    print(f"AI '{ai_path.name}' ({segments('VirtualBiopsy.AiSegments')}) vs corrected '{corrected_path.name}' "
-          f"({segments('VirtualBiopsy.CorrectedSegments')}), surface Dice tolerance {args.tolerance_mm:g} mm:")
+    print(f"AI '{ai_path.name}' ({segments(attributes.AI_SEGMENTS)}) vs corrected '{corrected_path.name}' "
+          f"({segments(attributes.CORRECTED_SEGMENTS)}), surface Dice tolerance {args.tolerance_mm:g} mm:")
     for metric, value, unit in zip(columns["metric"], columns["value"], columns["unit"]):
         print(f"  {metric:<27} {value:>12.4g} {unit}")
     print(f"Written: {path}")

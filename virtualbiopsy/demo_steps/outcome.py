@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+from virtualbiopsy import attributes
 from virtualbiopsy.demo_steps import StepOutputs
 from virtualbiopsy.progress import as_task
 
@@ -140,7 +141,7 @@ def demo_step(context, out_dir, progress=None, *, volume_node=None, segmentation
                       for s in ids if s not in tumour}
             where = spill(cam, mask, spacing, band_mm=5.0, tissues=others)
             result.summary["gradcam_fraction_in_segment"] = float(
-                overlay.GetAttribute("VirtualBiopsy.GradCAM.FractionInSegment"))
+                overlay.GetAttribute(attributes.GRADCAM_FRACTION_IN_SEGMENT))
             result.summary["gradcam_spill"] = where
         result.figures["gradcam"] = figures.gradcam_slice(figures_dir / "gradcam.png", image, cam, mask,
                                                           aspect=spacing[1] / spacing[2],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from virtualbiopsy import __version__
+from virtualbiopsy import __version__, attributes
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.dicom_nodes import FILES_ATTRIBUTE
@@ -222,7 +222,7 @@ def require_dicom_source(volume_node, option: str = "--dicom") -> None:
 def ai_algorithm(segmentation_node, demo: bool) -> Algorithm:
     """The algorithm identification of an AI segmentation made by ``NeuroblastomaSegLogic.segment``
     (``demo``: made by the bundled DEMO model, which the name then says)."""
-    described = segmentation_node.GetAttribute("VirtualBiopsy.Model") or "nnU-Net model"
+    described = segmentation_node.GetAttribute(attributes.MODEL) or "nnU-Net model"
     name = described.split("(")[0].strip().replace("nnU-Net model ", "nnU-Net ").replace("'", "")
     if demo:
         name = f"{name} DEMO, not for patients"

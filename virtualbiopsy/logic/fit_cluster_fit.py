@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.diffusion import check_b_values, fit_monoexp
 from virtualbiopsy.diffusion_shells import plan_shells, reconcile_values
 from virtualbiopsy.errors import EmptyMaskError, InputError, InvalidValuesError
@@ -219,9 +220,9 @@ class FitClusterFitLogic:
         reference = self.dwi_volumes(dwi_volume_nodes, b, True)[0][0]
         with self.context.transaction():
             node = arrays.add_volume_from_array(self.context, fit.adc, Geometry.from_node(reference), name)
-            node.SetAttribute("VirtualBiopsy.Units", "mm2/s")
-            node.SetAttribute("VirtualBiopsy.BValues", ",".join(f"{v:g}" for v in shells.b_values))
-            node.SetAttribute("VirtualBiopsy.DwiCombination", shells.describe())
+            node.SetAttribute(attributes.UNITS, "mm2/s")
+            node.SetAttribute(attributes.B_VALUES, ",".join(f"{v:g}" for v in shells.b_values))
+            node.SetAttribute(attributes.DWI_COMBINATION, shells.describe())
         task.update(1.0, "ADC map ready")
         return node
 
@@ -263,9 +264,9 @@ class FitClusterFitLogic:
                 clean = np.where(valid & np.isnan(values), np.nan, clean)
                 note += "; NaN where the SE is undefined (no residual and no noise estimate)"
             node = arrays.add_volume_from_array(self.context, clean.astype(np.float32), geometry, name)
-            node.SetAttribute("VirtualBiopsy.Units", unit)
-            node.SetAttribute("VirtualBiopsy.BValues", bvals)
-            node.SetAttribute("VirtualBiopsy.Note", note)
+            node.SetAttribute(attributes.UNITS, unit)
+            node.SetAttribute(attributes.B_VALUES, bvals)
+            node.SetAttribute(attributes.NOTE, note)
             nodes.append(node)
         return nodes
 
@@ -347,11 +348,11 @@ class FitClusterFitLogic:
             segments_spec[EXCLUDED_LABEL] = excluded_segment()
             habitats = arrays.add_segmentation_from_labels(self.context, result.labels, geometry, segments_spec, name,
                                                            reference_volume=reference)
-            habitats.SetAttribute("VirtualBiopsy.Habitats", str(result.k))
+            habitats.SetAttribute(attributes.HABITATS, str(result.k))
             table = arrays.add_table(self.context, result.table, f"{name} table")
-            table.SetAttribute("VirtualBiopsy.Units", json.dumps({"adc": "mm2/s", "volume_ml": "mL",
+            table.SetAttribute(attributes.UNITS, json.dumps({"adc": "mm2/s", "volume_ml": "mL",
                                                                   "iauc60": "s", "ttp_s": "s", "wash_in_per_s": "1/s"}))
-            table.SetAttribute("VirtualBiopsy.Summary", json.dumps(result.summary, default=float))
+            table.SetAttribute(attributes.SUMMARY, json.dumps(result.summary, default=float))
             dce_nodes = {}
             if result.dce is not None:
                 dce_nodes = self._add_dce_maps(result.dce, first)
@@ -368,14 +369,14 @@ class FitClusterFitLogic:
                                         ("time_to_peak", maps.time_to_peak_s, "Time to peak", "s"),
                                         ("wash_in", maps.wash_in_per_s, "Wash-in slope", "1/s")):
             node = arrays.add_volume_from_array(self.context, values.astype(np.float32), geometry, name)
-            node.SetAttribute("VirtualBiopsy.Units", unit)
-            node.SetAttribute("VirtualBiopsy.Arrival", maps.arrival_mode if maps.region_arrival_s is None
+            node.SetAttribute(attributes.UNITS, unit)
+            node.SetAttribute(attributes.ARRIVAL, maps.arrival_mode if maps.region_arrival_s is None
                               else f"{maps.region_arrival_s:.2f} s ({maps.arrival_mode})")
             out[key] = node
         if maps.region_arrival_s is None:
             node = arrays.add_volume_from_array(self.context, maps.arrival_s.astype(np.float32), geometry,
                                                 "Bolus arrival")
-            node.SetAttribute("VirtualBiopsy.Units", "s")
+            node.SetAttribute(attributes.UNITS, "s")
             out["arrival"] = node
         return out
 
@@ -428,7 +429,7 @@ class FitClusterFitLogic:
                        "times_s": [float(v) for v in t]}
             if override is not None:
                 summary["times_override"] = override
-            table.SetAttribute("VirtualBiopsy.Summary", json.dumps(summary))
+            table.SetAttribute(attributes.SUMMARY, json.dumps(summary))
         task.update(1.0, "DCE metrics ready")
         return DceOutputs(nodes["iauc"], nodes["time_to_peak"], nodes["wash_in"], table, summary, nodes.get("arrival"),
                           maps, curves, t)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import EmptyMaskError, InputError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import require_finite, require_same_geometry, require_scalar_3d
@@ -165,24 +166,24 @@ class NeuroblastomaSegLogic:
                 {s.values: (s.name, TUMOUR_COLOUR if s is tumour_segment else (0.3, 0.6, 1.0)) for s in segments},
                 f"{base} AI segmentation", reference_volume=job.reference, keep_empty=True)
             self._code_tumour_segment(segmentation, tumour_segment.name)
-            segmentation.SetAttribute("VirtualBiopsy.Source", "AI")
-            segmentation.SetAttribute("VirtualBiopsy.Model", job.segmenter.model.describe())
+            segmentation.SetAttribute(attributes.SOURCE, "AI")
+            segmentation.SetAttribute(attributes.MODEL, job.segmenter.model.describe())
             if job.warnings:
-                segmentation.SetAttribute("VirtualBiopsy.Warnings", " | ".join(job.warnings))
+                segmentation.SetAttribute(attributes.WARNINGS, " | ".join(job.warnings))
             uncertainty = agreement = disagreement = fold_disagreement = None
             if job.parameters.uncertainty:
                 uncertainty = arrays.add_volume_from_array(
                     self.context, to_uint8(result.predictive_entropy), geometry, f"{base} uncertainty")
-                uncertainty.SetAttribute("VirtualBiopsy.Quantity", "normalised predictive entropy x 255")
+                uncertainty.SetAttribute(attributes.QUANTITY, "normalised predictive entropy x 255")
                 self._show_as_overlay(uncertainty)
                 disagreement = arrays.add_volume_from_array(
                     self.context, to_uint8(result.mutual_information), geometry, f"{base} disagreement")
-                disagreement.SetAttribute("VirtualBiopsy.Quantity", "normalised mutual information between the "
+                disagreement.SetAttribute(attributes.QUANTITY, "normalised mutual information between the "
                                           f"{result.members} passes (mirrorings x folds) x 255")
                 if result.fold_disagreement is not None:
                     fold_disagreement = arrays.add_volume_from_array(
                         self.context, to_uint8(result.fold_disagreement), geometry, f"{base} fold disagreement")
-                    fold_disagreement.SetAttribute("VirtualBiopsy.Quantity", "fraction of folds whose label differs "
+                    fold_disagreement.SetAttribute(attributes.QUANTITY, "fraction of folds whose label differs "
                                                    "from the ensemble's x 255")
                 masks = agreement_masks(result.probabilities[tumour_segment.channel].astype(np.float32))
                 contour_labels = np.zeros(tumour.shape, np.uint8)
@@ -270,8 +271,8 @@ class NeuroblastomaSegLogic:
             reference = ai_segmentation.GetNodeReference(ai_segmentation.GetReferenceImageGeometryReferenceRole())
             if reference is not None:
                 corrected.SetNodeReferenceID(corrected.GetReferenceImageGeometryReferenceRole(), reference.GetID())
-            corrected.SetAttribute("VirtualBiopsy.Source", "corrected")
-            corrected.SetAttribute("VirtualBiopsy.CorrectedFrom", ai_segmentation.GetID())
+            corrected.SetAttribute(attributes.SOURCE, "corrected")
+            corrected.SetAttribute(attributes.CORRECTED_FROM, ai_segmentation.GetID())
         return corrected
 
     def compare(self, ai_segmentation, ai_segment_id, corrected_segmentation, corrected_segment_id,

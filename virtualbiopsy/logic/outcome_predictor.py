@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.progress import as_task
@@ -135,7 +136,7 @@ class OutcomePredictorLogic:
         missing = sum(1 for values in joined.values() for v in values if is_missing(v))
         with self.context.transaction():
             node = arrays.add_table(self.context, joined, name)
-            node.SetAttribute("VirtualBiopsy.MissingCells", str(missing))
+            node.SetAttribute(attributes.MISSING_CELLS, str(missing))
         return node
 
     # -- tables and charts ---------------------------------------------------------------------------
@@ -219,7 +220,7 @@ class OutcomePredictorLogic:
         name = f"{model.name} {model.endpoint.name}"
         with self.context.transaction():
             metrics_node = self.add_frame(model.metrics, f"{name} metrics")
-            metrics_node.SetAttribute("VirtualBiopsy.Warnings", "\n".join(model.warnings))
+            metrics_node.SetAttribute(attributes.WARNINGS, "\n".join(model.warnings))
             predictions_node = self.add_frame(model.cv_predictions, f"{name} CV predictions")
             importance_node = self.add_frame(importance, f"{name} SHAP importance")
             charts = {"importance": self.add_chart(importance_node, [("mean |SHAP|", "rank", "mean_abs_shap")],
@@ -271,8 +272,8 @@ class OutcomePredictorLogic:
             shap_node = None
             if values is not None:
                 shap_node = self.add_frame(values.to_frame(model.key), f"{table_node.GetName()} SHAP values")
-                shap_node.SetAttribute("VirtualBiopsy.SHAP.Output", values.output)
-                shap_node.SetAttribute("VirtualBiopsy.SHAP.Method", values.method)
+                shap_node.SetAttribute(attributes.SHAP_OUTPUT, values.output)
+                shap_node.SetAttribute(attributes.SHAP_METHOD, values.method)
         return ApplyOutputs(node, shap_node, values)
 
     def survival_analysis(self, table_node, parameters: SurvivalParameters, progress=None) -> SurvivalOutputs:
@@ -344,10 +345,10 @@ class OutcomePredictorLogic:
         name = parameters.name or f"{volume_node.GetName()} Grad-CAM"
         with self.context.transaction():
             node = arrays.add_volume_from_array(self.context, cam, geometry, name)
-            node.SetAttribute("VirtualBiopsy.GradCAM.Model", "demo bright-blob CNN (synthetic training; not clinical)")
-            node.SetAttribute("VirtualBiopsy.GradCAM.Target", str(parameters.target))
+            node.SetAttribute(attributes.GRADCAM_MODEL, "demo bright-blob CNN (synthetic training; not clinical)")
+            node.SetAttribute(attributes.GRADCAM_TARGET, str(parameters.target))
             if mask is not None:
-                node.SetAttribute("VirtualBiopsy.GradCAM.FractionInSegment", f"{mass_fraction(cam, mask):.4f}")
+                node.SetAttribute(attributes.GRADCAM_FRACTION_IN_SEGMENT, f"{mass_fraction(cam, mask):.4f}")
             self._show_as_overlay(node)
         task.update(1.0, "Grad-CAM done")
         return node

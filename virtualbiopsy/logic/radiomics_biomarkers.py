@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import EmptyMaskError, InputError
 from virtualbiopsy.logic.radiomics_signature import RadiomicsSignatureMixin
 from virtualbiopsy.mrml import arrays
@@ -26,7 +27,7 @@ from virtualbiopsy.mrml.geometry import Geometry, require_finite, require_scalar
 from virtualbiopsy.progress import as_task
 
 STATISTICS = ("voxels", "volume_ml", "mean", "sd", "min", "p10", "median", "p90", "max")
-ATTRIBUTE = "VirtualBiopsy.Radiomics."  # node attributes: <ATTRIBUTE>settings, ...versions, ...parameters
+ATTRIBUTE = attributes.RADIOMICS  # node attributes: <ATTRIBUTE>settings, ...versions, ...parameters
 SETTINGS_REFERENCE = "radiomicsSettings"  # node reference from a features table to its settings table
 
 

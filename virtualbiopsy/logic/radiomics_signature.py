@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from virtualbiopsy import attributes
 from virtualbiopsy.dependencies import LazyModule
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
@@ -31,8 +32,8 @@ persistence = LazyModule("virtualbiopsy.signature.persistence")
 reduction_module = LazyModule("virtualbiopsy.signature.reduction")
 tables = LazyModule("virtualbiopsy.signature.tables")
 
-MODEL_ATTRIBUTE = "VirtualBiopsy.FittedModel"
-NOTES_ATTRIBUTE = "VirtualBiopsy.Notes"
+MODEL_ATTRIBUTE = attributes.FITTED_MODEL
+NOTES_ATTRIBUTE = attributes.NOTES
 
 
 class RadiomicsSignatureMixin:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import DicomWarning, ImageDimensionError
 
-SERIES_UID_ATTRIBUTE = "VirtualBiopsy.DicomSeriesUID"
-STUDY_UID_ATTRIBUTE = "VirtualBiopsy.DicomStudyUID"
-FILES_ATTRIBUTE = "VirtualBiopsy.DicomFiles"
-INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # Slicer's own attribute name
+SERIES_UID_ATTRIBUTE = attributes.DICOM_SERIES_UID
+STUDY_UID_ATTRIBUTE = attributes.DICOM_STUDY_UID
+FILES_ATTRIBUTE = attributes.DICOM_FILES
+INSTANCE_UIDS_ATTRIBUTE = attributes.DICOM_INSTANCE_UIDS  # Slicer's own attribute name
 
 
 def file_node_name(path: str | Path) -> str | None:
@@ -109,7 +110,7 @@ def load_dicom_frames(context, path: str | Path, name: str | None = None, progre
     with context.transaction():
         nodes = [_add(context, series, i, f"{stem} {i + 1}") for i in range(len(series.arrays))]
     for node in nodes:
-        node.SetAttribute("VirtualBiopsy.DicomFrameValuesFrom", series.source)
+        node.SetAttribute(attributes.DICOM_FRAME_VALUES_FROM, series.source)
     if series.values is None:  # a DWI without b-value tags: the caller must be given them
         return nodes, None
     return nodes, [f"{v:g}" for v in series.values]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.mrml import arrays, io
 from virtualbiopsy.mrml.geometry import Geometry
@@ -175,8 +176,8 @@ class ReviewSession:
         with self.context.transaction():
             node = io.load_segmentation(self.context, path, f"{Path(path).name.split('.')[0]} (imported)")
             arrays.require_segmentation_on_grid(node, self.study.primary)
-            node.SetAttribute("VirtualBiopsy.Source", "corrected (imported)")
-            node.SetAttribute("VirtualBiopsy.CorrectedFrom", self.ai.segmentation.GetID())
+            node.SetAttribute(attributes.SOURCE, "corrected (imported)")
+            node.SetAttribute(attributes.CORRECTED_FROM, self.ai.segmentation.GetID())
             self.correction.adopt(node)
         return node
 
@@ -397,11 +398,10 @@ class ReviewSession:
         with self.context.transaction():
             ai = io.load_segmentation(self.context, folder / "ai.seg.nrrd", state["ai_name"])
             corrected = io.load_segmentation(self.context, folder / "corrected.seg.nrrd", state["corrected_name"])
-            for node in (ai, corrected):
+            for node, source in ((ai, "AI"), (corrected, "corrected")):
                 arrays.require_segmentation_on_grid(node, self.study.primary)
-            ai.SetAttribute("VirtualBiopsy.Source", "AI")
-            corrected.SetAttribute("VirtualBiopsy.Source", "corrected")
-            corrected.SetAttribute("VirtualBiopsy.CorrectedFrom", ai.GetID())
+                node.SetAttribute(attributes.SOURCE, source)
+            corrected.SetAttribute(attributes.CORRECTED_FROM, ai.GetID())
             self.ai = SegmentationOutputs(ai, None, None, dict(state.get("summary") or {}))
             self.correction.adopt(corrected, float(state.get("editing_seconds") or 0.0))
         return corrected

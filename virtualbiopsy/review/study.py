@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.mrml import io
 
@@ -37,8 +38,8 @@ class Study:
 
     @property
     def from_dicom(self) -> bool:
-        return self.primary.GetAttribute("DICOM.instanceUIDs") is not None or bool(
-            self.primary.GetAttribute("VirtualBiopsy.DicomFiles"))
+        return self.primary.GetAttribute(attributes.DICOM_INSTANCE_UIDS) is not None or bool(
+            self.primary.GetAttribute(attributes.DICOM_FILES))
 
     def key(self) -> str:
         """A short fingerprint of the input files (path, size, modification time): the same study opened
@@ -132,7 +133,7 @@ def _scene_study(context, path: Path) -> Study:
     ids = io.load_scene(context, path)
     nodes = [context.scene.GetNodeByID(i) for i in ids]
     volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode") and not n.IsA("vtkMRMLLabelMapVolumeNode")
-               and n.GetAttribute("VirtualBiopsy.Quantity") is None and not _in_sequence(context, n)]
+               and n.GetAttribute(attributes.QUANTITY) is None and not _in_sequence(context, n)]
     sequences = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
     study = Study(path.name.split(".")[0], volumes, inputs=[path],
                   segmentations=[n for n in nodes if n.IsA("vtkMRMLSegmentationNode")])

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import GeometryMismatchError, InputError
 from virtualbiopsy.mrml import arrays, io
 from virtualbiopsy.mrml.geometry import Geometry, require_same_geometry, require_scalar_3d
 from virtualbiopsy.progress import as_task
 from virtualbiopsy.segmentation.metrics import METRIC_DESCRIPTIONS, METRIC_NAMES, METRIC_UNITS, compare_masks
 
-EDITING_SECONDS_ATTRIBUTE = "VirtualBiopsy.EditingSeconds"
+EDITING_SECONDS_ATTRIBUTE = attributes.EDITING_SECONDS
 DEFAULT_LABEL_NAMES = MappingProxyType({"background": 0, "tumour": 1})
 FILE_ENDING = ".nii.gz"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -116,9 +117,9 @@ def compare_segments(
         table = arrays.add_table(
             context, columns, f"{corrected_segmentation.GetName()} vs {ai_segmentation.GetName()} agreement",
             table_node)
-        table.SetAttribute("VirtualBiopsy.SurfaceDiceToleranceMm", f"{float(tolerance_mm):g}")
-        table.SetAttribute("VirtualBiopsy.AiSegments", json.dumps(ai_names))
-        table.SetAttribute("VirtualBiopsy.CorrectedSegments", json.dumps(corrected_names))
+        table.SetAttribute(attributes.SURFACE_DICE_TOLERANCE_MM, f"{float(tolerance_mm):g}")
+        table.SetAttribute(attributes.AI_SEGMENTS, json.dumps(ai_names))
+        table.SetAttribute(attributes.CORRECTED_SEGMENTS, json.dumps(corrected_names))
     return table
 
 

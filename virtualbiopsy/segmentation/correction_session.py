@@ -20,13 +20,14 @@ import datetime
 import time
 from collections.abc import Callable
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.segmentation.correction import EditingTimer, stamp_segmentation
 
-CORRECTED_FROM_ATTRIBUTE = "VirtualBiopsy.CorrectedFrom"
-AI_NAME_ATTRIBUTE = "VirtualBiopsy.AISegmentationName"
-STARTED_ATTRIBUTE = "VirtualBiopsy.CorrectionStarted"
-FINISHED_ATTRIBUTE = "VirtualBiopsy.CorrectionFinished"
+CORRECTED_FROM_ATTRIBUTE = attributes.CORRECTED_FROM
+AI_NAME_ATTRIBUTE = attributes.AI_SEGMENTATION_NAME
+STARTED_ATTRIBUTE = attributes.CORRECTION_STARTED
+FINISHED_ATTRIBUTE = attributes.CORRECTION_FINISHED
 
 
 def _utc_now() -> datetime.datetime:

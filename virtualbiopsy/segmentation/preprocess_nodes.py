@@ -16,6 +16,7 @@ from dataclasses import asdict
 import numpy as np
 import SimpleITK as sitk
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import EmptyMaskError, InputError
 from virtualbiopsy.mrml import arrays, sitk_bridge
 from virtualbiopsy.mrml.geometry import Geometry, require_finite, require_same_geometry, require_scalar_3d
@@ -28,7 +29,7 @@ from virtualbiopsy.segmentation.registration import (
     transform_matrix_ras,
 )
 
-ATTRIBUTE = "VirtualBiopsy.Preprocessing"
+ATTRIBUTE = attributes.PREPROCESSING
 
 
 def _checked_image(volume_node, role: str) -> sitk.Image:

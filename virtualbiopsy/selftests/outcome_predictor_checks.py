@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import InputError
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.mrml.geometry import Geometry
@@ -31,7 +32,7 @@ def check_join(context) -> None:
     joined = arrays.table_columns(joined_node)
     assert joined["case_id"] == ["a", "b", "c", "d"]
     assert joined["age_months"][1:] == [14.0, 30.0, 60.0] and np.isnan(joined["age_months"][0])
-    assert np.isnan(joined["glcm_contrast"][3]) and joined_node.GetAttribute("VirtualBiopsy.MissingCells") == "2"
+    assert np.isnan(joined["glcm_contrast"][3]) and joined_node.GetAttribute(attributes.MISSING_CELLS) == "2"
     no_key = arrays.add_table(context, {"patient": ["a"]}, "no key")
     expect_error(context, InputError, lambda: logic.join_tables([radiomics, no_key]), "case_id", "no key")
 
@@ -103,7 +104,7 @@ def check_gradcam(context) -> None:
     fraction = float(cam[blob].sum() / cam.sum())
     assert fraction > 0.5, f"only {100 * fraction:.0f} % of the Grad-CAM mass is on the blob"
     with_mask = logic.gradcam_overlay(volume, segmentation)
-    assert float(with_mask.GetAttribute("VirtualBiopsy.GradCAM.FractionInSegment")) > 0.5
+    assert float(with_mask.GetAttribute(attributes.GRADCAM_FRACTION_IN_SEGMENT)) > 0.5
     empty = arrays.add_segmentation_from_labels(context, np.zeros(grid.shape, np.uint8), grid,
                                                 {1: ("nothing", (0, 1, 0))}, "empty", volume, keep_empty=True)
     expect_error(context, EmptyMaskError, lambda: logic.gradcam_overlay(volume, empty), "no voxels")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from virtualbiopsy import attributes
 from virtualbiopsy.errors import GeometryMismatchError
 from virtualbiopsy.logic.radiomics_biomarkers import RadiomicsBiomarkersLogic
 from virtualbiopsy.mrml import arrays, io
@@ -52,8 +53,8 @@ def check_radiomics_biomarkers(context, workdir: str) -> None:
         assert abs(features["original_firstorder_Mean"][index] - study.t2w[truth].mean()) < 1e-6 * study.t2w.max()
     median = features["original_firstorder_Median"]
     assert median[1] > median[0], "the necrotic core should be T2-bright"
-    assert '"binWidth": 25' in table.GetAttribute("VirtualBiopsy.Radiomics.settings")
-    assert "pyradiomics" in table.GetAttribute("VirtualBiopsy.Radiomics.versions")
+    assert '"binWidth": 25' in table.GetAttribute(attributes.RADIOMICS_SETTINGS)
+    assert "pyradiomics" in table.GetAttribute(attributes.RADIOMICS_VERSIONS)
 
     # Two sequences on one grid: one row, columns prefixed by the volume names.
     both = arrays.table_columns(logic.extract_features([t2w, nodes["bias_field"]], segmentation, ids[:1]))
@@ -79,7 +80,7 @@ def check_radiomics_biomarkers(context, workdir: str) -> None:
 
     # The IBSI digital phantom still matches.
     report = logic.ibsi_report()
-    assert int(report.GetAttribute("VirtualBiopsy.Radiomics.ibsi.matching")) >= IBSI_MATCHING_FLOOR
+    assert int(report.GetAttribute(attributes.IBSI_MATCHING)) >= IBSI_MATCHING_FLOOR
 
     # A mask on the DWI grid is not on the T2w grid: refused, scene unchanged.
     dwi_segmentation = arrays.add_segmentation_from_labels(
