@@ -14,9 +14,11 @@ from virtualbiopsy_slicer.i18n import tr as _
 from virtualbiopsy_slicer.i18n import translate
 from virtualbiopsy_slicer.module import (
     Action,
+    ProcessStep,
     VirtualBiopsyModuleWidget,
     documentationLink,
     runLibraryChecks,
+    sceneContext,
     showTable,
 )
 from virtualbiopsy_slicer.progress import progress_dialog
@@ -62,7 +64,7 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
     logic: FitClusterFitLogicProtocol
     title = TITLE
     actions = {
-        "applyButton": Action("fitClusterFit", "FitClusterFit"),
+        "applyButton": Action("fitClusterFit", "FitClusterFit", background=True),
         "dceButton": Action("computeDce", "Core"),
     }
     inputSignals = (("dwiSequenceSelector", "currentNodeChanged(vtkMRMLNode*)"),
@@ -117,24 +119,40 @@ class FitClusterFitWidget(VirtualBiopsyModuleWidget):
     # -- actions ---------------------------------------------------------------------------------
 
     def fitClusterFit(self):
+        """Fit-Cluster-Fit as the command line in its own process: the inputs go out as files, the habitats,
+        maps and table come back as new nodes (``virtualbiopsy.cli.scene_steps``)."""
+        import json
+        import tempfile
+
+        from virtualbiopsy.cli.scene_steps import fit_cluster_fit_step
+
         dwi, bValues = self.dwi()
         segmentation, segments = self.tumour()
         dce, times = self.dce()
-        with progress_dialog(TITLE) as task:
-            outputs = self.logic.fit_cluster_fit(dwi, bValues, segmentation, segments, None, self.parameters(), dce,
-                                                 times, DceParameters(self.ui.windowSpinBox.value), progress=task,
-                                                 override_b_values=self.ui.overrideBValuesCheckBox.checked)
-        outputs.habitats.CreateClosedSurfaceRepresentation()
-        slicer.util.setSliceViewerLayers(background=outputs.adc, fit=slicer.app.layoutManager() is not None)
-        showTable(outputs.table)
-        summary = outputs.summary
-        notes = "".join(" " + _("Note: {warning}.").format(warning=w) for w in summary.get("warnings", []))
-        return _("{habitats} habitat(s) in '{segmentation}', results in '{table}'. {exclusion}; {boundary} boundary "
-                 "voxels left out. {clustering}. DWI: {dwi}.").format(
-            habitats=summary["habitats"], segmentation=outputs.habitats.GetName(), table=outputs.table.GetName(),
-            exclusion=summary["exclusion"][0].upper() + summary["exclusion"][1:],
-            boundary=summary["boundary_voxels"], clustering=summary["clustering"],
-            dwi=summary["dwi_shells"]["description"]) + notes
+        workdir = tempfile.TemporaryDirectory(prefix="VirtualBiopsy-FitClusterFit-", dir=slicer.app.temporaryPath)
+        try:
+            step = fit_cluster_fit_step(sceneContext(), dwi, bValues, segmentation, segments, self.parameters(),
+                                        workdir.name, dce=dce, dce_times=times,
+                                        window_s=self.ui.windowSpinBox.value,
+                                        override_b_values=self.ui.overrideBValuesCheckBox.checked)
+        except Exception:
+            workdir.cleanup()
+            raise
+
+        def finish(nodes):
+            nodes["habitats"].CreateClosedSurfaceRepresentation()
+            slicer.util.setSliceViewerLayers(background=nodes["adc"], fit=slicer.app.layoutManager() is not None)
+            showTable(nodes["table"])
+            summary = json.loads((step.out / "summary.json").read_text(encoding="utf-8"))
+            notes = "".join(" " + _("Note: {warning}.").format(warning=w) for w in summary.get("warnings", []))
+            return _("{habitats} habitat(s) in '{segmentation}', results in '{table}'. {exclusion}; {boundary} "
+                     "boundary voxels left out. {clustering}. DWI: {dwi}.").format(
+                habitats=summary["habitats"], segmentation=nodes["habitats"].GetName(),
+                table=nodes["table"].GetName(), exclusion=summary["exclusion"][0].upper() + summary["exclusion"][1:],
+                boundary=summary["boundary_voxels"], clustering=summary["clustering"],
+                dwi=summary["dwi_shells"]["description"]) + notes
+
+        return ProcessStep(step, finish, workdir)
 
     def computeDce(self):
         series, times = self.dce()

@@ -16,7 +16,7 @@ from virtualbiopsy.mrml.context import MRMLContext
 from virtualbiopsy_slicer import dependencies
 from virtualbiopsy_slicer.errors import show_error
 from virtualbiopsy_slicer.i18n import tr as _
-from virtualbiopsy_slicer.progress import run_in_background
+from virtualbiopsy_slicer.progress import ProcessJob, run_in_background
 from virtualbiopsy_slicer.reloading import reloadPackages
 
 DOCUMENTATION_URL = "https://github.com/virtual-biopsy/SlicerVirtualBiopsy#readme"  # the repository README
@@ -92,6 +92,33 @@ class BackgroundStep:
     stopped: str = ""
 
 
+@dataclass(frozen=True)
+class ProcessStep:
+    """What a background action returns to run as the library's command line in its own process:
+    ``step`` (a :class:`virtualbiopsy.cli.scene_steps.SceneStep`, prepared on the main thread) and
+    ``finish(nodes)`` (main thread, after ``step.load`` added the outputs; returns the status line).
+    No Python thread shares the GIL with the GUI: the command runs in PythonSlicer."""
+
+    step: Any
+    finish: Callable[[dict], str]
+    workdir: Any = None  # a tempfile.TemporaryDirectory removed when the step has ended
+
+
+def libraryPython() -> tuple[str, dict]:
+    """PythonSlicer and an environment in which it imports this library (the folder that holds it)."""
+    import os
+    import shutil
+    import sys
+
+    import virtualbiopsy
+
+    python = shutil.which("PythonSlicer") or sys.executable
+    root = os.path.dirname(os.path.dirname(os.path.abspath(virtualbiopsy.__file__)))
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (root, environment.get("PYTHONPATH", "")) if p)
+    return python, environment
+
+
 class VirtualBiopsyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The widget plumbing every Virtual Biopsy module shares; subclasses say what is specific.
 
@@ -151,12 +178,16 @@ class VirtualBiopsyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         the status line it returns, or its error.
 
         With ``background``, ``action()`` prepares the step on the main thread and returns a
-        :class:`BackgroundStep`, whose computation then runs off the GUI thread while the panel stays usable.
+        :class:`ProcessStep` (run as the command line in its own process) or a :class:`BackgroundStep`
+        (a computation in a worker thread); either way the panel stays usable meanwhile.
         """
 
         def run():
             dependencies.ensure(dependencyGroup)
-            return self.startBackground(action()) if background else action()
+            if not background:
+                return action()
+            step = action()
+            return self.startProcess(step) if isinstance(step, ProcessStep) else self.startBackground(step)
 
         self._showStatus(run)
 
@@ -175,6 +206,36 @@ class VirtualBiopsyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.backgroundJob = run_in_background(step.compute, finished, step.title, on_error=failed)
         self.updateButtons()
         return step.started or _("{title}: running in the background...").format(title=step.title)
+
+    def startProcess(self, process: ProcessStep) -> str:
+        from virtualbiopsy.command_job import CommandJob
+
+        python, environment = libraryPython()
+        step = process.step
+
+        def ended():
+            self.backgroundJob = None
+            self.updateButtons()
+            if process.workdir is not None:
+                process.workdir.cleanup()
+
+        def finished(state):
+            ended()
+            self._showStatus(lambda: process.finish(step.load(sceneContext())))
+
+        def failed(error):
+            ended()
+            self.ui.statusLabel.text = ""
+            show_error(error, self.title)
+
+        def cancelled():
+            ended()
+            self.ui.statusLabel.text = _("{title} cancelled; nothing was added.").format(title=step.title)
+
+        job = CommandJob(step.arguments, python=python, env=environment)
+        self.backgroundJob = ProcessJob(job, finished, step.title, on_error=failed, on_cancelled=cancelled).start()
+        self.updateButtons()
+        return _("{title}: running in its own process...").format(title=step.title)
 
     def _showStatus(self, function: Callable[[], Any]) -> None:
         self.ui.statusLabel.text = ""

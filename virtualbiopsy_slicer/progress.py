@@ -193,3 +193,64 @@ def run_in_background(
     Returns the started :class:`BackgroundJob`.
     """
     return BackgroundJob(compute, on_done, title, parent, on_error).start()
+
+
+class ProcessJob:
+    """A step run as the library's command line in its own process (:class:`virtualbiopsy.command_job.CommandJob`),
+    watched by a QTimer behind a non-modal progress dialog: the panel and the views stay usable, and Cancel
+    interrupts the command (it removes what it had written), then kills its process group.
+
+    ``on_done(state)`` runs on the main thread after the command succeeded (load its files there); a failed
+    command's one-line error goes to ``on_error`` as a :class:`~virtualbiopsy.errors.VirtualBiopsyError`.
+    """
+
+    def __init__(self, job, on_done, title: str, parent=None, on_error=None, on_cancelled=None) -> None:
+        self.title = title
+        self.job = job
+        self._on_done = on_done
+        self._on_error = on_error or (lambda exc: show_error(exc, title, parent))
+        self._on_cancelled = on_cancelled or (lambda: None)
+        self.token = CancelToken()
+        self._dialog = _create_dialog(title, parent, self.token)
+        self._dialog.windowModality = qt.Qt.NonModal
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.timeout.connect(self._poll)
+
+    @property
+    def running(self) -> bool:
+        return not self.job.state.done
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def start(self) -> ProcessJob:
+        _running.add(self)
+        self.job.start()
+        self._timer.start()
+        return self
+
+    def _poll(self) -> None:
+        if self.token.cancelled and not self.job.state.cancelled:
+            self.job.cancel()
+            slicer.util.showStatusMessage(_("{title}: cancelling...").format(title=self.title), 3000)
+        state = self.job.poll()
+        if not state.done:
+            _show_progress(self._dialog, state.fraction, state.message)
+            return
+        self._timer.stop()
+        _close_dialog(self._dialog)
+        _running.discard(self)
+        if state.cancelled:
+            self._on_cancelled()
+            return
+        if not state.succeeded:
+            from virtualbiopsy.errors import VirtualBiopsyError
+
+            self._on_error(VirtualBiopsyError(state.error or _("{title} stopped (exit status {code}).").format(
+                title=self.title, code=state.returncode)))
+            return
+        try:
+            self._on_done(state)
+        except Exception as exc:
+            self._on_error(exc)

@@ -87,8 +87,10 @@ def test_every_action_names_a_method_and_an_existing_dependency_group(module):
         function = resolve(module, method)
         assert function is not None, f"{module}.{button}: no method {method}"
         returns_step = any(isinstance(n, ast.Return) and isinstance(n.value, ast.Call)
-                           and getattr(n.value.func, "id", "") == "BackgroundStep" for n in ast.walk(function))
-        assert returns_step == background, f"{module}.{button}: a background action returns a BackgroundStep"
+                           and getattr(n.value.func, "id", "") in ("BackgroundStep", "ProcessStep")
+                           for n in ast.walk(function))
+        assert returns_step == background, \
+            f"{module}.{button}: a background action returns a BackgroundStep or a ProcessStep (and only it)"
 
 
 @pytest.mark.parametrize("module", MODULES)

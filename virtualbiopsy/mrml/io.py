@@ -253,6 +253,21 @@ def save_node(node, path: str | Path, compress: bool = True) -> Path:
     return path
 
 
+def export_node(node, path: str | Path, compress: bool = True) -> Path:
+    """Write a copy of a node's data to ``path`` and leave the node as it was: its storage node (where the
+    user's scene saves it) is not touched, and nothing stays added to the scene (unlike :func:`save_node`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = node.CreateDefaultStorageNode()
+    if storage is None:
+        raise InputError(f"'{node.GetName()}' cannot be written to a file.")
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(int(compress))
+    if not storage.WriteData(node):
+        raise FileFormatError(f"Could not write '{node.GetName()}' to '{path}'." + _storage_messages(storage))
+    return path
+
+
 def write_csv(table_node_or_columns, path: str | Path) -> Path:
     """Write a table node (or a {column: values} dict) as a plain CSV with a header row."""
     columns = table_node_or_columns if isinstance(table_node_or_columns, dict) else table_columns(
