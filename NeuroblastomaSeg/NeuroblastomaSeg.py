@@ -59,15 +59,15 @@ T2w with its quality before and after; each adds a NEW volume.
 3d_lowres first stage first, region-based models, several folds); <i>Configuration</i> picks one where the
 folder or zip holds several, <i>Checkpoint</i> another file than checkpoint_final.pth (e.g. checkpoint_best.pth),
 <i>Precision</i> bfloat16 for speed on CPUs / GPUs that support it.
-<b>Segment</b> (inputs in the model's channel order) runs in the background and adds NEW nodes: the
-segmentation, an uncertainty volume (normalised predictive entropy, shown over the first input) and the
-10 %/50 % probability contours; it reports the tumour volume (mL), its uncertain share (of the tumour's
-voxels, 0-100 %) and the slices to
-review (double-click: Red view). <b>Export as DICOM</b> writes it as a DICOM SEG, an SR (TID 1500) and an
-uncertainty Parametric Map referencing the DICOM series of the first input (loaded through the DICOM module).
-<b>Start correcting</b> edits a timed copy in the Segment Editor (the AI
-result is never edited); <b>Compare</b> stores the editing time and tabulates AI-vs-corrected agreement;
-<b>Export</b> writes an nnU-Net training case. <b>Measure</b>: each segment's volume (mL) into a table.</p>
+<b>Segment</b> (one input selector per model channel, named as in its dataset.json) runs in the
+background and adds NEW nodes: the segmentation, an uncertainty volume (normalised predictive entropy,
+shown over the first input) and the 10 %/50 % probability contours; it reports the tumour volume (mL),
+its uncertain share (of the tumour's voxels, 0-100 %) and the slices to review (double-click: Red view).
+<b>Export as DICOM</b> writes it as a DICOM SEG, an SR (TID 1500) and an uncertainty Parametric Map
+referencing the DICOM series of the first input (loaded through the DICOM module).
+<b>Start correcting</b> edits a timed copy in the Segment Editor (the AI result is never edited);
+<b>Compare</b> stores the editing time and tabulates AI-vs-corrected agreement; <b>Export</b> writes an
+nnU-Net training case. <b>Measure</b>: each segment's volume (mL) into a table.</p>
 """).format(notice=DEMO_MODEL_NOTICE) + documentationLink()
         self.parent.acknowledgementText = _("""
 Developed by the Virtual Biopsy team as an open-source extension of 3D Slicer (https://www.slicer.org).
@@ -98,7 +98,6 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         "applyButton": Action("measureSegments", "Core"),
     }
     inputSignals = (("segmentationSelector", "currentNodeChanged(vtkMRMLNode*)"),
-                    ("inputVolumesSelector", "checkedNodesChanged()"),
                     ("modelPathLineEdit", "currentPathChanged(QString)"),
                     ("aiSegmentSelector", "currentNodeChanged(vtkMRMLNode*)"),
                     ("correctedSegmentSelector", "currentNodeChanged(vtkMRMLNode*)"),
@@ -110,14 +109,16 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self._modelInfo = self._modelInfoKey = None  # ModelFolder last inspected or used, and its path
         self._reviewSlices, self._reviewVolumeID = [], None
         self._lastResult = None  # (outputs, source volume, made by the demo model) of the last segmentation
+        self._channelSelectors = []  # one volume selector per model channel, in the model's order
         VirtualBiopsyModuleWidget.setup(self)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.configurationLineEdit.connect("editingFinished()", self.updateModelInfo)
         self.ui.checkpointLineEdit.connect("editingFinished()", self.updateModelInfo)
         self.ui.reviewSlicesList.connect("itemDoubleClicked(QListWidgetItem*)", lambda item: self.runAction(
             lambda: self.showReviewSlice(self.ui.reviewSlicesList.row(item)), "Core"))
+        self._channelForm = self.ui.channelSelectorsWidget.layout()
         self.preprocessing = PreprocessingPanel(self.ui, self.logic)
-        self.correction = CorrectionPanel(self.ui, self.logic, lambda: self._modelInfo)
+        self.correction = CorrectionPanel(self.ui, self.logic, lambda: self._modelInfo, self.inputVolumes)
         self.ui.modelPathLineEdit.currentPath = default_model_path()
         self.updateModelInfo()
         self.updateButtons()
@@ -134,7 +135,8 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         ui = self.ui
         ai, corrected = ui.aiSegmentSelector.currentNode(), ui.correctedSegmentSelector.currentNode()
         ui.applyButton.enabled = ui.segmentationSelector.currentNode() is not None
-        ui.segmentButton.enabled = (self.backgroundJob is None and bool(ui.inputVolumesSelector.checkedNodes())
+        ui.segmentButton.enabled = (self.backgroundJob is None and bool(self._channelSelectors)
+                                    and all(s.currentNode() is not None for s in self._channelSelectors)
                                     and bool(ui.modelPathLineEdit.currentPath.strip()))
         ui.startEditingButton.enabled = ai is not None
         ui.exportDicomButton.enabled = self._lastResult is not None
@@ -161,12 +163,42 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         self._modelInfo, message, problem = self._archives.describe(text, configuration, checkpoint)
         self.ui.modelInfoLabel.setStyleSheet("color: red" if problem else "")
         self.ui.modelInfoLabel.text = message
+        self.updateChannelSelectors(self._modelInfo.channel_names if self._modelInfo is not None else [])
+
+    def inputVolumes(self):
+        """The Segment section's input volumes, one per model channel in the model's order (None: not chosen)."""
+        return [selector.currentNode() for selector in self._channelSelectors]
+
+    def updateChannelSelectors(self, channelNames):
+        """One volume selector per input channel of the model, labelled with its dataset.json name, so the
+        inputs are given in the model's order (a checkable list would give them in the scene's order)."""
+        names = list(channelNames) or [_("image")]
+        if [s.toolTip for s in self._channelSelectors] == names:
+            return
+        kept = [s.currentNode() for s in self._channelSelectors]
+        while self._channelForm.rowCount() > 0:
+            self._channelForm.removeRow(0)  # deletes the row's label and selector
+        self._channelSelectors = []
+        for index, name in enumerate(names):
+            selector = slicer.qMRMLNodeComboBox()
+            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.showChildNodeTypes = False
+            selector.noneEnabled = True
+            selector.addEnabled = selector.removeEnabled = False
+            selector.toolTip = name
+            selector.setMRMLScene(slicer.mrmlScene)
+            if index < len(kept) and kept[index] is not None:
+                selector.setCurrentNode(kept[index])
+            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+            self._channelForm.addRow(_("Channel {index} ({name}):").format(index=index, name=name), selector)
+            self._channelSelectors.append(selector)
+        self.updateButtons()
 
     # -- segment -----------------------------------------------------------------------------
 
     def startSegmentation(self):
         """Load the model (main thread, with progress); the prediction itself runs in the background."""
-        volumes = list(self.ui.inputVolumesSelector.checkedNodes())
+        volumes = self.inputVolumes()  # in the model's channel order
         parameters = SegmentParameters(str(self.modelFolder()), parse_folds(self.ui.foldsLineEdit.text),
                                        self.ui.deviceComboBox.currentText, self.ui.mirroringCheckBox.checked,
                                        self.ui.uncertaintyCheckBox.checked,

@@ -23,8 +23,10 @@ class CorrectionPanel:
     the model last inspected or used (its channels name the exported images). Each action returns the
     status line to show."""
 
-    def __init__(self, ui, logic, model) -> None:
-        self.ui, self.logic, self.model = ui, logic, model
+    def __init__(self, ui, logic, model, inputVolumes) -> None:
+        """``model()``: the model folder last described; ``inputVolumes()``: the Segment section's volumes, one
+        per model channel in its order (None where a channel has none chosen)."""
+        self.ui, self.logic, self.model, self.inputVolumes = ui, logic, model, inputVolumes
         self.session = CorrectionSession(logic)
 
     def reset(self):
@@ -52,8 +54,8 @@ class CorrectionPanel:
         return text.format(segmentation=corrected.GetName())
 
     def referenceVolume(self, segmentation):
-        """The first checked input volume, else the segmentation's reference volume."""
-        volumes = list(self.ui.inputVolumesSelector.checkedNodes())
+        """The first channel's input volume, else the segmentation's reference volume."""
+        volumes = [v for v in self.inputVolumes() if v is not None]
         if volumes or segmentation is None:
             return volumes[0] if volumes else None
         return segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole())
@@ -76,12 +78,12 @@ class CorrectionPanel:
         return _("Compared the AI and corrected segments into '{table}'.").format(table=table.GetName()) + note
 
     def exportCase(self):
-        volumes, model = list(self.ui.inputVolumesSelector.checkedNodes()), self.model()
-        if model is None or len(model.channel_names) != len(volumes):
+        volumes, model = list(self.inputVolumes()), self.model()
+        if model is None or len(model.channel_names) != len(volumes) or None in volumes:
             expected = f"{len(model.channel_names)} ({', '.join(model.channel_names)})" if model else _("the model's")
-            raise InputError(_("Check the model's input volumes under Segment ({expected} channels, in order; "
-                               "{checked} checked): they are the case's image channels.").format(
-                                   expected=expected, checked=len(volumes)))
+            raise InputError(_("Choose the model's input volumes under Segment ({expected} channels, one "
+                               "selector each; {checked} chosen): they are the case's image channels.").format(
+                                   expected=expected, checked=sum(v is not None for v in volumes)))
         corrected = self.ui.correctedSegmentSelector
         case = RetrainingCase(self.ui.caseIdLineEdit.text.strip(), volumes, corrected.currentNode(),
                               corrected.currentSegmentID())
