@@ -1,5 +1,7 @@
-"""Shared fixtures: a real headless MRML scene (slicer-core) per test, a small study, and
-``scene_unchanged``: the check that a refused or cancelled step left the scene as it was."""
+"""Shared fixtures: a real headless MRML scene (slicer-core) per test, the seeded phantom studies
+(``small_study``, ``sample_study_folder``) and synthetic outcome cohorts (``outcome_cohort``, ``cohort_200``)
+made once per test run, a two-habitat DWI scene (``dro_scene``), and ``scene_unchanged``: the check that a
+refused or cancelled step left the scene as it was."""
 
 from __future__ import annotations
 
@@ -39,20 +41,63 @@ def image_and_mask(context, grid):
 
 
 @pytest.fixture(scope="session")
-def sample_study_folder(tmp_path_factory):
-    """``sample_study_folder(seed)``: the sample study of ``seed`` written once per test run (its folder)."""
+def small_study():
+    """``small_study(seed, **options)``: the phantom study ``generate_study(seed, **options)`` (a
+    ``SampleStudy``; options such as ``t2_spacing=(3.0, 3.0, 4.0)`` for a coarser, faster grid), made once per
+    test run and shared by every test that asks for the same seed and options, so tests read it, never change it."""
+    made = {}
+
+    def make(seed: int, **options):
+        key = (seed, repr(sorted(options.items())))
+        if key not in made:
+            from virtualbiopsy.phantom import generate_study
+
+            made[key] = generate_study(seed, **options)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sample_study_folder(tmp_path_factory, small_study):
+    """``sample_study_folder(seed)``: the default-grid sample study of ``seed`` written once per test run (its
+    folder)."""
     made = {}
 
     def make(seed: int):
         if seed not in made:
-            from virtualbiopsy.phantom import generate_study
             from virtualbiopsy.sample_study import write_study
 
             made[seed] = tmp_path_factory.mktemp("study") / f"case{seed}"
-            write_study(generate_study(seed), made[seed])
+            write_study(small_study(seed), made[seed])
         return made[seed]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def outcome_cohort():
+    """``outcome_cohort(n_patients, seed, **options)``: the synthetic outcome cohort
+    ``generate_cohort(n_patients=n_patients, seed=seed, **options)`` (features, survival and truth), made once
+    per test run and shared, so tests read it, never change it (``cohort.table.copy()`` to edit)."""
+    made = {}
+
+    def make(n_patients: int, seed: int, **options):
+        key = (n_patients, seed, repr(sorted(options.items())))
+        if key not in made:
+            from virtualbiopsy.prediction.cohort import generate_cohort
+
+            made[key] = generate_cohort(n_patients=n_patients, seed=seed, **options)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cohort_200(outcome_cohort):
+    """The synthetic 200-patient outcome cohort (seed 0): signal enough for the nested-CV, clustering and Cox
+    tests to recover the phenotype."""
+    return outcome_cohort(200, seed=0)
 
 
 @pytest.fixture
@@ -107,3 +152,18 @@ def scene_unchanged():
     """``with scene_unchanged(context), pytest.raises(...):``: the block may raise, but must leave every node
     of the scene as it was (none added or removed, none renamed, re-attributed or with other content)."""
     return _scene_unchanged
+
+
+@pytest.fixture
+def dro_scene(context):
+    """A two-habitat DWI digital reference object in the scene (ADC 0.7e-3 and 2.0e-3 mm²/s, SNR 25, 2 x 2 x 4 mm
+    voxels): ``(dro, volumes, tumour, geometry)``, one volume per b-value and the tumour as a segmentation."""
+    from virtualbiopsy.habitats.dro import make_dro
+
+    dro = make_dro((600, 600), adcs=(0.7e-3, 2.0e-3), s0s=(900, 1300), snr=25.0, seed=4)
+    geometry = Geometry.from_spacing(dro.labels.shape, (2.0, 2.0, 4.0))
+    volumes = [arrays.add_volume_from_array(context, frame.astype(np.float32), geometry, f"b{b:g}")
+               for frame, b in zip(dro.signals, dro.b_values)]
+    tumour = arrays.add_segmentation_from_labels(context, dro.mask.astype(np.uint8), geometry,
+                                                 {1: ("tumour", (1, 0, 0))}, "tumour", volumes[0])
+    return dro, volumes, tumour, geometry

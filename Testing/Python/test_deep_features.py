@@ -10,7 +10,6 @@ import pytest
 from virtualbiopsy.errors import EmptyMaskError, GeometryMismatchError, InputError
 from virtualbiopsy.logic.radiomics_signature import RadiomicsSignatureMixin
 from virtualbiopsy.mrml import arrays
-from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.phantom.tissues import TUMOUR_CORE, TUMOUR_RIM
 from virtualbiopsy.signature.deep_features import DeepFeatureExtractor, DeepFeatureParameters
 
@@ -28,14 +27,15 @@ def extractor():
 
 
 @pytest.fixture(scope="module")
-def study():
-    study = generate_study(11, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0))
+def study_tumour_spacing(small_study):
+    """The coarse-grid study of seed 11, its tumour mask and its voxel spacing (mm, z y x)."""
+    study = small_study(11, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0))
     tumour = np.isin(study.t2_labels, (TUMOUR_RIM, TUMOUR_CORE))
     return study, tumour, tuple(float(s) for s in study.t2_grid.spacing[::-1])
 
 
-def test_names_shapes_and_determinism(extractor, study):
-    study, tumour, spacing = study
+def test_names_shapes_and_determinism(extractor, study_tumour_spacing):
+    study, tumour, spacing = study_tumour_spacing
     features = extractor.extract(study.t2w, tumour, spacing)
     assert extractor.channels_per_stage == [8, 16, 32, 64]  # the demo model's plans
     assert list(features) == extractor.feature_names and len(features) == 2 * (8 + 16 + 32 + 64)
@@ -47,8 +47,8 @@ def test_names_shapes_and_determinism(extractor, study):
     assert extractor.extract(study.t2w, tumour, spacing) == features  # deterministic
 
 
-def test_full_resolution_mean_is_the_roi_mean_of_the_stage_maps(extractor, study):
-    study, tumour, spacing = study
+def test_full_resolution_mean_is_the_roi_mean_of_the_stage_maps(extractor, study_tumour_spacing):
+    study, tumour, spacing = study_tumour_spacing
     captured = {}
     hook = extractor.encoder.stages[0].register_forward_hook(lambda m, i, out: captured.update(stage=out[0]))
     try:
@@ -66,8 +66,8 @@ def test_full_resolution_mean_is_the_roi_mean_of_the_stage_maps(extractor, study
                        atol=1e-6)
 
 
-def test_features_follow_the_roi(extractor, study):
-    study, tumour, spacing = study
+def test_features_follow_the_roi(extractor, study_tumour_spacing):
+    study, tumour, spacing = study_tumour_spacing
     tumour_features = np.array(list(extractor.extract(study.t2w, tumour, spacing).values()))
     background = np.zeros_like(tumour)
     k, j, i = (s // 2 for s in tumour.shape)
@@ -81,8 +81,8 @@ def test_features_follow_the_roi(extractor, study):
     assert not np.allclose(half, tumour_features)
 
 
-def test_bad_inputs(extractor, study):
-    study, tumour, spacing = study
+def test_bad_inputs(extractor, study_tumour_spacing):
+    study, tumour, spacing = study_tumour_spacing
     with pytest.raises(EmptyMaskError, match="empty"):
         extractor.extract(study.t2w, np.zeros_like(tumour), spacing)
     with pytest.raises(GeometryMismatchError, match="not on one grid"):
@@ -93,10 +93,10 @@ def test_bad_inputs(extractor, study):
         DeepFeatureExtractor(DeepFeatureParameters(pooling=("median",)))
 
 
-def test_logic_table_per_segment(context, study):
+def test_logic_table_per_segment(context, study_tumour_spacing):
     from virtualbiopsy.mrml.geometry import Geometry
 
-    study, tumour, spacing = study
+    study, tumour, spacing = study_tumour_spacing
     grid = Geometry.from_spacing(study.t2w.shape, spacing[::-1])
     volume = arrays.add_volume_from_array(context, study.t2w.astype(np.float32), grid, "t2w")
     labels = np.where(np.isin(study.t2_labels, (TUMOUR_RIM,)), 1, np.where(study.t2_labels == TUMOUR_CORE, 2, 0))

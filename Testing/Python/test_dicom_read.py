@@ -27,12 +27,8 @@ DCE_TIMES = (0.0, 10.0, 20.0, 30.0, 40.0, 60.0, 90.0)
 
 
 @pytest.fixture(scope="module")
-def study():
-    return generate_study(5, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0), dce_times=DCE_TIMES)
-
-
-@pytest.fixture(scope="module")
-def dicom_study(study, tmp_path_factory):
+def dicom_study(small_study, tmp_path_factory):
+    study = small_study(5, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0), dce_times=DCE_TIMES)
     folder = tmp_path_factory.mktemp("dicom")
     written = write_study_dicom(study, folder / "standard", "standard")
     write_study(study, folder / "nrrd")
@@ -40,7 +36,8 @@ def dicom_study(study, tmp_path_factory):
 
 
 @pytest.mark.parametrize("convention", B_VALUE_CONVENTIONS)
-def test_each_vendor_b_value_convention_reads_back_the_truth(study, tmp_path, convention):
+def test_each_vendor_b_value_convention_reads_back_the_truth(small_study, tmp_path, convention):
+    study = small_study(5, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0), dce_times=DCE_TIMES)
     write_study_dicom(study, tmp_path, convention)
     (dwi_info,) = dicom_series.find_series(tmp_path / "dwi")
     dwi = dicom_series.read_series(dwi_info)
@@ -52,7 +49,8 @@ def test_each_vendor_b_value_convention_reads_back_the_truth(study, tmp_path, co
     np.testing.assert_allclose(dwi.geometry.ijk_to_ras, geometry_of(study.dwi_grid).ijk_to_ras, atol=1e-4)
 
 
-def test_the_t2w_and_dce_read_back_on_the_grid_of_the_nrrd_files(study, dicom_study):
+def test_the_t2w_and_dce_read_back_on_the_grid_of_the_nrrd_files(small_study, dicom_study):
+    study = small_study(5, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0), dce_times=DCE_TIMES)
     folder, _ = dicom_study
     context = MRMLContext.create()
     nrrd = io.load_volume(context, folder / "nrrd" / "t2w.nrrd")

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from virtualbiopsy.errors import ImageDimensionError
-from virtualbiopsy.prediction.cohort import generate_cohort
 from virtualbiopsy.prediction.data import prepare_dataset
 from virtualbiopsy.prediction.explain import (
     explain,
@@ -24,11 +23,6 @@ from virtualbiopsy.prediction.explain import (
 from virtualbiopsy.prediction.models import TrainParameters, train
 
 FEATURES = ["adc_mean", "t2_entropy", "noise_1", "noise_2"]
-
-
-@pytest.fixture(scope="module")
-def cohort():
-    return generate_cohort(n_patients=160, seed=6)
 
 
 def brute_force_shapley(function, x, background):
@@ -51,7 +45,8 @@ def brute_force_shapley(function, x, background):
 
 
 @pytest.mark.slow
-def test_model_agnostic_shap_equals_brute_force_shapley(cohort):
+def test_model_agnostic_shap_equals_brute_force_shapley(outcome_cohort):
+    cohort = outcome_cohort(160, seed=6)
     dataset = prepare_dataset(cohort.table, "mycn_amplified", features=FEATURES)
     model = train(dataset, TrainParameters(model="logistic", n_bootstrap=20, grid={"select__k": ["all"]}))
     shap = explain(model, dataset.X.iloc[:4], dataset.case_ids[:4])
@@ -69,7 +64,8 @@ def test_model_agnostic_shap_equals_brute_force_shapley(cohort):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, grid", [("random_forest", {"select__k": [6], "model__max_depth": [4]}),
                                         ("gradient_boosting", {"select__k": [6], "model__learning_rate": [0.1]})])
-def test_tree_shap_is_additive_and_ranks_the_informative_feature_first(cohort, name, grid):
+def test_tree_shap_is_additive_and_ranks_the_informative_feature_first(outcome_cohort, name, grid):
+    cohort = outcome_cohort(160, seed=6)
     dataset = prepare_dataset(cohort.table, "mycn_amplified", features=cohort.features)
     model = train(dataset, TrainParameters(model=name, n_trees=30, n_bootstrap=50, grid=grid))
     shap = explain(model, dataset.X, dataset.case_ids, max_cases=40)

@@ -32,13 +32,14 @@ class SignatureLogic(RadiomicsSignatureMixin):
 
 
 @pytest.fixture(scope="module")
-def cohort():
+def feature_cohort_80():
+    """The 80-case synthetic feature table of known groups and surrogates (seed 1): (table, truth)."""
     return synthetic_cohort(80, seed=1)
 
 
 @pytest.fixture(scope="module")
-def fitted(cohort):
-    return FeatureReduction().fit(cohort[0])
+def fitted(feature_cohort_80):
+    return FeatureReduction().fit(feature_cohort_80[0])
 
 
 def dropped(reduction, step):
@@ -46,8 +47,8 @@ def dropped(reduction, step):
     return report[(report["step"] == step) & (report["action"] == "dropped")]
 
 
-def test_reduction_recovers_the_known_structure(cohort, fitted):
-    table, truth = cohort
+def test_reduction_recovers_the_known_structure(feature_cohort_80, fitted):
+    table, truth = feature_cohort_80
     report = fitted.report_
     not_features = set(report.loc[report["step"] == "columns", "feature"])
     assert not_features == {"case_id", "label", "diagnostics_Versions_PyRadiomics"}
@@ -227,8 +228,8 @@ def test_bad_tables_are_refused_or_handled_explicitly():
     assert given.n_factors_ == 2 and given.n_factors_rule_ == "given" and dropped(given, "correlation").empty
 
 
-def test_exploration_finds_the_label_group_and_volume_surrogates(cohort):
-    table, truth = cohort
+def test_exploration_finds_the_label_group_and_volume_surrogates(feature_cohort_80):
+    table, truth = feature_cohort_80
     features = [c for c in table.columns if c.startswith("original_")]
     stats = exploration.univariate_table(table[features], table["label"], table["original_shape_MeshVolume"])
     stats = stats.set_index("feature")
@@ -247,12 +248,12 @@ def test_exploration_finds_the_label_group_and_volume_surrogates(cohort):
         exploration.univariate_table(table[features], np.arange(len(table)) % 3)
 
 
-def test_figures_are_drawn_labelled_and_without_overlapping_labels(cohort, fitted, tmp_path):
+def test_figures_are_drawn_labelled_and_without_overlapping_labels(feature_cohort_80, fitted, tmp_path):
     import matplotlib.image
 
     from virtualbiopsy.report import style
 
-    table, _ = cohort
+    table, _ = feature_cohort_80
     features = [c for c in table.columns if c.startswith("original_")]
     stats = exploration.univariate_table(table[features], table["label"], table["original_shape_MeshVolume"])
     with style.checking() as found:
@@ -265,8 +266,8 @@ def test_figures_are_drawn_labelled_and_without_overlapping_labels(cohort, fitte
         assert found[str(path)] == [], path.name  # the volcano's point labels are moved apart
 
 
-def test_logic_writes_new_nodes_and_leaves_the_input_alone(context, cohort):
-    table, _ = cohort
+def test_logic_writes_new_nodes_and_leaves_the_input_alone(context, feature_cohort_80):
+    table, _ = feature_cohort_80
     # as Slicer reads a CSV: every column text
     text = {k: [str(v) for v in vals] for k, vals in arrays.columns_from_frame(table).items()}
     node = arrays.add_table(context, text, "cohort")

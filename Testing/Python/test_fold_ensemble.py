@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from virtualbiopsy.phantom import generate_study
 from virtualbiopsy.segmentation.demo_model import demo_model_path
 from virtualbiopsy.segmentation.nnunet_model import CHECKPOINT, inspect_model, load_checkpoint
 
@@ -36,11 +35,6 @@ def _two_fold_model(target, noise: float):
     return inspect_model(target)
 
 
-@pytest.fixture(scope="module")
-def study():
-    return generate_study(2003)
-
-
 def _segment(model, study):
     from virtualbiopsy.segmentation.inference import NNUNetSegmenter
 
@@ -48,7 +42,8 @@ def _segment(model, study):
     return segmenter, segmenter.predict([study.t2w], tuple(float(s) for s in study.t2_grid.spacing[::-1]))
 
 
-def test_identical_folds_never_disagree(tmp_path, study):
+def test_identical_folds_never_disagree(tmp_path, small_study):
+    study = small_study(2003)
     model = _two_fold_model(tmp_path / "model", noise=0.0)
     assert model.folds == [0, 1]
     _, result = _segment(model, study)
@@ -64,7 +59,8 @@ def test_identical_folds_never_disagree(tmp_path, study):
         assert np.max(np.abs(ours - theirs)) < 2e-3, name
 
 
-def test_perturbed_fold_disagrees_on_the_boundary_and_matches_nnunets_ensemble(tmp_path, study):
+def test_perturbed_fold_disagrees_on_the_boundary_and_matches_nnunets_ensemble(tmp_path, small_study):
+    study = small_study(2003)
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 

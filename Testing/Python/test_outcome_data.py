@@ -22,12 +22,8 @@ from virtualbiopsy.prediction.data import (
 )
 
 
-@pytest.fixture(scope="module")
-def cohort():
-    return generate_cohort(n_patients=120, seed=4)
-
-
-def test_cohort_is_seeded_and_has_the_known_structure(cohort):
+def test_cohort_is_seeded_and_has_the_known_structure(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     again = generate_cohort(n_patients=120, seed=4)
     pd.testing.assert_frame_equal(cohort.table, again.table)
     assert not cohort.table.equals(generate_cohort(n_patients=120, seed=5).table)
@@ -41,14 +37,16 @@ def test_cohort_is_seeded_and_has_the_known_structure(cohort):
     assert set(table["risk_class"]) == {"low", "intermediate", "high"}
 
 
-def test_shuffled_cohort_keeps_features_and_permutes_outcomes(cohort):
+def test_shuffled_cohort_keeps_features_and_permutes_outcomes(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     mixed = shuffled(cohort)
     pd.testing.assert_frame_equal(mixed.table[cohort.features], cohort.table[cohort.features])
     assert sorted(mixed.table["mycn_amplified"]) == sorted(cohort.table["mycn_amplified"])
     assert not mixed.table["mycn_amplified"].equals(cohort.table["mycn_amplified"])
 
 
-def test_join_by_case_id_reuses_join_columns(cohort):
+def test_join_by_case_id_reuses_join_columns(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     image, clinical = clinical_split(cohort)
     clinical = clinical.iloc[::-1].drop(index=[0])  # reordered, one case without clinical data
     joined = join_frames([image, clinical], "case_id", ["image", "clinical"])
@@ -59,7 +57,8 @@ def test_join_by_case_id_reuses_join_columns(cohort):
     assert row["mycn_amplified"] == cohort.table.set_index("case_id").loc["NB0002", "mycn_amplified"]
 
 
-def test_endpoint_types(cohort):
+def test_endpoint_types(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     with pytest.warns(DataWarning, match="Text columns not used as features: risk_class"):
         binary = prepare_dataset(cohort.table, "mycn_amplified")
     assert binary.endpoint.kind == BINARY and binary.endpoint.classes == (0, 1)
@@ -77,8 +76,9 @@ def test_endpoint_types(cohort):
     assert positive.endpoint.positive_class == 0 and (positive.y == 1 - binary.y).all()
 
 
-def test_outcome_like_columns_are_never_default_features(cohort):
+def test_outcome_like_columns_are_never_default_features(outcome_cohort):
     """Survival columns are known only after the prediction: a default feature list must not pick them up."""
+    cohort = outcome_cohort(120, seed=4)
     table = cohort.table.assign(efs_days=cohort.table["os_days"] * 0.8, vitalStatus=cohort.table["os_event"],
                                 dce_time_to_peak=30.0 + cohort.table["noise_1"])
     with pytest.warns(DataWarning, match="look like outcomes.*os_days, os_event, efs_days, vitalStatus") as caught:
@@ -97,13 +97,15 @@ def test_outcome_like_columns_are_never_default_features(cohort):
     assert explicit.features == ["adc_mean", "os_days"]
 
 
-def test_text_columns_are_reported_and_left_out(cohort):
+def test_text_columns_are_reported_and_left_out(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     with pytest.warns(DataWarning, match="risk_class"):
         dataset = prepare_dataset(cohort.table, "mycn_amplified")
     assert "risk_class" not in dataset.features
 
 
-def test_missing_features_are_a_clear_error(cohort):
+def test_missing_features_are_a_clear_error(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     with pytest.raises(InputError, match="feature.*'tumour_volume'.*'glcm_contrast'"):
         prepare_dataset(cohort.table, "mycn_amplified", features=["adc_mean", "tumour_volume", "glcm_contrast"])
     with pytest.raises(InputError, match="endpoint.*'overall_survival'"):
@@ -115,14 +117,16 @@ def test_missing_features_are_a_clear_error(cohort):
         rows_for(["adc_mean", "t2_entropy"], cohort.table.drop(columns=["adc_mean"]))
 
 
-def test_single_class_and_continuous_endpoints_are_refused(cohort):
+def test_single_class_and_continuous_endpoints_are_refused(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     with pytest.raises(InputError, match="single class"):
         prepare_dataset(cohort.table.assign(mycn_amplified=1), "mycn_amplified", features=cohort.features)
     with pytest.raises(InputError, match="looks continuous"):
         prepare_dataset(cohort.table, "adc_p10", features=["adc_mean"])
 
 
-def test_constant_and_sparse_features_warn(cohort):
+def test_constant_and_sparse_features_warn(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     table = cohort.table.assign(field_strength_t=1.5)
     table.loc[table.index[:50], "noise_2"] = np.nan
     with pytest.warns(DataWarning) as caught:
@@ -134,7 +138,8 @@ def test_constant_and_sparse_features_warn(cohort):
     assert any("field_strength_t" in w for w in dataset.warnings)
 
 
-def test_rows_without_outcome_are_dropped_with_a_warning(cohort):
+def test_rows_without_outcome_are_dropped_with_a_warning(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     table = cohort.table.copy()
     table.loc[[3, 7], "mycn_amplified"] = np.nan
     with pytest.warns(DataWarning, match="2 case.*NB0004, NB0008"):
@@ -142,7 +147,8 @@ def test_rows_without_outcome_are_dropped_with_a_warning(cohort):
     assert dataset.n == len(table) - 2 and "NB0004" not in dataset.case_ids
 
 
-def test_too_few_events_for_cox(cohort):
+def test_too_few_events_for_cox(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     table = cohort.table.copy()
     table["os_event"] = 0
     table.loc[table.index[:6], "os_event"] = 1
@@ -155,7 +161,8 @@ def test_too_few_events_for_cox(cohort):
         check_events_for_cox(dataset)
 
 
-def test_bad_survival_columns(cohort):
+def test_bad_survival_columns(outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     with pytest.raises(InputError, match="both the time column and the event column"):
         prepare_dataset(cohort.table, time="os_days")
     with pytest.raises(InputError, match="must hold 1 .* or 0"):
@@ -164,7 +171,8 @@ def test_bad_survival_columns(cohort):
         prepare_dataset(cohort.table.assign(os_days=-1.0), time="os_days", event="os_event", features=cohort.features)
 
 
-def test_missing_report_and_tables(tmp_path, cohort):
+def test_missing_report_and_tables(tmp_path, outcome_cohort):
+    cohort = outcome_cohort(120, seed=4)
     frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, np.nan], "b": [1, 2, 3, 4]})
     report = missing_report(frame).set_index("feature")
     assert report.loc["a", "missing"] == 2 and report.loc["a", "missing_percent"] == 50.0

@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
 from virtualbiopsy.errors import InputError
-from virtualbiopsy.prediction.cohort import generate_cohort, shuffled
+from virtualbiopsy.prediction.cohort import shuffled
 from virtualbiopsy.prediction.data import Endpoint, prepare_dataset
 from virtualbiopsy.prediction.explain import explain, ranking
 from virtualbiopsy.prediction.metrics import auc, bootstrap_metrics, calibration_slope
@@ -24,30 +24,25 @@ from virtualbiopsy.prediction.models import TrainParameters, compare_models, tra
 SMALL_GRID = {"select__k": [5], "model__C": [1.0]}
 
 
-@pytest.fixture(scope="module")
-def cohort():
-    return generate_cohort(n_patients=200, seed=0)
-
-
 def _metric(model, name):
     return model.metrics.set_index("metric").loc[name]
 
 
 @pytest.mark.slow
-def test_known_signal_auc_ci_excludes_half_and_shap_ranks_it_first(cohort):
-    dataset = prepare_dataset(cohort.table, "mycn_amplified", features=cohort.features)
+def test_known_signal_auc_ci_excludes_half_and_shap_ranks_it_first(cohort_200):
+    dataset = prepare_dataset(cohort_200.table, "mycn_amplified", features=cohort_200.features)
     model = train(dataset, TrainParameters(model="logistic", n_bootstrap=300))  # the default grid: real nested CV
     row = _metric(model, "auc")
     assert row.ci_low > 0.5 and row.estimate > 0.75, row
     assert len(model.fold_params) == 5 and all("select__k" in p for p in model.fold_params)
     shap = explain(model, dataset.X, dataset.case_ids, max_cases=60)
-    assert ranking(shap)["feature"].iloc[0] == cohort.truth["informative"]
+    assert ranking(shap)["feature"].iloc[0] == cohort_200.truth["informative"]
     # each case's SHAP values add up to its predicted probability
     np.testing.assert_allclose(shap.base_value + shap.values.sum(axis=1), shap.prediction, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_label_shuffled_cohort_ci_includes_half(cohort):
+def test_label_shuffled_cohort_ci_includes_half(cohort_200):
     """No signal, no skill: judged over several permutations, not one lucky one.
 
     Under the null each 95 % CI excludes 0.5 now and then (CV AUCs also scatter a little below 0.5),
@@ -59,7 +54,8 @@ def test_label_shuffled_cohort_ci_includes_half(cohort):
     """
     rows = []
     for permutation in range(1, 7):
-        dataset = prepare_dataset(shuffled(cohort, permutation).table, "mycn_amplified", features=cohort.features)
+        dataset = prepare_dataset(shuffled(cohort_200, permutation).table, "mycn_amplified",
+                                  features=cohort_200.features)
         rows.append(_metric(train(dataset, TrainParameters(model="logistic", n_bootstrap=200, seed=permutation)),
                             "auc"))
     table = pd.DataFrame(rows)
@@ -136,8 +132,8 @@ def test_bootstrap_is_seeded():
 
 
 @pytest.mark.slow
-def test_multiclass_endpoint_and_model_comparison(cohort):
-    dataset = prepare_dataset(cohort.table, "risk_class", features=cohort.features)
+def test_multiclass_endpoint_and_model_comparison(cohort_200):
+    dataset = prepare_dataset(cohort_200.table, "risk_class", features=cohort_200.features)
     model = train(dataset, TrainParameters(model="logistic", n_bootstrap=100, grid=SMALL_GRID))
     assert set(model.metrics["metric"]) == {"auc", "balanced_accuracy", "accuracy"}
     assert _metric(model, "auc").ci_low > 0.5
@@ -145,7 +141,7 @@ def test_multiclass_endpoint_and_model_comparison(cohort):
     assert set(predictions["predicted"]) <= {"low", "intermediate", "high"}
     np.testing.assert_allclose(predictions[[f"p_{c}" for c in model.endpoint.classes]].sum(axis=1), 1.0)
 
-    binary = prepare_dataset(cohort.table, "mycn_amplified", features=cohort.features)
+    binary = prepare_dataset(cohort_200.table, "mycn_amplified", features=cohort_200.features)
     table, models = compare_models(binary, ["logistic", "svm"],
                                    TrainParameters(n_bootstrap=100, grid={"select__k": [5]}))
     assert list(table.columns[:4]) == ["model", "auc", "auc_ci_low", "auc_ci_high"]
@@ -155,22 +151,22 @@ def test_multiclass_endpoint_and_model_comparison(cohort):
 
 
 @pytest.mark.slow
-def test_constant_feature_is_dropped_inside_the_pipeline(cohort):
-    table = cohort.table.assign(field_strength_t=1.5)
+def test_constant_feature_is_dropped_inside_the_pipeline(cohort_200):
+    table = cohort_200.table.assign(field_strength_t=1.5)
     with pytest.warns(UserWarning, match="constant"):
-        dataset = prepare_dataset(table, "mycn_amplified", features=[*cohort.features, "field_strength_t"])
+        dataset = prepare_dataset(table, "mycn_amplified", features=[*cohort_200.features, "field_strength_t"])
     model = train(dataset, TrainParameters(model="logistic", n_bootstrap=50, grid={"select__k": ["all"]}))
     assert "field_strength_t" not in model.used_features and "adc_mean" in model.used_features
     assert any("field_strength_t" in w for w in model.warnings)
 
 
-def test_wrong_model_for_the_endpoint_is_refused(cohort):
-    binary = prepare_dataset(cohort.table, "mycn_amplified", features=cohort.features)
+def test_wrong_model_for_the_endpoint_is_refused(cohort_200):
+    binary = prepare_dataset(cohort_200.table, "mycn_amplified", features=cohort_200.features)
     with pytest.raises(InputError, match="needs a time-to-event endpoint"):
         train(binary, TrainParameters(model="cox"))
     with pytest.raises(InputError, match="Unknown model 'xgboost'"):
         train(binary, TrainParameters(model="xgboost"))
-    small = prepare_dataset(cohort.table.iloc[:12], "mycn_amplified", features=cohort.features)
+    small = prepare_dataset(cohort_200.table.iloc[:12], "mycn_amplified", features=cohort_200.features)
     small.y[:] = 0
     small.y[:3] = 1  # 3 positives cannot fill 5 stratified folds
     with pytest.raises(InputError, match="too few cases in class"):

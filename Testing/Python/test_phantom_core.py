@@ -31,23 +31,14 @@ CLEAN = {"snr_t2": 1e6, "snr_dwi": 1e6, "snr_dce": 1e6}
 SIX = ndimage.generate_binary_structure(3, 1)
 
 
-@pytest.fixture(scope="module")
-def study():
-    return generate_study(0)
-
-
-@pytest.fixture(scope="module")
-def clean():
-    return generate_study(0, **CLEAN)
-
-
 def interior(labels: np.ndarray, label: int, iterations: int = 1) -> np.ndarray:
     """Voxels of ``label`` whose whole 3x3x3 neighbourhood (iterated) has the same label."""
     return ndimage.binary_erosion(labels == label, np.ones((3, 3, 3), bool), iterations=iterations)
 
 
 # -- reproducibility ------------------------------------------------------------------------------
-def test_same_seed_gives_identical_arrays(study):
+def test_same_seed_gives_identical_arrays(small_study):
+    study = small_study(0)
     again = generate_study(0)
     names = ("t2w", "t2_labels", "bias_field", "dwi", "dce", "dwi_labels", "adc_true", "s0_true",
              "iauc60_true")
@@ -58,7 +49,8 @@ def test_same_seed_gives_identical_arrays(study):
     assert json.dumps(study.truth()) == json.dumps(again.truth())
 
 
-def test_different_seeds_give_different_tumours(study):
+def test_different_seeds_give_different_tumours(small_study):
+    study = small_study(0)
     other = generate_study(1)
     tumour0 = np.isin(study.t2_labels, TUMOUR_LABELS)
     tumour1 = np.isin(other.t2_labels, TUMOUR_LABELS)
@@ -70,7 +62,8 @@ def test_different_seeds_give_different_tumours(study):
 
 
 # -- geometry ---------------------------------------------------------------------------------
-def test_grids_follow_field_of_view_and_are_centred(study):
+def test_grids_follow_field_of_view_and_are_centred(small_study):
+    study = small_study(0)
     assert study.t2_grid.shape == (32, 128, 160)
     assert study.dwi_grid.shape == (32, 64, 80)
     assert study.t2w.shape == study.t2_labels.shape == study.bias_field.shape == (32, 128, 160)
@@ -114,7 +107,8 @@ def test_fractions_sum_to_one_and_agree_with_labels():
 
 
 # -- anatomy ----------------------------------------------------------------------------------
-def test_every_label_present_and_tumour_on_patient_left(study):
+def test_every_label_present_and_tumour_on_patient_left(small_study):
+    study = small_study(0)
     assert set(np.unique(study.t2_labels)) == set(range(N_LABELS))
     assert set(np.unique(study.dwi_labels)) == set(range(N_LABELS))
     x, _, _ = study.t2_grid.physical_points()
@@ -137,8 +131,8 @@ def test_core_is_surrounded_by_rim(seed):
 
 # -- signal values ------------------------------------------------------------------------------
 @pytest.mark.parametrize("which, tolerance", [("clean", 0.03), ("study", 0.04)])
-def test_t2w_interior_means_match_table(which, tolerance, request):
-    data = request.getfixturevalue(which)
+def test_t2w_interior_means_match_table(which, tolerance, small_study):
+    data = small_study(0, **{"clean": CLEAN, "study": {}}[which])
     corrected = data.t2w / data.bias_field
     for tissue in TISSUES[1:]:
         mask = interior(data.t2_labels, tissue.label)
@@ -146,7 +140,8 @@ def test_t2w_interior_means_match_table(which, tolerance, request):
         assert corrected[mask].mean() == pytest.approx(tissue.t2w, rel=tolerance), tissue.name
 
 
-def test_log_linear_adc_matches_truth(clean):
+def test_log_linear_adc_matches_truth(small_study):
+    clean = small_study(0, **CLEAN)
     b = np.asarray(clean.b_values)
     log_signal = np.log(np.maximum(clean.dwi.astype(np.float64), 1.0))
     for tissue in TISSUES[1:]:
@@ -184,7 +179,8 @@ def test_time_to_peak_is_the_curve_maximum_and_sensible():
     assert TISSUES[TUMOUR_RIM].iauc60 > 10 * TISSUES[TUMOUR_CORE].iauc60
 
 
-def test_dce_images_follow_the_model(clean):
+def test_dce_images_follow_the_model(small_study):
+    clean = small_study(0, **CLEAN)
     times = np.asarray(clean.dce_times)
     for tissue in (TISSUES[LIVER], TISSUES[TUMOUR_RIM], TISSUES[LEFT_KIDNEY]):
         mask = interior(clean.dwi_labels, tissue.label)
@@ -198,7 +194,8 @@ def test_dce_images_follow_the_model(clean):
 
 
 # -- noise --------------------------------------------------------------------------------------
-def test_background_noise_is_rician(study):
+def test_background_noise_is_rician(small_study):
+    study = small_study(0)
     for name, image, labels in (
         ("t2w", study.t2w[None], study.t2_labels),
         ("dwi", study.dwi, study.dwi_labels),
@@ -210,7 +207,8 @@ def test_background_noise_is_rician(study):
         assert image[:, air].mean() == pytest.approx(expected, rel=0.10), name
 
 
-def test_bias_field_is_smooth_and_about_twenty_percent(study):
+def test_bias_field_is_smooth_and_about_twenty_percent(small_study):
+    study = small_study(0)
     body = study.t2_labels > 0
     field = study.bias_field[body]
     assert 0.65 < field.min() < 0.95 and 1.05 < field.max() < 1.4
@@ -219,7 +217,8 @@ def test_bias_field_is_smooth_and_about_twenty_percent(study):
 
 
 # -- truth and API ------------------------------------------------------------------------------
-def test_truth_is_json_and_consistent(study):
+def test_truth_is_json_and_consistent(small_study):
+    study = small_study(0)
     truth = json.loads(json.dumps(study.truth(), allow_nan=False))
     voxel_ml = np.prod(study.t2_grid.spacing) / 1000
     rim = np.count_nonzero(study.t2_labels == TUMOUR_RIM)

@@ -20,7 +20,7 @@ from virtualbiopsy.errors import (
 )
 from virtualbiopsy.mrml import arrays, io, sitk_bridge
 from virtualbiopsy.mrml.geometry import Geometry
-from virtualbiopsy.phantom import LIVER, TUMOUR_LABELS, generate_study
+from virtualbiopsy.phantom import LIVER, TUMOUR_LABELS
 from virtualbiopsy.progress import CancelToken, Task
 from virtualbiopsy.sample_study import TISSUE_SEGMENTS, geometry_of
 from virtualbiopsy.segmentation import preprocessing as pp
@@ -28,18 +28,6 @@ from virtualbiopsy.segmentation import registration as rg
 from virtualbiopsy.segmentation.preprocess_nodes import ATTRIBUTE, preprocess_volume, register_volume
 
 TUMOUR = {"tumour": TUMOUR_LABELS}
-
-
-@pytest.fixture(scope="module")
-def coarse():
-    """T2w on 3 x 3 x 4 mm voxels (fast N4 and resampling)."""
-    return generate_study(2, t2_spacing=(3.0, 3.0, 4.0))
-
-
-@pytest.fixture(scope="module")
-def study():
-    """The default study: T2w 1.5 x 1.5 x 4 mm, DWI 3 x 3 x 4 mm."""
-    return generate_study(2)
 
 
 def t2_image(study) -> sitk.Image:
@@ -88,7 +76,8 @@ def test_sitk_bridge_round_trip_matches_file_round_trip(context, tmp_path, degre
 
 # -- N4 ----------------------------------------------------------------------------------------
 
-def test_n4_flattens_the_liver_and_finds_the_true_bias_field(coarse):
+def test_n4_flattens_the_liver_and_finds_the_true_bias_field(small_study):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     image = t2_image(coarse)
     seen = []
     corrected, bias = pp.correct_bias_field(image, pp.N4Parameters(), progress=lambda f, m: seen.append(f))
@@ -102,7 +91,8 @@ def test_n4_flattens_the_liver_and_finds_the_true_bias_field(coarse):
     assert seen[-1] == 1.0 and np.all(np.diff(seen) >= 0)
 
 
-def test_cancelling_n4_and_curvature_flow_raises_cancelled_quietly(coarse, capsys):
+def test_cancelling_n4_and_curvature_flow_raises_cancelled_quietly(small_study, capsys):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     image = t2_image(coarse)
     for run in (lambda task: pp.correct_bias_field(image, pp.N4Parameters(convergence_threshold=1e-9), progress=task),
                 lambda task: pp.denoise(image, pp.DenoiseParameters(iterations=50), progress=task)):
@@ -120,7 +110,8 @@ def test_cancelling_n4_and_curvature_flow_raises_cancelled_quietly(coarse, capsy
 
 # -- denoising ---------------------------------------------------------------------------------
 
-def test_denoising_lowers_noise_and_keeps_the_mean(coarse):
+def test_denoising_lowers_noise_and_keeps_the_mean(small_study):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     image = t2_image(coarse)
     liver = interior(coarse.t2_labels, LIVER, 2)
     before = coarse.t2w[liver].astype(float)
@@ -143,7 +134,8 @@ def test_denoising_lowers_noise_and_keeps_the_mean(coarse):
 
 # -- resampling --------------------------------------------------------------------------------
 
-def test_resampling_keeps_extent_labels_and_tumour_volume(coarse):
+def test_resampling_keeps_extent_labels_and_tumour_volume(small_study):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     image = t2_image(coarse)
     labels = sitk_bridge.image_from_array(coarse.t2_labels, geometry_of(coarse.t2_grid))
     target = (2.0, 2.5, 2.0)
@@ -170,7 +162,8 @@ def test_resampling_keeps_extent_labels_and_tumour_volume(coarse):
 
 # -- normalisation -----------------------------------------------------------------------------
 
-def test_normalisation_zscore_percentile_and_refusals(coarse):
+def test_normalisation_zscore_percentile_and_refusals(small_study):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     image = t2_image(coarse)
     liver = pp._mask_like(coarse.t2_labels == LIVER, image)
     zscored, stats = pp.normalise_intensity(image, pp.NormaliseParameters("zscore"), liver)
@@ -201,7 +194,8 @@ def test_parameters_are_validated():
             make()
 
 
-def test_pipeline_runs_the_chosen_steps_and_reports_them(coarse):
+def test_pipeline_runs_the_chosen_steps_and_reports_them(small_study):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     image = t2_image(coarse)
     unchanged, report = pp.run_pipeline(image)
     assert unchanged is image and report["steps"] == []
@@ -234,7 +228,8 @@ def moved_b0(study):
     return grid, moved, motion
 
 
-def test_rigid_registration_recovers_a_known_motion(study):
+def test_rigid_registration_recovers_a_known_motion(small_study):
+    study = small_study(2)
     grid, moved, motion = moved_b0(study)
     fixed, moving = (sitk_bridge.image_from_array(study.dwi[0], g) for g in (grid, moved))
     labels = [sitk_bridge.image_from_array(study.dwi_labels, g) for g in (grid, moved)]
@@ -262,7 +257,8 @@ def test_rigid_registration_recovers_a_known_motion(study):
     assert isinstance(affine.transform, sitk.AffineTransform) and affine.quality.improved
 
 
-def test_dwi_to_t2_registration_does_not_lose_tumour_overlap(study):
+def test_dwi_to_t2_registration_does_not_lose_tumour_overlap(small_study):
+    study = small_study(2)
     t2_grid, dwi_grid = geometry_of(study.t2_grid), geometry_of(study.dwi_grid)
     t2, b0 = t2_image(study), sitk_bridge.image_from_array(study.dwi[0], dwi_grid)
     params = rg.RegistrationParameters(sampling_percentage=0.1, shrink_factors=(4, 2), smoothing_mm=(2.0, 1.0))
@@ -276,7 +272,8 @@ def test_dwi_to_t2_registration_does_not_lose_tumour_overlap(study):
 
 # -- MRML wrappers -----------------------------------------------------------------------------
 
-def test_preprocess_volume_adds_a_new_node_and_records_the_steps(context, coarse):
+def test_preprocess_volume_adds_a_new_node_and_records_the_steps(context, small_study):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     grid = geometry_of(coarse.t2_grid)
     t2 = arrays.add_volume_from_array(context, coarse.t2w, grid, "T2w")
     segments = {LIVER: TISSUE_SEGMENTS[LIVER]}
@@ -296,7 +293,8 @@ def test_preprocess_volume_adds_a_new_node_and_records_the_steps(context, coarse
     assert arrays.array_from_volume(node)[on_grid].mean() == pytest.approx(0.0, abs=0.05)
 
 
-def test_bad_inputs_leave_the_scene_unchanged(context, coarse):
+def test_bad_inputs_leave_the_scene_unchanged(context, small_study):
+    coarse = small_study(2, t2_spacing=(3.0, 3.0, 4.0))
     grid = geometry_of(coarse.t2_grid)
     t2 = arrays.add_volume_from_array(context, coarse.t2w, grid, "T2w")
     flat = arrays.add_volume_from_array(context, np.ones((1, 10, 12), np.int16),
@@ -322,7 +320,8 @@ def test_bad_inputs_leave_the_scene_unchanged(context, coarse):
         assert context.node_ids() == before
 
 
-def test_register_volume_adds_the_resampled_node_and_can_be_cancelled(context, study):
+def test_register_volume_adds_the_resampled_node_and_can_be_cancelled(context, small_study):
+    study = small_study(2)
     grid, moved, _ = moved_b0(study)
     fixed = arrays.add_volume_from_array(context, study.dwi[0], grid, "b0")
     moving = arrays.add_volume_from_array(context, study.dwi[0], moved, "b0 moved")

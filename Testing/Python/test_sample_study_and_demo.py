@@ -17,18 +17,15 @@ from virtualbiopsy.sample_study import FILES, geometry_of, load_study, write_stu
 
 
 @pytest.fixture(scope="module")
-def study():
-    return generate_study(3, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0))
-
-
-@pytest.fixture(scope="module")
-def study_folder(study, tmp_path_factory):
+def study_folder(small_study, tmp_path_factory):
+    study = small_study(3, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0))
     folder = tmp_path_factory.mktemp("study")
     write_study(study, folder)
     return folder
 
 
-def test_study_folder_has_documented_files_and_reloads(study, study_folder):
+def test_study_folder_has_documented_files_and_reloads(small_study, study_folder):
+    study = small_study(3, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0))
     assert sorted(p.name for p in study_folder.iterdir()) == sorted(FILES.values())
     context = MRMLContext.create()
     loaded = load_study(context, study_folder)
@@ -44,7 +41,8 @@ def test_study_folder_has_documented_files_and_reloads(study, study_folder):
     assert names == [t.name for t in TISSUES[1:]]
 
 
-def test_truth_json_matches_maps_and_tissue_table(study, study_folder):
+def test_truth_json_matches_maps_and_tissue_table(small_study, study_folder):
+    study = small_study(3, t2_spacing=(3.0, 3.0, 4.0), dwi_spacing=(4.0, 4.0, 4.0))
     truth = json.loads((study_folder / "truth.json").read_text())
     assert truth["seed"] == 3
     assert truth["b_values_s_per_mm2"] == list(study.b_values)

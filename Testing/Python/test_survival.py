@@ -112,11 +112,10 @@ def test_curve_table_is_a_staircase():
     assert all(s1 >= s2 for (_, s1), (_, s2) in zip(a, a[1:]))
 
 
-def test_kmeans_clusters_recover_the_phenotype_and_separate_survival():
-    cohort = generate_cohort(n_patients=200, seed=0)
-    clustering, analysis = cluster_survival(cohort.table, cohort.table["os_days"], cohort.table["os_event"],
+def test_kmeans_clusters_recover_the_phenotype_and_separate_survival(cohort_200):
+    clustering, analysis = cluster_survival(cohort_200.table, cohort_200.table["os_days"], cohort_200.table["os_event"],
                                             k=2, features=SIGNATURE)
-    aggressive = cohort.truth["aggressive"]
+    aggressive = cohort_200.truth["aggressive"]
     second = clustering.labels == "cluster 2"
     agreement = max(np.mean(second == aggressive), np.mean(second != aggressive))
     assert agreement > 0.8
@@ -127,9 +126,9 @@ def test_kmeans_clusters_recover_the_phenotype_and_separate_survival():
     assert summary.loc[worse, "median_survival"] < summary.loc[better, "median_survival"]
     assert summary.loc[worse, "rmst"] < summary.loc[better, "rmst"]
     # the same data give the same clusters; k is the user's
-    again = cluster_patients(cohort.table, 2, features=SIGNATURE)
+    again = cluster_patients(cohort_200.table, 2, features=SIGNATURE)
     assert (again.labels == clustering.labels).all()
-    three = cluster_patients(cohort.table, 3, features=SIGNATURE)
+    three = cluster_patients(cohort_200.table, 3, features=SIGNATURE)
     assert sorted(set(three.labels)) == ["cluster 1", "cluster 2", "cluster 3"]
     sizes = [np.sum(three.labels == f"cluster {i}") for i in (1, 2, 3)]
     assert sizes == sorted(sizes, reverse=True)
@@ -163,9 +162,8 @@ def test_cox_regression_predicts_lifelines_log_partial_hazard():
 
 
 @pytest.mark.slow
-def test_cox_model_cindex_and_risk_groups():
-    cohort = generate_cohort(n_patients=200, seed=0)
-    dataset = prepare_dataset(cohort.table, time="os_days", event="os_event", features=[*SIGNATURE, "noise_1"])
+def test_cox_model_cindex_and_risk_groups(cohort_200):
+    dataset = prepare_dataset(cohort_200.table, time="os_days", event="os_event", features=[*SIGNATURE, "noise_1"])
     model = train(dataset, TrainParameters(model="cox", n_bootstrap=200,
                                            grid={"select__k": [3], "model__penalizer": [0.1]}))
     c_index = model.metrics.set_index("metric").loc["c_index"]
