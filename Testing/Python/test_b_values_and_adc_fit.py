@@ -32,7 +32,7 @@ def test_weighted_fit_recovers_adc_and_ignores_masked_and_non_positive():
     assert masked[1] == 0.0 and masked[0] == pytest.approx(0.5e-3)
 
 
-def test_b_value_text_parsing():
+def test_b_values_are_parsed_from_comma_or_semicolon_text_and_words_refused():
     from virtualbiopsy.diffusion import parse_b_values
 
     assert parse_b_values(" 0, 50;400 ,800 ") == [0.0, 50.0, 400.0, 800.0]

@@ -224,7 +224,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_refuses(case, tmp_path, capsys, monkeypatch):
+def test_fcf_command_refuses_each_bad_dwi_input_in_one_line(case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_cli_refuses(case, tmp_path, capsys)
 
@@ -260,7 +260,7 @@ LOGIC_CASES = [
 
 
 @pytest.mark.parametrize("case", LOGIC_CASES, ids=[c[0] for c in LOGIC_CASES])
-def test_logic_refuses(case, context, dwi_nodes):
+def test_fit_cluster_fit_logic_refuses_each_bad_dwi_input_and_leaves_the_scene(case, context, dwi_nodes):
     from virtualbiopsy.logic.fit_cluster_fit import FitClusterFitLogic
 
     _, call, expect = case

@@ -213,7 +213,7 @@ COMPARE_CASES = [
 
 @pytest.mark.parametrize(
     "case", [pytest.param(c, marks=c.marks, id=c.id) for c in RADIOMICS_CASES + FCF_CASES + COMPARE_CASES])
-def test_cli_refuses(case, tmp_path, capsys):
+def test_commands_refuse_each_unreadable_or_unsafe_file_in_one_line(case, tmp_path, capsys):
     assert_cli_refuses(case, tmp_path, capsys)
 
 

@@ -129,7 +129,7 @@ def _line() -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_radiomics_cli_refuses(case, tmp_path, capsys, monkeypatch):
+def test_radiomics_commands_refuse_each_bad_input_and_write_nothing_outside(case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_cli_refuses(case, tmp_path / "ws", capsys)
     assert not (tmp_path / "hacked").exists() and not (tmp_path / "ws" / "hacked").exists()

@@ -85,7 +85,7 @@ def test_voxel_maps_are_vectorised_and_refuse_negative_signal():
         dce.dce_maps(signals, TIMES, mask)
 
 
-def test_logic_and_command_on_the_sample_study(context, tmp_path):
+def test_dce_logic_and_command_recover_arrival_and_iauc_of_the_sample_study(context, tmp_path):
     study = generate_study(5, t2_spacing=(3.0, 3.0, 4.0))
     nodes = study_to_scene(context, study)
     logic = FitClusterFitLogic(context)

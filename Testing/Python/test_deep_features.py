@@ -81,7 +81,7 @@ def test_features_follow_the_roi(extractor, study_tumour_spacing):
     assert not np.allclose(half, tumour_features)
 
 
-def test_bad_inputs(extractor, study_tumour_spacing):
+def test_extractor_refuses_an_empty_or_off_grid_mask_extra_images_and_unknown_pooling(extractor, study_tumour_spacing):
     study, tumour, spacing = study_tumour_spacing
     with pytest.raises(EmptyMaskError, match="empty"):
         extractor.extract(study.t2w, np.zeros_like(tumour), spacing)

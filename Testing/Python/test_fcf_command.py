@@ -33,7 +33,7 @@ def test_cohort_comparison_side_by_side():
         cohort.compare_groups({"group": ["a", "b", "c"], "voxel_mean_adc": [1, 2, 3]}, measures=("voxel_mean_adc",))
 
 
-def test_figures_are_written(tmp_path):
+def test_signal_vs_b_and_habitat_map_figures_are_written(tmp_path):
     dro = make_dro((300, 300), adcs=(0.7e-3, 2.0e-3), snr=30.0)
     result = run_fit_cluster_fit(dro.signals, dro.b_values, dro.mask,
                                  FitClusterFitParameters(erode_voxels=0, n_bootstrap=20, noise_floor=True))

@@ -113,7 +113,7 @@ def test_correlation_pruning_follows_the_stated_rule():
     assert kept == ["x", "w", "v", "same1"]
 
 
-def test_variance_rules():
+def test_scaled_variance_is_scale_free_and_the_knee_drops_the_tiny_variances():
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({"a": rng.normal(size=50), "b": rng.uniform(size=50)})
     frame["a_scaled"] = 1000 * frame["a"] - 7  # min-max scaling makes the variance scale-free
@@ -298,7 +298,7 @@ def test_logic_writes_new_nodes_and_leaves_the_input_alone(context, feature_coho
     assert out["signature"].GetAttribute(MODEL_ATTRIBUTE).startswith("{")
 
 
-def test_cli_reduce_and_harmonise(tmp_path):
+def test_reduce_and_harmonise_commands_write_their_tables_and_figures(tmp_path):
     from virtualbiopsy.cli import signature
 
     parser = argparse.ArgumentParser()

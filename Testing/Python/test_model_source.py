@@ -57,7 +57,7 @@ def test_zip_with_escaping_entry_or_wrong_checksum_is_refused(tmp_path):
         ModelArchives().folder(_zip_model(tmp_path / "m.zip"), sha256="0" * 64)
 
 
-def test_pipeline_from_choices():
+def test_preprocessing_pipeline_is_built_from_the_panel_choices_and_refuses_bad_spacing():
     assert PreprocessingPipeline.from_choices() is None
     assert PreprocessingPipeline.from_choices(denoise="none", normalise="none", spacing_mm=" ") is None
     pipeline = PreprocessingPipeline.from_choices(n4=True, denoise="curvature_flow", normalise="percentile")

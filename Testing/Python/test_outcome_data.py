@@ -57,7 +57,7 @@ def test_join_by_case_id_reuses_join_columns(outcome_cohort):
     assert row["mycn_amplified"] == cohort.table.set_index("case_id").loc["NB0002", "mycn_amplified"]
 
 
-def test_endpoint_types(outcome_cohort):
+def test_the_endpoint_kind_follows_the_column_binary_multiclass_or_time_to_event(outcome_cohort):
     cohort = outcome_cohort(120, seed=4)
     with pytest.warns(DataWarning, match="Text columns not used as features: risk_class"):
         binary = prepare_dataset(cohort.table, "mycn_amplified")
@@ -161,7 +161,7 @@ def test_too_few_events_for_cox(outcome_cohort):
         check_events_for_cox(dataset)
 
 
-def test_bad_survival_columns(outcome_cohort):
+def test_survival_columns_need_time_and_event_a_0_1_event_and_no_negative_time(outcome_cohort):
     cohort = outcome_cohort(120, seed=4)
     with pytest.raises(InputError, match="both the time column and the event column"):
         prepare_dataset(cohort.table, time="os_days")

@@ -118,7 +118,7 @@ def test_threshold_metrics_on_a_hand_counted_example():
     assert values["brier"] == pytest.approx(np.mean((p - y) ** 2))
 
 
-def test_bootstrap_is_seeded():
+def test_bootstrap_metrics_are_seeded_and_bracket_the_estimate():
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, 120)
     p = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 120), 0.01, 0.99)

@@ -72,7 +72,7 @@ def test_archive_symlink_is_refused(tmp_path):
         safe_extract(archive, tmp_path / "target")
 
 
-def test_archive_checksum(tmp_path):
+def test_an_archive_with_the_wrong_sha256_is_refused_and_the_right_one_extracts(tmp_path):
     archive = _zip(tmp_path / "model.zip", ["fold_0/checkpoint.pth"])
     with pytest.raises(UnsafeArchiveError, match="SHA256"):
         safe_extract(archive, tmp_path / "t1", expected_sha256="0" * 64)
@@ -80,7 +80,7 @@ def test_archive_checksum(tmp_path):
     assert (out / "fold_0" / "checkpoint.pth").read_text() == "data"
 
 
-def test_not_a_zip(tmp_path):
+def test_a_file_that_is_not_a_zip_is_refused_as_not_a_valid_zip(tmp_path):
     path = tmp_path / "scene.mrb"
     path.write_bytes(os.urandom(64))
     with pytest.raises(FileFormatError, match="not a valid zip"):
