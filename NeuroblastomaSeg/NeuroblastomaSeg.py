@@ -18,7 +18,6 @@ from virtualbiopsy.segmentation.demo_model import DEMO_MODEL_NOTICE
 from virtualbiopsy.segmentation.model_source import (
     ModelArchives,
     default_model_path,
-    describe_model,
     is_demo_model,
     parse_folds,
 )
@@ -27,14 +26,15 @@ from virtualbiopsy_slicer.i18n import tr as _
 from virtualbiopsy_slicer.i18n import translate
 from virtualbiopsy_slicer.module import (
     Action,
-    BackgroundStep,
+    ProcessStep,
     VirtualBiopsyModuleWidget,
     documentationLink,
     runLibraryChecks,
+    sceneContext,
     showTable,
 )
 from virtualbiopsy_slicer.preprocessing_panel import PreprocessingPanel
-from virtualbiopsy_slicer.progress import busy_cursor, progress_dialog
+from virtualbiopsy_slicer.progress import busy_cursor
 from virtualbiopsy_slicer.protocols import NeuroblastomaSegLogicProtocol
 
 __all__ = ["NeuroblastomaSeg", "NeuroblastomaSegLogic", "NeuroblastomaSegTest", "NeuroblastomaSegWidget"]
@@ -197,7 +197,12 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
     # -- segment -----------------------------------------------------------------------------
 
     def startSegmentation(self):
-        """Load the model (main thread, with progress); the prediction itself runs in the background."""
+        """The model runs as the command line in its own process (PythonSlicer: no Python thread competes
+        with the GUI for the GIL); the inputs go out as files and the results come back as new nodes."""
+        import tempfile
+
+        from virtualbiopsy.cli.scene_steps import segment_step
+
         volumes = self.inputVolumes()  # in the model's channel order
         parameters = SegmentParameters(str(self.modelFolder()), parse_folds(self.ui.foldsLineEdit.text),
                                        self.ui.deviceComboBox.currentText, self.ui.mirroringCheckBox.checked,
@@ -205,20 +210,19 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
                                        checkpoint=self.ui.checkpointLineEdit.text.strip() or "checkpoint_final.pth",
                                        configuration=self.ui.configurationLineEdit.text.strip() or None,
                                        precision=self.ui.precisionComboBox.currentText)
-        with progress_dialog(_("Loading the segmentation model")) as task:
-            job = self.logic.prepare_segmentation(volumes, parameters, progress=task)
-        self._modelInfo = job.segmenter.model
-        self.ui.modelInfoLabel.setStyleSheet("")
-        self.ui.modelInfoLabel.text = describe_model(self._modelInfo)  # e.g. once PyTorch has been installed
-        return BackgroundStep(job.run, lambda result: self.showSegmentation(job, result), _("Segmenting the tumour"),
-                              started=_("Segmenting in the background..."),
-                              stopped=_("Segmentation stopped; nothing was added."))
+        workdir = tempfile.TemporaryDirectory(prefix="VirtualBiopsy-NeuroblastomaSeg-", dir=slicer.app.temporaryPath)
+        try:
+            step = segment_step(sceneContext(), volumes, parameters, workdir.name)
+        except Exception:
+            workdir.cleanup()
+            raise
+        demo = is_demo_model(parameters.model_path)
+        return ProcessStep(step, lambda nodes: self.showSegmentation(nodes["outputs"], volumes[0], demo), workdir)
 
-    def showSegmentation(self, job, result):
-        outputs = self.logic.add_segmentation_results(job, result)
+    def showSegmentation(self, outputs, reference, demo):
         uncertainty = outputs.uncertainty is not None
         # the uncertainty over the first input (None, without an uncertainty map, clears the overlay)
-        slicer.util.setSliceViewerLayers(background=job.reference, foreground=outputs.uncertainty,
+        slicer.util.setSliceViewerLayers(background=reference, foreground=outputs.uncertainty,
                                          foregroundOpacity=0.5)
         self.ui.aiSegmentSelector.setCurrentNode(outputs.segmentation)
         self.ui.aiSegmentSelector.setCurrentSegmentID(segment_ids(outputs.segmentation)[0])
@@ -227,13 +231,13 @@ class NeuroblastomaSegWidget(VirtualBiopsyModuleWidget):
         text = _("Tumour: {volume:.1f} mL").format(volume=summary["tumour_volume_ml"]) + (_(
             "; {percent:.1f} % of it uncertain (entropy >= {threshold}).").format(
                 percent=100 * summary["uncertain_fraction"], threshold=summary["threshold"]) if uncertainty else ".")
-        if is_demo_model(job.segmenter.model.path):
+        if demo:
             text += "\n" + DEMO_MODEL_NOTICE
         self.ui.summaryLabel.text = text
-        self._lastResult = (outputs, job.reference, is_demo_model(job.segmenter.model.path))
+        self._lastResult = (outputs, reference, demo)
         self.updateButtons()
         self._reviewSlices = list(summary["slices_to_review"]) if uncertainty else []
-        self._reviewVolumeID = job.reference.GetID()
+        self._reviewVolumeID = reference.GetID()
         self.ui.reviewSlicesList.clear()
         for k in self._reviewSlices:
             self.ui.reviewSlicesList.addItem(_("slice k = {k}").format(k=k))

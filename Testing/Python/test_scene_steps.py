@@ -86,3 +86,53 @@ def test_a_step_without_a_tumour_segment_is_refused_before_anything_runs(tmp_pat
 
     with pytest.raises(InputError, match="tumour segment"):
         fit_cluster_fit_step(context, [], None, None, [], FitClusterFitParameters(), tmp_path)
+
+
+@pytest.mark.parametrize("changes", [{}, {"folds": (0,), "device": "cpu", "mirroring": False, "uncertainty": False,
+                                          "uncertain_threshold": 0.3, "checkpoint": "checkpoint_best.pth",
+                                          "configuration": "3d_fullres", "precision": "bfloat16",
+                                          "mirror_axes": (1, 2), "tile_step_size": 0.75}],
+                         ids=["defaults", "every-field-changed"])
+def test_every_segmentation_parameter_crosses_the_command_line_unchanged(changes):
+    from virtualbiopsy.cli.scene_steps import segment_arguments
+    from virtualbiopsy.cli.segment import parameters_from_args
+    from virtualbiopsy.logic.neuroblastoma_seg import SegmentParameters
+
+    parameters = SegmentParameters("/models/Dataset990", **changes)
+    if changes:
+        default = SegmentParameters("/models/Dataset990")
+        assert [f.name for f in dataclasses.fields(default) if f.name != "model_path"
+                and getattr(default, f.name) == getattr(parameters, f.name)] == []
+    args = build_parser().parse_args(["segment", "--image", "t2.nrrd", *segment_arguments(parameters), "--out", "o"])
+    assert parameters_from_args(args, parameters.model_path) == parameters
+
+
+@pytest.mark.slow
+def test_segmentation_in_a_process_equals_the_in_process_logic(tmp_path, scene_unchanged):
+    from virtualbiopsy.cli.scene_steps import segment_step
+    from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
+    from virtualbiopsy.phantom import generate_study
+    from virtualbiopsy.sample_study import study_to_scene
+    from virtualbiopsy.segmentation.demo_model import demo_model_path
+
+    context = MRMLContext.create()
+    t2w = study_to_scene(context, generate_study(3))["t2w"]
+    parameters = SegmentParameters(str(demo_model_path()), device="cpu")
+    with scene_unchanged(context):
+        step = segment_step(context, [t2w], parameters, tmp_path)
+    state = CommandJob(step.arguments).start().wait(600)
+    assert state.succeeded, state.lines[-5:]
+    loaded = step.load(context)["outputs"]
+    expected = NeuroblastomaSegLogic(context).segment([t2w], parameters)
+
+    def labels(segmentation):
+        return arrays.segment_volumes(segmentation)
+
+    assert [(r["segment"], r["voxels"]) for r in labels(loaded.segmentation)] == \
+        [(r["segment"], r["voxels"]) for r in labels(expected.segmentation)]
+    np.testing.assert_array_equal(arrays.array_from_volume(loaded.uncertainty),
+                                  arrays.array_from_volume(expected.uncertainty))
+    assert loaded.summary["tumour_volume_ml"] == pytest.approx(expected.summary["tumour_volume_ml"])
+    assert loaded.summary["slices_to_review"] == expected.summary["slices_to_review"]
+    assert loaded.segmentation.GetName() == "T2w AI segmentation"  # named as the logic names it (the second gets _1)
+    assert expected.segmentation.GetName().startswith("T2w AI segmentation")

@@ -94,6 +94,65 @@ def fcf_arguments(parameters) -> list[str]:
     return out
 
 
+def segment_arguments(parameters) -> list[str]:
+    """The options of ``segment`` that give ``parameters`` (a SegmentParameters): the inverse of
+    :func:`virtualbiopsy.cli.segment.parameters_from_args`."""
+    p = parameters
+    out = ["--model", str(p.model_path), "--device", p.device, "--threshold", repr(float(p.uncertain_threshold)),
+           "--checkpoint", p.checkpoint, "--precision", p.precision, "--tile-step", repr(float(p.tile_step_size))]
+    if p.folds is not None:
+        out += ["--folds", ",".join(str(f) for f in p.folds)]
+    if p.configuration:
+        out += ["--configuration", p.configuration]
+    if p.mirror_axes is not None:
+        out += ["--mirror-axes", ",".join(str(a) for a in p.mirror_axes)]
+    if not p.mirroring:
+        out.append("--no-mirroring")
+    if not p.uncertainty:
+        out.append("--no-uncertainty")
+    return out
+
+
+def segment_step(context, volumes, parameters, workdir) -> SceneStep:
+    """The nnU-Net segmentation of ``volumes`` (one per model channel, in its order) as ``virtualbiopsy
+    segment`` in a process. ``load`` adds the AI segmentation, its uncertainty, disagreement and agreement
+    nodes named after the first volume (as the in-process logic names them) and returns them with the
+    summary as a :class:`~virtualbiopsy.logic.neuroblastoma_seg.SegmentationOutputs` under ``"outputs"``."""
+    import json
+
+    from virtualbiopsy import attributes
+    from virtualbiopsy.logic.neuroblastoma_seg import SegmentationOutputs
+    from virtualbiopsy.mrml import io
+
+    volumes = list(volumes)
+    if not volumes or any(v is None for v in volumes):
+        raise InputError("Choose an input volume for every channel of the model.")
+    work = Path(workdir)
+    inputs, out = work / "inputs", work / "out"
+    arguments = ["segment", *segment_arguments(parameters)]
+    for index, volume in enumerate(volumes):
+        arguments += ["--image", str(io.export_node(volume, inputs / f"channel_{index}.nrrd"))]
+    arguments += ["--out", str(out)]
+    base = volumes[0].GetName()
+
+    def load(target) -> dict:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        optional = {key: out / f"{key}.nrrd" for key in ("uncertainty", "disagreement", "fold_disagreement")}
+        with target.transaction():
+            segmentation = io.load_segmentation(target, out / "segmentation.seg.nrrd", f"{base} AI segmentation")
+            segmentation.SetAttribute(attributes.SOURCE, "AI")
+            segmentation.SetAttribute(attributes.MODEL, str(summary.get("model", "")))
+            maps = {key: io.load_volume(target, path, f"{base} {key.replace('_', ' ')}")
+                    for key, path in optional.items() if path.is_file()}
+            agreement = (io.load_segmentation(target, out / "agreement.seg.nrrd", f"{base} agreement contours")
+                         if (out / "agreement.seg.nrrd").is_file() else None)
+        outputs = SegmentationOutputs(segmentation, maps.get("uncertainty"), agreement, summary,
+                                      maps.get("disagreement"), maps.get("fold_disagreement"))
+        return {"outputs": outputs, "segmentation": segmentation, **maps}
+
+    return SceneStep("Segmentation", arguments, out, load)
+
+
 def _write_series(series, folder: Path, stem: str) -> list[str]:
     """A sequence node as one ``.seq.nrrd``, or volume nodes as one NRRD each (in their order)."""
     from virtualbiopsy.mrml import io

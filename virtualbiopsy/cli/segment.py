@@ -134,19 +134,27 @@ def _report(name: str, summary: dict, folder: Path) -> None:
         print(f"warning: {name}: {warning}")
 
 
+def parameters_from_args(args, model_folder):
+    """The :class:`~virtualbiopsy.logic.neuroblastoma_seg.SegmentParameters` the options give (``model_folder``:
+    the model folder, a zip extracted)."""
+    from virtualbiopsy.logic.neuroblastoma_seg import SegmentParameters
+    from virtualbiopsy.segmentation.model_source import parse_folds
+
+    return SegmentParameters(str(model_folder), parse_folds(args.folds), args.device, not args.no_mirroring,
+                             not args.no_uncertainty, args.threshold, args.checkpoint, args.configuration,
+                             args.precision, args.mirror_axes, args.tile_step)
+
+
 def run(args) -> int:
-    from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic, SegmentParameters
+    from virtualbiopsy.logic.neuroblastoma_seg import NeuroblastomaSegLogic
     from virtualbiopsy.mrml import MRMLContext, io
     from virtualbiopsy.segmentation import cohort
-    from virtualbiopsy.segmentation.model_source import ModelArchives, parse_folds
+    from virtualbiopsy.segmentation.model_source import ModelArchives
 
     cases = cohort.read_manifest(args.manifest) if args.manifest is not None else None
     model = ModelArchives().folder(args.model, args.sha256, args.configuration)
-    folds = parse_folds(args.folds)
     pipeline = pipeline_from_args(args)
-    parameters = SegmentParameters(str(model), folds, args.device, not args.no_mirroring, not args.no_uncertainty,
-                                   args.threshold, args.checkpoint, args.configuration, args.precision,
-                                   args.mirror_axes, args.tile_step)
+    parameters = parameters_from_args(args, model)
     context = MRMLContext.create()
     logic = NeuroblastomaSegLogic(context)
     logic.load_model(parameters)  # a bad model is refused once, before any case or file
@@ -172,7 +180,7 @@ def run(args) -> int:
         finally:
             context.scene.Clear(0)
 
-    settings = {"model": cohort.model_stamp(model), "folds": folds, "mirroring": parameters.mirroring,
+    settings = {"model": cohort.model_stamp(model), "folds": parameters.folds, "mirroring": parameters.mirroring,
                 "uncertainty": parameters.uncertainty, "threshold": parameters.uncertain_threshold,
                 "preprocessing": pipeline.to_dict() if pipeline is not None else None, "dicom": args.dicom}
     with ConsoleProgress("segment") as bar:
