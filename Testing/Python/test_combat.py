@@ -14,16 +14,14 @@ from virtualbiopsy.errors import InputError, InvalidValuesError
 from virtualbiopsy.logic.radiomics_signature import MODEL_ATTRIBUTE, RadiomicsSignatureMixin
 from virtualbiopsy.mrml import arrays
 from virtualbiopsy.signature import load_model, save_model
+from virtualbiopsy.signature.batch_effect import batch_effect_table, plot_batch_effect, summarise_batch_effect
 from virtualbiopsy.signature.combat import (
     ComBatModel,
     ComBatParameters,
     apply_to_table,
-    batch_effect_table,
     fit_combat,
     harmonise,
     harmonise_table,
-    plot_batch_effect,
-    summarise_batch_effect,
 )
 from virtualbiopsy.signature.synthetic import GROUPS, synthetic_cohort
 

@@ -202,7 +202,7 @@ def run_reduce(args) -> int:
 
 def run_harmonise(args) -> int:
     from virtualbiopsy.columns import numeric_values, require_unique_cases
-    from virtualbiopsy.signature import combat, load_model, save_model
+    from virtualbiopsy.signature import batch_effect, combat, load_model, save_model
 
     table = _read(args.table)
     if args.apply:
@@ -227,13 +227,13 @@ def run_harmonise(args) -> int:
         before = numeric_values(table.loc[fitted], model.features)
         after = output.loc[fitted, model.features]
         batch = table.loc[fitted, args.batch].tolist()
-        effect = combat.batch_effect_table(before, after, batch)
+        effect = batch_effect.batch_effect_table(before, after, batch)
         task.update(0.8, "Writing tables and figure")
         _write(args.out, {"harmonised.csv": output, "batch_effect.csv": effect},
                [lambda: save_model(model, args.out / "combat_model.json"),
-                lambda: combat.plot_batch_effect(before, after, batch, args.out / "batch_effect.png")])
+                lambda: batch_effect.plot_batch_effect(before, after, batch, args.out / "batch_effect.png")])
         task.update(1.0, "Done")
-    summary = combat.summarise_batch_effect(effect)
+    summary = batch_effect.summarise_batch_effect(effect)
     print(f"{len(model.features)} features of {sum(model.batch_counts)} cases in {len(model.batches)} batches "
           f"({'parametric' if model.parametric else 'non-parametric'} ComBat"
           f"{', covariates: ' + ', '.join(model.covariates) if model.covariates else ''}).")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # pandas and scikit-learn (behind virtualbiopsy.signature) are installed in Slicer only when the user confirms:
 # imported on first use.
 combat = LazyModule("virtualbiopsy.signature.combat")
+batch_effect = LazyModule("virtualbiopsy.signature.batch_effect")
 exploration = LazyModule("virtualbiopsy.signature.exploration")
 persistence = LazyModule("virtualbiopsy.signature.persistence")
 reduction_module = LazyModule("virtualbiopsy.signature.reduction")
@@ -143,7 +144,7 @@ class RadiomicsSignatureMixin:
         if len(before) != len(after):
             raise InputError(f"The tables before ({len(before)} cases) and after ({len(after)}) harmonisation differ.")
         ok = ~tables.failed_rows(before).to_numpy()
-        table = combat.batch_effect_table(before.loc[ok, features], after.loc[ok, features],
+        table = batch_effect.batch_effect_table(before.loc[ok, features], after.loc[ok, features],
                                           before.loc[ok, batch_column].tolist())
         with self.context.transaction():
             return arrays.add_frame(self.context, table, f"{after_node.GetName()} batch effect")

@@ -43,11 +43,6 @@ from virtualbiopsy.columns import OUTCOME, discrete_kind, numeric_values, row_na
 from virtualbiopsy.errors import FileFormatError, InputError
 from virtualbiopsy.frames import BLANKS
 from virtualbiopsy.progress import as_task
-from virtualbiopsy.signature.batch_effect import (  # noqa: F401 - part of this module's API
-    batch_effect_table,
-    plot_batch_effect,
-    summarise_batch_effect,
-)
 from virtualbiopsy.signature.tables import (
     failed_rows,
     feature_selection,
