@@ -10,7 +10,6 @@ loaded on the main thread in one scene transaction (a failed load adds nothing).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,17 +166,8 @@ def _write_series(series, folder: Path, stem: str) -> list[str]:
 
 
 def load_csv_table(context, path, name: str):
-    """A CSV the command line wrote, as a new table node (number-like cells as numbers)."""
+    """A CSV the command line wrote, as a new table node (through the one DataFrame -> table conversion)."""
     from virtualbiopsy.mrml import arrays
+    from virtualbiopsy.prediction.data import read_table
 
-    with open(path, newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
-    columns = {column: [_cell(row[column]) for row in rows] for column in (rows[0] if rows else {})}
-    return arrays.add_table(context, columns, name)
-
-
-def _cell(text: str):
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    return arrays.add_frame(context, read_table(path), name)
