@@ -191,15 +191,17 @@ class VirtualBiopsyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
         self._showStatus(run)
 
+    def _jobEnded(self) -> None:
+        self.backgroundJob = None
+        self.updateButtons()
+
     def startBackground(self, step: BackgroundStep) -> str:
         def finished(result):
-            self.backgroundJob = None
-            self.updateButtons()
+            self._jobEnded()
             self._showStatus(lambda: step.finish(result))
 
         def failed(error):
-            self.backgroundJob = None
-            self.updateButtons()
+            self._jobEnded()
             self.ui.statusLabel.text = step.stopped
             show_error(error, self.title)
 
@@ -214,8 +216,7 @@ class VirtualBiopsyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         step = process.step
 
         def ended():
-            self.backgroundJob = None
-            self.updateButtons()
+            self._jobEnded()
             if process.workdir is not None:
                 process.workdir.cleanup()
 

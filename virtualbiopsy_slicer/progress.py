@@ -68,6 +68,21 @@ def _create_dialog(title: str, parent, token: CancelToken):
     return dialog
 
 
+def _poll_timer(poll) -> qt.QTimer:
+    """The main-thread timer that watches a running job (started by the job)."""
+    timer = qt.QTimer()
+    timer.setInterval(POLL_INTERVAL_MS)
+    timer.timeout.connect(poll)
+    return timer
+
+
+def _stop_watching(job) -> None:
+    """The job has ended: stop its timer, close its dialog, let it go."""
+    job._timer.stop()
+    _close_dialog(job._dialog)
+    _running.discard(job)
+
+
 def _show_progress(dialog, fraction: float, message: str) -> None:
     dialog.value = int(round(min(max(float(fraction), 0.0), 1.0) * _STEPS))
     if message:
@@ -121,9 +136,7 @@ class BackgroundJob:
         self._cancel_noted = False
         self._thread = threading.Thread(target=self._work, name=f"VirtualBiopsy: {title}", daemon=True)
         self._dialog = _create_dialog(title, parent, self.token)
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.timeout.connect(self._poll)
+        self._timer = _poll_timer(self._poll)
 
     @property
     def running(self) -> bool:
@@ -167,9 +180,7 @@ class BackgroundJob:
         self._finish()
 
     def _finish(self) -> None:
-        self._timer.stop()
-        _close_dialog(self._dialog)
-        _running.discard(self)
+        _stop_watching(self)
         if self._error is not None:
             self._on_error(self._error)
             return
@@ -213,9 +224,7 @@ class ProcessJob:
         self.token = CancelToken()
         self._dialog = _create_dialog(title, parent, self.token)
         self._dialog.windowModality = qt.Qt.NonModal
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.timeout.connect(self._poll)
+        self._timer = _poll_timer(self._poll)
 
     @property
     def running(self) -> bool:
@@ -238,9 +247,7 @@ class ProcessJob:
         if not state.done:
             _show_progress(self._dialog, state.fraction, state.message)
             return
-        self._timer.stop()
-        _close_dialog(self._dialog)
-        _running.discard(self)
+        _stop_watching(self)
         if state.cancelled:
             self._on_cancelled()
             return
